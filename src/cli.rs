@@ -1,0 +1,187 @@
+//! The command line: `run` (default), `check`, `demo`, `--version`.
+
+use crate::config::{self, Loaded};
+use crate::server::{self, RunOptions};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "brace",
+    version,
+    about = "A reverse proxy that keeps a backend standing when parts of it fail",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the proxy (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Load and fully validate a config file without starting; exit 1 on any error.
+    Check {
+        /// The config file.
+        #[arg(short = 'c', long = "config", default_value = "/etc/brace/brace.toml")]
+        config: PathBuf,
+    },
+    /// Start brace on the embedded demo config with three demo app servers on loopback.
+    Demo,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The config file.
+    #[arg(short = 'c', long = "config", default_value = "/etc/brace/brace.toml")]
+    config: PathBuf,
+    /// Take over the listening sockets of a running brace (send it SIGQUIT after starting).
+    #[arg(long)]
+    upgrade: bool,
+    /// Unix socket used to hand listeners over during an upgrade.
+    #[arg(long, default_value = "/tmp/brace_upgrade.sock")]
+    upgrade_sock: String,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Check { config }) => check(&config),
+        Some(Command::Demo) => demo(),
+    }
+}
+
+fn run(args: RunArgs) -> i32 {
+    let loaded = match config::load(&args.config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    start(
+        loaded,
+        RunOptions {
+            upgrade: args.upgrade,
+            demo: false,
+            upgrade_sock: args.upgrade_sock,
+        },
+    )
+}
+
+fn start(loaded: Loaded, opts: RunOptions) -> i32 {
+    match server::run(loaded, opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn check(path: &Path) -> i32 {
+    match config::load(path) {
+        Ok(l) => {
+            println!("{}", summary(&l));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// One paragraph: listeners, routes, upstreams.
+pub fn summary(l: &Loaded) -> String {
+    let c = &l.config;
+    let mut listeners: Vec<String> = c
+        .server
+        .listen
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect();
+    listeners.extend(c.server.tls.iter().map(|t| format!("https://{}", t.listen)));
+    let routes: Vec<String> = c
+        .routes
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({}{} -> {})",
+                r.name,
+                if r.hosts.is_empty() {
+                    "*"
+                } else {
+                    "host-matched "
+                },
+                r.path_prefix,
+                r.upstream
+            )
+        })
+        .collect();
+    let upstreams: Vec<String> = c
+        .upstreams
+        .iter()
+        .map(|(n, u)| {
+            format!(
+                "{n} ({} backend{})",
+                u.backends.len(),
+                if u.backends.len() == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    format!(
+        "{}: OK (hash {}). Listeners: {}; admin on http://{}. {} route{}: {}. {} upstream{}: {}.",
+        l.origin,
+        l.hash,
+        listeners.join(", "),
+        c.admin.listen,
+        routes.len(),
+        if routes.len() == 1 { "" } else { "s" },
+        routes.join(", "),
+        upstreams.len(),
+        if upstreams.len() == 1 { "" } else { "s" },
+        upstreams.join(", "),
+    )
+}
+
+fn demo() -> i32 {
+    let loaded = match config::parse(
+        demo::DEMO_CONFIG,
+        "config/demo.toml (embedded)",
+        Path::new("."),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: embedded demo config: {e}");
+            return 1;
+        }
+    };
+    let listen = loaded.config.server.listen[0];
+    let admin = loaded.config.admin.listen;
+    println!(
+        "brace demo: proxy on http://{listen}, admin on http://{admin}\n\
+         backends: healthy 127.0.0.1:9001, flaky 127.0.0.1:9002 (30% errors), slow 127.0.0.1:9003 (300 ms)\n\n\
+         try:\n  curl -i http://{listen}/hello            # round robin over all three\n  \
+         curl -i http://{listen}/healthy/hello    # a route to the healthy one, prefix stripped\n  \
+         curl -i http://{listen}/a/../b           # refused: 400\n  \
+         curl -s http://{admin}/metrics | grep ^brace_\n  \
+         curl -s http://{admin}/readyz\n\nCtrl-C drains and stops.\n"
+    );
+    start(
+        loaded,
+        RunOptions {
+            upgrade: false,
+            demo: true,
+            upgrade_sock: "/tmp/brace_demo_upgrade.sock".into(),
+        },
+    )
+}
+
+use crate::demo;

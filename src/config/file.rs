@@ -1,0 +1,215 @@
+//! The raw shape of `brace.toml`: serde structs that mirror the file and hold no logic.
+//!
+//! Every struct denies unknown keys, so a typo is an error with its line rather than a
+//! silently ignored setting. Defaults live here so that the README's reference and the
+//! code agree in one place; checks that relate keys to each other live in `validate.rs`.
+
+use super::units::{Dur, Size};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub admin: FileAdmin,
+    #[serde(default)]
+    pub log: FileLog,
+    #[serde(default)]
+    pub route: Vec<FileRoute>,
+    #[serde(default)]
+    pub upstream: BTreeMap<String, FileUpstream>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+    #[serde(default = "default_body")]
+    pub client_max_body_size: Size,
+    #[serde(default = "default_trusted")]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub tls: Vec<FileTls>,
+    #[serde(default)]
+    pub debug_headers: bool,
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        FileServer {
+            listen: default_listen(),
+            threads: 0,
+            grace_period: default_grace(),
+            client_max_body_size: default_body(),
+            trusted_proxies: default_trusted(),
+            tls: Vec::new(),
+            debug_headers: false,
+        }
+    }
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:8080".into()]
+}
+fn default_grace() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_body() -> Size {
+    Size(10 * 1024 * 1024)
+}
+fn default_trusted() -> Vec<String> {
+    vec!["127.0.0.1/32".into(), "::1/128".into()]
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub listen: String,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl Default for FileAdmin {
+    fn default() -> Self {
+        FileAdmin {
+            listen: default_admin_listen(),
+            token: None,
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9901".into()
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    #[serde(default = "default_level")]
+    pub level: String,
+    #[serde(default = "default_access_log")]
+    pub access_log: String,
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        FileLog {
+            level: default_level(),
+            access_log: default_access_log(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+fn default_access_log() -> String {
+    "stdout".into()
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub name: String,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default = "default_route_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_prefix() -> String {
+    "/".into()
+}
+fn default_route_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub backends: Vec<FileBackend>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: Dur,
+    #[serde(default = "default_keepalive")]
+    pub keepalive: usize,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_read_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_keepalive() -> usize {
+    128
+}
+
+/// A backend is either `"host:port"` or `{ addr = "host:port", weight = 2 }`.
+///
+/// Deserialized by hand rather than `#[serde(untagged)]`, which would replace the precise
+/// error from the table form (an unknown key, a bad weight) with "did not match any variant".
+#[derive(Debug)]
+pub enum FileBackend {
+    Addr(String),
+    Full(FileBackendFull),
+}
+
+impl<'de> Deserialize<'de> for FileBackend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileBackend;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"host:port\" or { addr = \"host:port\", weight = N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileBackend, E> {
+                Ok(FileBackend::Addr(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<FileBackend, A::Error> {
+                FileBackendFull::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(FileBackend::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileBackendFull {
+    pub addr: String,
+    #[serde(default = "default_weight")]
+    pub weight: i64,
+}
+
+fn default_weight() -> i64 {
+    1
+}

@@ -1,0 +1,172 @@
+//! Configuration in three tiers: `file.rs` (the TOML's shape) → `validate.rs` (typed
+//! [`Config`]) → `runtime::build` (the Snapshot). This module loads a file through the first
+//! two and reports any error with file, line, column, key path and what is wrong.
+
+pub mod file;
+pub mod units;
+pub mod validate;
+
+pub use validate::*;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A config that failed to load: where, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{origin}: cannot read: {source}")]
+    Read {
+        origin: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {path}{sep}{message}", sep = if path.is_empty() { "" } else { ": " })]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        path: String,
+        message: String,
+    },
+}
+
+/// A dotted key path with array indices, e.g. `upstream.api.backends[1].weight`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPath(Vec<Seg>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    pub fn root() -> Self {
+        KeyPath(Vec::new())
+    }
+    pub fn key(&self, k: &str) -> Self {
+        let mut v = self.0.clone();
+        v.push(Seg::Key(k.to_owned()));
+        KeyPath(v)
+    }
+    pub fn index(&self, i: usize) -> Self {
+        let mut v = self.0.clone();
+        v.push(Seg::Index(i));
+        KeyPath(v)
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of a successful load: the typed config and what it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Stable hash of the file's bytes (FNV-1a 64, hex), exported as `brace_config_info{hash}`.
+    pub hash: String,
+    pub origin: String,
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        origin: origin.clone(),
+        source,
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &origin, &base)
+}
+
+/// Parses and validates config text; `origin` names it in errors, `base` anchors relative paths.
+pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Loaded, ConfigError> {
+    let base: PathBuf = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base.to_path_buf()
+    };
+    let de = toml::Deserializer::new(text);
+    let raw: file::FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = inner
+            .span()
+            .map(|s| line_col(text, s.start))
+            .unwrap_or((1, 1));
+        ConfigError::Invalid {
+            origin: origin.to_owned(),
+            line,
+            column,
+            path: if path == "." { String::new() } else { path },
+            message: inner.message().trim().to_owned(),
+        }
+    })?;
+    let config = Config::from_file(raw, &base).map_err(|(path, message)| {
+        let (line, column) = locate(text, &path);
+        ConfigError::Invalid {
+            origin: origin.to_owned(),
+            line,
+            column,
+            path: path.to_string(),
+            message,
+        }
+    })?;
+    Ok(Loaded {
+        config,
+        hash: fnv1a_hex(text.as_bytes()),
+        origin: origin.to_owned(),
+    })
+}
+
+/// Finds the line and column of the deepest part of `path` present in the document (a value
+/// filled in by a default has no place of its own, so its parent table is named).
+fn locate(text: &str, path: &KeyPath) -> (usize, usize) {
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+        return (1, 1);
+    };
+    let mut item = doc.as_item();
+    let mut best = None;
+    for seg in &path.0 {
+        let next = match seg {
+            Seg::Key(k) => item.get(k.as_str()),
+            Seg::Index(i) => item.get(*i),
+        };
+        match next {
+            Some(n) => {
+                item = n;
+                if let Some(s) = n.span() {
+                    best = Some(s.start);
+                }
+            }
+            None => break,
+        }
+    }
+    best.map(|o| line_col(text, o)).unwrap_or((1, 1))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// FNV-1a, 64 bit: a stable content hash (std's hasher may change between releases).
+fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,483 @@
+//! Raw file structs → typed [`Config`]: every value parsed into a type that cannot hold a bad
+//! one, every cross-reference checked. Errors carry the key path (`upstream.api.backends[1]`);
+//! the loader turns that path into a line and column.
+
+use super::file::*;
+use super::KeyPath;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The validated configuration. `PartialEq` lets a reload tell which parts changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: Server,
+    pub admin: Admin,
+    pub log: Log,
+    pub routes: Vec<Route>,
+    pub upstreams: BTreeMap<String, Upstream>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; already resolved from `0` to the number of cores.
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub client_max_body_size: u64,
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls: Vec<TlsListener>,
+    pub debug_headers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    pub level: String,
+    pub access_log: AccessLog,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// Empty = any host.
+    pub hosts: Vec<HostPattern>,
+    pub path_prefix: String,
+    pub upstream: String,
+    pub strip_prefix: bool,
+    pub timeout: Duration,
+}
+
+/// A `hosts` entry: `api.example.com` (exact) or `*.example.org` (any subdomain, kept as
+/// the suffix `.example.org`). Both lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Exact(String),
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub backends: Vec<BackendAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub keepalive: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendAddr {
+    pub addr: SocketAddr,
+    pub weight: NonZeroU32,
+}
+
+/// Largest backend weight: the weighted round robin expands a backend `weight` times.
+pub const MAX_WEIGHT: i64 = 1000;
+
+type VResult<T> = Result<T, (KeyPath, String)>;
+
+fn err<T>(path: KeyPath, msg: impl Into<String>) -> VResult<T> {
+    Err((path, msg.into()))
+}
+
+fn name_ok(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn socket_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return err(
+            path,
+            format!("invalid address \"{s}\": expected \"host:port\""),
+        );
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => match it.next() {
+            Some(a) => Ok(a),
+            None => err(path, format!("address \"{s}\" resolved to nothing")),
+        },
+        Err(e) => err(path, format!("invalid address \"{s}\": {e}")),
+    }
+}
+
+fn listen_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
+    s.parse().or_else(|_| {
+        err(
+            path,
+            format!(
+                "invalid listen address \"{s}\": expected \"ip:port\", e.g. \"127.0.0.1:8080\""
+            ),
+        )
+    })
+}
+
+fn positive(path: KeyPath, d: Duration) -> VResult<Duration> {
+    if d.is_zero() {
+        return err(path, "must be greater than 0");
+    }
+    Ok(d)
+}
+
+fn host_pattern(path: KeyPath, h: &str) -> VResult<HostPattern> {
+    let h = h.trim().to_ascii_lowercase();
+    let (suffix, name) = match h.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, h.as_str()),
+    };
+    let valid = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !valid {
+        return err(
+            path,
+            format!("invalid host \"{h}\": expected a name like \"api.example.com\" or \"*.example.org\" (no port)"),
+        );
+    }
+    Ok(if suffix {
+        HostPattern::Suffix(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_owned())
+    })
+}
+
+impl Config {
+    /// Validates a parsed file. `base` is the directory relative paths (TLS files) start from.
+    pub fn from_file(f: FileConfig, base: &Path) -> VResult<Config> {
+        let FileConfig {
+            server,
+            admin,
+            log,
+            route,
+            upstream,
+        } = f;
+        let root = KeyPath::root();
+
+        let server = validate_server(server, &root.key("server"), base)?;
+        let admin = validate_admin(admin, &root.key("admin"), &server)?;
+        let log = validate_log(log, &root.key("log"), base)?;
+
+        let mut upstreams = BTreeMap::new();
+        for (name, u) in upstream {
+            let p = root.key("upstream").key(&name);
+            if !name_ok(&name) {
+                return err(p, format!("invalid upstream name \"{name}\": use letters, digits, '_', '-', '.', starting with a letter or digit"));
+            }
+            upstreams.insert(name, validate_upstream(u, &p)?);
+        }
+
+        let mut routes = Vec::with_capacity(route.len());
+        let mut names = HashSet::new();
+        let mut places = HashSet::new();
+        for (i, r) in route.into_iter().enumerate() {
+            let p = root.key("route").index(i);
+            let r = validate_route(r, &p, &upstreams)?;
+            if !names.insert(r.name.clone()) {
+                return err(
+                    p.key("name"),
+                    format!("duplicate route name \"{}\"", r.name),
+                );
+            }
+            let hosts: Vec<Option<&HostPattern>> = if r.hosts.is_empty() {
+                vec![None]
+            } else {
+                r.hosts.iter().map(Some).collect()
+            };
+            for h in hosts {
+                if !places.insert((h.cloned(), r.path_prefix.clone())) {
+                    return err(
+                        p.key("path_prefix"),
+                        format!(
+                            "route \"{}\" repeats host {} with path_prefix \"{}\" of an earlier route; the match would be ambiguous",
+                            r.name,
+                            h.map(|h| format!("{h:?}")).unwrap_or_else(|| "(any)".into()),
+                            r.path_prefix
+                        ),
+                    );
+                }
+            }
+            routes.push(r);
+        }
+        if routes.is_empty() {
+            return err(
+                root.key("route"),
+                "no [[route]] defined: brace would answer 404 to everything",
+            );
+        }
+
+        Ok(Config {
+            server,
+            admin,
+            log,
+            routes,
+            upstreams,
+        })
+    }
+}
+
+fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
+    let FileServer {
+        listen,
+        threads,
+        grace_period,
+        client_max_body_size,
+        trusted_proxies,
+        tls,
+        debug_headers,
+    } = s;
+    let mut seen = HashSet::new();
+    let mut addrs = Vec::new();
+    for (i, l) in listen.iter().enumerate() {
+        let a = listen_addr(p.key("listen").index(i), l)?;
+        if !seen.insert(a) {
+            return err(p.key("listen").index(i), format!("{a} is listed twice"));
+        }
+        addrs.push(a);
+    }
+    let mut tls_out = Vec::new();
+    for (i, t) in tls.into_iter().enumerate() {
+        let tp = p.key("tls").index(i);
+        let FileTls { listen, cert, key } = t;
+        let a = listen_addr(tp.key("listen"), &listen)?;
+        if !seen.insert(a) {
+            return err(tp.key("listen"), format!("{a} is already a listener"));
+        }
+        let cert = pem_file(tp.key("cert"), base, &cert, "CERTIFICATE")?;
+        let key = pem_file(tp.key("key"), base, &key, "PRIVATE KEY")?;
+        tls_out.push(TlsListener {
+            listen: a,
+            cert,
+            key,
+        });
+    }
+    if addrs.is_empty() && tls_out.is_empty() {
+        return err(p.key("listen"), "no listener: give at least one address");
+    }
+    if threads > 1024 {
+        return err(p.key("threads"), "at most 1024 (0 = one per core)");
+    }
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let mut nets = Vec::new();
+    for (i, t) in trusted_proxies.iter().enumerate() {
+        let net = match t.parse::<IpNet>() {
+            Ok(n) => n,
+            Err(_) => match t.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    return err(
+                        p.key("trusted_proxies").index(i),
+                        format!("invalid network \"{t}\": expected a CIDR like \"10.0.0.0/8\" or an address"),
+                    )
+                }
+            },
+        };
+        nets.push(net);
+    }
+    if client_max_body_size.0 == 0 {
+        return err(p.key("client_max_body_size"), "must be greater than 0");
+    }
+    Ok(Server {
+        listen: addrs,
+        threads,
+        grace_period: grace_period.0,
+        client_max_body_size: client_max_body_size.0,
+        trusted_proxies: nets,
+        tls: tls_out,
+        debug_headers,
+    })
+}
+
+fn pem_file(p: KeyPath, base: &Path, file: &str, what: &str) -> VResult<PathBuf> {
+    let path = base.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.contains(&format!("-----BEGIN ")) && text.contains(what) => Ok(path),
+        Ok(_) => err(p, format!("{} holds no PEM {what}", path.display())),
+        Err(e) => err(p, format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn validate_admin(a: FileAdmin, p: &KeyPath, server: &Server) -> VResult<Admin> {
+    let FileAdmin { listen, token } = a;
+    let addr = listen_addr(p.key("listen"), &listen)?;
+    let clash = server
+        .listen
+        .iter()
+        .chain(server.tls.iter().map(|t| &t.listen))
+        .any(|l| {
+            l.port() == addr.port()
+                && (l.ip() == addr.ip() || l.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
+    if clash {
+        return err(
+            p.key("listen"),
+            format!(
+                "{addr} overlaps a proxy listener; the admin endpoints must have their own port"
+            ),
+        );
+    }
+    if let Some(t) = &token {
+        if t.trim().is_empty() {
+            return err(
+                p.key("token"),
+                "empty token; remove the key or set a secret",
+            );
+        }
+    }
+    if !addr.ip().is_loopback() && token.is_none() {
+        return err(
+            p.key("listen"),
+            format!(
+                "{addr} is reachable from other hosts: set admin.token, or listen on 127.0.0.1"
+            ),
+        );
+    }
+    Ok(Admin {
+        listen: addr,
+        token,
+    })
+}
+
+fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<Log> {
+    let FileLog { level, access_log } = l;
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        return err(
+            p.key("level"),
+            format!("invalid level \"{level}\": expected error, warn, info, debug, trace or a filter like \"info,brace=debug\""),
+        );
+    }
+    let access_log = match access_log.as_str() {
+        "off" => AccessLog::Off,
+        "stdout" => AccessLog::Stdout,
+        "" => {
+            return err(
+                p.key("access_log"),
+                "empty: use \"off\", \"stdout\" or a file path",
+            )
+        }
+        path => AccessLog::File(base.join(path)),
+    };
+    Ok(Log { level, access_log })
+}
+
+fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
+    let FileUpstream {
+        backends,
+        connect_timeout,
+        read_timeout,
+        keepalive,
+    } = u;
+    if backends.is_empty() {
+        return err(
+            p.key("backends"),
+            "no backends: give at least one \"host:port\"",
+        );
+    }
+    let mut out = Vec::with_capacity(backends.len());
+    let mut seen = HashSet::new();
+    for (i, b) in backends.into_iter().enumerate() {
+        let bp = p.key("backends").index(i);
+        let (addr, weight, ap) = match b {
+            FileBackend::Addr(a) => (a, 1, bp.clone()),
+            FileBackend::Full(FileBackendFull { addr, weight }) => (addr, weight, bp.key("addr")),
+        };
+        let addr = socket_addr(ap, &addr)?;
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            return err(
+                bp.key("weight"),
+                format!("weight {weight} is out of range 1..={MAX_WEIGHT}"),
+            );
+        }
+        if !seen.insert(addr) {
+            return err(
+                bp,
+                format!("backend {addr} is listed twice in this upstream"),
+            );
+        }
+        out.push(BackendAddr {
+            addr,
+            weight: NonZeroU32::new(weight as u32).expect("checked above"),
+        });
+    }
+    Ok(Upstream {
+        backends: out,
+        connect_timeout: positive(p.key("connect_timeout"), connect_timeout.0)?,
+        read_timeout: positive(p.key("read_timeout"), read_timeout.0)?,
+        keepalive,
+    })
+}
+
+fn validate_route(
+    r: FileRoute,
+    p: &KeyPath,
+    upstreams: &BTreeMap<String, Upstream>,
+) -> VResult<Route> {
+    let FileRoute {
+        name,
+        hosts,
+        path_prefix,
+        upstream,
+        strip_prefix,
+        timeout,
+    } = r;
+    if !name_ok(&name) {
+        return err(p.key("name"), format!("invalid route name \"{name}\": use letters, digits, '_', '-', '.', starting with a letter or digit"));
+    }
+    let mut hs = Vec::with_capacity(hosts.len());
+    for (i, h) in hosts.iter().enumerate() {
+        hs.push(host_pattern(p.key("hosts").index(i), h)?);
+    }
+    if !path_prefix.starts_with('/') {
+        return err(
+            p.key("path_prefix"),
+            format!("\"{path_prefix}\" must start with '/'"),
+        );
+    }
+    if !upstreams.contains_key(&upstream) {
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        return err(
+            p.key("upstream"),
+            format!(
+                "route \"{name}\" names upstream \"{upstream}\", which is not defined (defined: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        );
+    }
+    Ok(Route {
+        name,
+        hosts: hs,
+        path_prefix,
+        upstream,
+        strip_prefix,
+        timeout: positive(p.key("timeout"), timeout.0)?,
+    })
+}

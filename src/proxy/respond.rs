@@ -1,0 +1,73 @@
+//! Synthetic responses: brace's own 4xx/5xx with a short plain-text body, and the status an
+//! error maps to.
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// Writes a complete plain-text response. Errors writing to a gone client are ignored: there
+/// is nobody left to tell.
+pub async fn text(
+    session: &mut Session,
+    status: u16,
+    request_id: &str,
+    body: &str,
+    extra: &[(&'static str, String)],
+) {
+    let Ok(mut resp) = ResponseHeader::build(status, Some(4 + extra.len())) else {
+        return;
+    };
+    let _ = resp.insert_header("content-type", "text/plain; charset=utf-8");
+    let _ = resp.insert_header("content-length", body.len().to_string());
+    if !request_id.is_empty() {
+        let _ = resp.insert_header("x-request-id", request_id);
+    }
+    for (k, v) in extra {
+        let _ = resp.insert_header(*k, v.as_str());
+    }
+    if status >= 400 {
+        // The request body may be unread; don't risk parsing it as the next request.
+        session.set_keepalive(None);
+    }
+    if session
+        .write_response_header(Box::new(resp), false)
+        .await
+        .is_ok()
+    {
+        let _ = session
+            .write_response_body(Some(bytes::Bytes::copy_from_slice(body.as_bytes())), true)
+            .await;
+    }
+}
+
+/// The status brace answers with for an error; 0 when the client is gone.
+pub fn status_for(e: &Error) -> u16 {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(code) => *code,
+        _ if e.esource() == &ErrorSource::Downstream => match e.etype() {
+            WriteError | ReadError | ConnectionClosed => 0,
+            ReadTimedout => 408,
+            _ => 400,
+        },
+        ConnectTimedout | ReadTimedout | WriteTimedout => 504,
+        _ if e.esource() == &ErrorSource::Upstream => 502,
+        ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
+        | TLSHandshakeTimedout => 502,
+        _ => 500,
+    }
+}
+
+/// The short body for a brace-made error response.
+pub fn message(status: u16, upstream: Option<&str>) -> String {
+    let up = upstream.unwrap_or("-");
+    match status {
+        400 => "brace: bad request\n".into(),
+        408 => "brace: the request was not received in time\n".into(),
+        413 => "brace: request body too large\n".into(),
+        502 => format!("brace: could not get a valid response from upstream \"{up}\"\n"),
+        503 => format!("brace: no backend available for upstream \"{up}\"\n"),
+        504 => format!("brace: upstream \"{up}\" did not answer in time\n"),
+        _ => format!("brace: error {status}\n"),
+    }
+}

@@ -1,0 +1,113 @@
+//! Host + path → `Arc<Route>`. Built once per snapshot; a request does one hash lookup (exact
+//! host), a short scan of wildcard suffixes, and a scan of that host's prefixes, longest first.
+//!
+//! Matching follows nginx's server/location and Envoy's virtual-host/route order: the most
+//! specific host group wins first (exact, then the longest `*.` wildcard, then routes without
+//! `hosts`), and within that group the longest `path_prefix`. A request whose host group has
+//! no matching prefix gets 404; it does not fall through to a less specific host.
+
+use crate::config::{HostPattern, Route as RouteConfig};
+use crate::metrics::RouteStats;
+use crate::upstream::pool::Pool;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A route with its names resolved: the pool is an `Arc`, the metric handles are ready.
+pub struct Route {
+    pub name: String,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    pub timeout: std::time::Duration,
+    pub pool: Arc<Pool>,
+    pub stats: RouteStats,
+}
+
+/// Routes of one host group, longest prefix first.
+#[derive(Default)]
+struct Group(Vec<Arc<Route>>);
+
+impl Group {
+    fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.0
+            .iter()
+            .find(|r| path.starts_with(r.path_prefix.as_str()))
+    }
+}
+
+#[derive(Default)]
+pub struct Router {
+    exact: HashMap<String, Group>,
+    /// (suffix such as ".example.org", group), longest suffix first.
+    wildcard: Vec<(String, Group)>,
+    any: Group,
+}
+
+impl Router {
+    pub fn new(routes: &[(RouteConfig, Arc<Route>)]) -> Router {
+        let mut r = Router::default();
+        for (cfg, route) in routes {
+            if cfg.hosts.is_empty() {
+                r.any.0.push(route.clone());
+            }
+            for h in &cfg.hosts {
+                match h {
+                    HostPattern::Exact(name) => r
+                        .exact
+                        .entry(name.clone())
+                        .or_default()
+                        .0
+                        .push(route.clone()),
+                    HostPattern::Suffix(sfx) => {
+                        match r.wildcard.iter_mut().find(|(s, _)| s == sfx) {
+                            Some((_, g)) => g.0.push(route.clone()),
+                            None => r.wildcard.push((sfx.clone(), Group(vec![route.clone()]))),
+                        }
+                    }
+                }
+            }
+        }
+        let by_prefix = |g: &mut Group| {
+            g.0.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()))
+        };
+        r.exact.values_mut().for_each(by_prefix);
+        r.wildcard.iter_mut().for_each(|(_, g)| by_prefix(g));
+        by_prefix(&mut r.any);
+        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r
+    }
+
+    /// `host` must be lower-case and without a port (see [`normalize_host`]).
+    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        if let Some(g) = self.exact.get(host) {
+            return g.find(path);
+        }
+        if let Some((_, g)) = self
+            .wildcard
+            .iter()
+            .find(|(sfx, _)| host.len() > sfx.len() && host.ends_with(sfx.as_str()))
+        {
+            return g.find(path);
+        }
+        self.any.find(path)
+    }
+}
+
+/// Lower-cases a Host value and drops its port (`API.example.com:8080` → `api.example.com`).
+/// Returns a borrowed slice when nothing needs changing.
+pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
+    let host = if raw.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop a port after them.
+        match raw.find(']') {
+            Some(i) => &raw[..=i],
+            None => raw,
+        }
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
+}

@@ -1,0 +1,51 @@
+//! Config (+ the old snapshot) → new Snapshot, off the request path.
+//!
+//! A pool whose upstream config is unchanged is reused as the same `Arc`, so whatever state it
+//! has earned (connections, and later health, ejections and breakers) survives a reload.
+
+use super::snapshot::{Snapshot, UNMATCHED};
+use crate::config::{AccessLog, Loaded};
+use crate::metrics::Metrics;
+use crate::route::{Route, Router};
+use crate::upstream::pool::Pool;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub fn build(loaded: &Loaded, metrics: &Metrics, old: Option<&Snapshot>) -> Snapshot {
+    let config = Arc::new(loaded.config.clone());
+    let mut pools = BTreeMap::new();
+    for (name, u) in &config.upstreams {
+        let pool = match old.and_then(|o| o.pools.get(name)) {
+            Some(p) if p.config == *u => p.clone(),
+            _ => Arc::new(Pool::new(name, u, metrics)),
+        };
+        pools.insert(name.clone(), pool);
+    }
+    let routes: Vec<_> = config
+        .routes
+        .iter()
+        .map(|r| {
+            let route = Arc::new(Route {
+                name: r.name.clone(),
+                path_prefix: r.path_prefix.clone(),
+                strip_prefix: r.strip_prefix,
+                timeout: r.timeout,
+                // Validation guarantees every route's upstream exists.
+                pool: pools[&r.upstream].clone(),
+                stats: metrics.route_stats(&r.name),
+            });
+            (r.clone(), route)
+        })
+        .collect();
+    Snapshot {
+        router: Router::new(&routes),
+        hash: loaded.hash.clone(),
+        pools,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        client_max_body_size: config.server.client_max_body_size,
+        access_log: config.log.access_log != AccessLog::Off,
+        debug_headers: config.server.debug_headers,
+        unmatched: metrics.route_stats(UNMATCHED),
+        config,
+    }
+}

@@ -1,0 +1,9 @@
+//! The runtime model: an immutable [`Snapshot`] built from a validated config, and the one
+//! place it is held ([`State::store`]).
+
+pub mod build;
+pub mod snapshot;
+pub mod store;
+
+pub use snapshot::Snapshot;
+pub use store::State;

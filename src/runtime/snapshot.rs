@@ -1,0 +1,35 @@
+//! Everything one request needs, immutable. A request pins one `Arc<Snapshot>` in `new_ctx`
+//! and reads only from it, so it never sees half of two configs.
+
+use crate::config::Config;
+use crate::metrics::RouteStats;
+use crate::route::Router;
+use crate::upstream::pool::Pool;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    /// Hash of the config file that built this snapshot.
+    pub hash: String,
+    pub router: Router,
+    pub pools: BTreeMap<String, Arc<Pool>>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub client_max_body_size: u64,
+    pub access_log: bool,
+    pub debug_headers: bool,
+    /// Metric handles for requests that matched no route (`route="_unmatched"`).
+    pub unmatched: RouteStats,
+}
+
+/// The `route` label for requests no route matched. Route names must start with a letter or
+/// digit, so it cannot collide with one.
+pub const UNMATCHED: &str = "_unmatched";
+
+impl Snapshot {
+    /// True when `ip` is a proxy whose `X-Forwarded-*` headers are believed.
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}

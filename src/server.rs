@@ -1,0 +1,213 @@
+//! Assembles the pingora `Server`: the proxy service on the configured listeners, the admin
+//! service, the lifecycle service (readiness, drain on shutdown) and, for the demo, the demo
+//! app servers. Then runs it until a signal ends it.
+//!
+//! Signals: SIGTERM and SIGINT drain (stop accepting, finish in-flight requests within
+//! `grace_period`, exit 0); a second SIGINT exits at once; SIGQUIT hands the listening sockets
+//! to a new process started with `--upgrade` (pingora's graceful upgrade).
+
+use crate::admin::Admin;
+use crate::config::Loaded;
+use crate::demo;
+use crate::metrics::Metrics;
+use crate::proxy::BraceProxy;
+use crate::runtime::{build::build, State};
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+pub struct RunOptions {
+    /// Take the listening sockets over from a running brace (pingora's `--upgrade`).
+    pub upgrade: bool,
+    /// Also start the demo app servers.
+    pub demo: bool,
+    /// Where the upgrade socket lives.
+    pub upgrade_sock: String,
+}
+
+/// Starts brace and never returns on success (the process exits when it is told to stop).
+pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
+    let config = &loaded.config;
+    crate::logging::init(&config.log)?;
+
+    let mut addrs: Vec<SocketAddr> = config.server.listen.clone();
+    addrs.extend(config.server.tls.iter().map(|t| t.listen));
+    if !opts.upgrade {
+        let mut all = addrs.clone();
+        all.push(config.admin.listen);
+        if opts.demo {
+            all.extend(
+                demo::BACKENDS
+                    .iter()
+                    .filter_map(|b| b.addr.parse::<SocketAddr>().ok()),
+            );
+        }
+        for a in all {
+            // pingora panics in a service thread when a bind fails; check first and say so.
+            std::net::TcpListener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))?;
+        }
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(State::new(build(&loaded, &metrics, None), metrics));
+
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: config
+            .upstreams
+            .values()
+            .map(|u| u.keepalive)
+            .sum::<usize>()
+            .max(1),
+        upgrade_sock: opts.upgrade_sock.clone(),
+        ..ServerConf::default()
+    };
+    conf.pid_file = format!("{}.pid", opts.upgrade_sock);
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        BraceProxy {
+            state: state.clone(),
+        },
+        "brace proxy",
+    );
+    for a in &config.server.listen {
+        proxy.add_tcp(&a.to_string());
+    }
+    for t in &config.server.tls {
+        let mut tls = pingora::listeners::tls::TlsSettings::intermediate(
+            &t.cert.to_string_lossy(),
+            &t.key.to_string_lossy(),
+        )
+        .map_err(|e| format!("server.tls {}: {e}", t.listen))?;
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&t.listen.to_string(), None, tls);
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "brace admin".to_string(),
+        Admin {
+            state: state.clone(),
+        },
+    );
+    admin.add_tcp(&config.admin.listen.to_string());
+    server.add_service(admin);
+
+    if opts.demo {
+        for b in &demo::BACKENDS {
+            let mut svc = Service::new(format!("demo {}", b.name), demo::DemoApp(b));
+            svc.add_tcp(b.addr);
+            server.add_service(svc);
+        }
+    }
+
+    server.add_service(background_service(
+        "lifecycle",
+        Lifecycle {
+            state,
+            listeners: addrs,
+            grace: config.server.grace_period,
+        },
+    ));
+
+    tracing::info!(
+        config = %loaded.origin,
+        hash = %loaded.hash,
+        listen = ?config.server.listen,
+        admin = %config.admin.listen,
+        "brace starting"
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
+    std::process::exit(0)
+}
+
+/// SIGTERM and SIGINT both drain; SIGQUIT is pingora's graceful upgrade.
+struct Signals;
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        let sig = tokio::select! {
+            _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{sig}: draining; send SIGINT again to stop at once");
+        tokio::spawn(async move {
+            int.recv().await;
+            tracing::warn!("second SIGINT: stopping without waiting for requests");
+            std::process::exit(130);
+        });
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Marks the process ready once its listeners accept connections, and on shutdown waits for
+/// in-flight requests (at most `grace`) before exiting.
+///
+/// pingora's own graceful shutdown always sleeps the whole grace period; brace exits as soon
+/// as the last request has finished, as nginx does.
+struct Lifecycle {
+    state: Arc<State>,
+    listeners: Vec<SocketAddr>,
+    grace: Duration,
+}
+
+/// How often the drain loop looks at the in-flight count.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+#[async_trait]
+impl BackgroundService for Lifecycle {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for a in &self.listeners {
+            while tokio::net::TcpStream::connect(a).await.is_err() {
+                if Instant::now() > deadline {
+                    tracing::error!("listener {a} did not come up within 10s");
+                    break;
+                }
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        }
+        self.state.set_ready();
+        tracing::info!("brace ready");
+
+        let _ = shutdown.changed().await;
+        self.state.set_draining();
+        let deadline = Instant::now() + self.grace;
+        let in_flight = &self.state.metrics.requests_in_flight;
+        while in_flight.get() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        match in_flight.get() {
+            0 => tracing::info!("drained; exiting"),
+            n => tracing::warn!("grace period over with {n} requests in flight; exiting"),
+        }
+        std::process::exit(0);
+    }
+}
