@@ -66,13 +66,12 @@ impl Router {
                 }
             }
         }
-        let by_prefix = |g: &mut Group| {
-            g.0.sort_by(|a, b| b.path_prefix.len().cmp(&a.path_prefix.len()))
-        };
+        let by_prefix = |g: &mut Group| g.0.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
         r.exact.values_mut().for_each(by_prefix);
         r.wildcard.iter_mut().for_each(|(_, g)| by_prefix(g));
         by_prefix(&mut r.any);
-        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.wildcard
+            .sort_by_key(|(sfx, _)| std::cmp::Reverse(sfx.len()));
         r
     }
 

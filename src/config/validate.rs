@@ -320,7 +320,7 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
 fn pem_file(p: KeyPath, base: &Path, file: &str, what: &str) -> VResult<PathBuf> {
     let path = base.join(file);
     match std::fs::read_to_string(&path) {
-        Ok(text) if text.contains(&format!("-----BEGIN ")) && text.contains(what) => Ok(path),
+        Ok(text) if text.contains("-----BEGIN ") && text.contains(what) => Ok(path),
         Ok(_) => err(p, format!("{} holds no PEM {what}", path.display())),
         Err(e) => err(p, format!("cannot read {}: {e}", path.display())),
     }
@@ -369,7 +369,14 @@ fn validate_admin(a: FileAdmin, p: &KeyPath, server: &Server) -> VResult<Admin> 
 
 fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<Log> {
     let FileLog { level, access_log } = l;
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+    // A bare word is a target name to EnvFilter ("loud" = everything from target "loud"), so a
+    // lone word must be a level; filters with `=` or `,` are checked by EnvFilter itself.
+    let directive = level.contains('=') || level.contains(',');
+    let bare_level = matches!(
+        level.trim().to_ascii_lowercase().as_str(),
+        "off" | "error" | "warn" | "info" | "debug" | "trace"
+    );
+    if !(bare_level || directive) || tracing_subscriber::EnvFilter::try_new(&level).is_err() {
         return err(
             p.key("level"),
             format!("invalid level \"{level}\": expected error, warn, info, debug, trace or a filter like \"info,brace=debug\""),

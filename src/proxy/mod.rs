@@ -245,13 +245,13 @@ impl ProxyHttp for BraceProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed().as_secs_f64();
         let route = ctx.route.as_ref();
-        match route {
-            Some(r) => r.stats.record(status, elapsed),
-            None => ctx.snapshot.unmatched.record(status, elapsed),
-        }
         let backend = route.zip(ctx.backend).map(|(r, i)| &r.pool.backends[i]);
         if let (Some(b), Some(t)) = (backend, ctx.upstream_start) {
             b.stats.record(ctx.outcome(e), t.elapsed().as_secs_f64());
+        }
+        match route {
+            Some(r) => r.stats.record(status, elapsed),
+            None => ctx.snapshot.unmatched.record(status, elapsed),
         }
         if ctx.snapshot.access_log {
             logging::access(session, ctx, status, backend.map(|b| b.label.as_str()));

@@ -1,0 +1,193 @@
+//! Config errors name file, line, column, key path and what is wrong; `brace check` exit codes.
+
+mod support;
+use support::*;
+
+const BASE: &str =
+    "[[route]]\nname = \"r\"\nupstream = \"u\"\n\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
+
+fn check_err(text: &str) -> (String, String) {
+    let (code, out, err, path) = check(text);
+    assert_eq!(code, 1, "expected failure; stdout: {out}");
+    (err, path)
+}
+
+#[test]
+fn valid_config_passes_with_a_summary() {
+    let (code, out, err, _) = check(BASE);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("OK"), "{out}");
+    assert!(out.contains("http://127.0.0.1:8080"), "{out}");
+    assert!(out.contains("1 route: r (*/ -> u)"), "{out}");
+    assert!(out.contains("1 upstream: u (1 backend)"), "{out}");
+}
+
+#[test]
+fn shipped_example_and_demo_configs_load() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for f in ["config/brace.toml", "config/demo.toml"] {
+        let out = std::process::Command::new(BRACE)
+            .args(["check", "-c", &format!("{root}/{f}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn bad_duration_names_line_and_key() {
+    let text = format!("{BASE}connect_timeout = \"soon\"\n");
+    let (err, path) = check_err(&text);
+    assert!(
+        err.contains(&format!(
+            "{path}:7:19: upstream.u.connect_timeout: invalid duration \"soon\""
+        )),
+        "{err}"
+    );
+    let (err, _) = check_err(&format!("{BASE}read_timeout = \"10\"\n"));
+    assert!(
+        err.contains(":7:16: upstream.u.read_timeout:") && err.contains("give a unit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let text = format!("[server]\nlisten = [\"127.0.0.1:8080\"]\nlistn = 1\n{BASE}");
+    let (err, path) = check_err(&text);
+    assert!(err.contains(&format!("{path}:3:1:")), "{err}");
+    assert!(err.contains("unknown field `listn`"), "{err}");
+    assert!(err.contains("server"), "{err}");
+}
+
+#[test]
+fn missing_upstream_names_the_route() {
+    let text = "[[route]]\nname = \"a\"\nupstream = \"u\"\n\n[[route]]\nname = \"shop\"\nupstream = \"nope\"\n\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
+    let (err, path) = check_err(text);
+    assert!(
+        err.contains(&format!("{path}:7:12: route[1].upstream: route \"shop\" names upstream \"nope\", which is not defined (defined: u)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_address_and_bad_weight() {
+    let text = "[[route]]\nname = \"a\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\", \"nohost\"]\n";
+    let (err, _) = check_err(text);
+    assert!(
+        err.contains(":5:31: upstream.u.backends[1]: invalid address \"nohost\""),
+        "{err}"
+    );
+
+    let text = "[[route]]\nname = \"a\"\nupstream = \"u\"\n[upstream.u]\nbackends = [{ addr = \"127.0.0.1:9001\", weight = 0 }]\n";
+    let (err, _) = check_err(text);
+    assert!(
+        err.contains("upstream.u.backends[0].weight: weight 0 is out of range 1..=1000"),
+        "{err}"
+    );
+
+    let text = format!("[server]\nlisten = [\"localhost\"]\n{BASE}");
+    let (err, _) = check_err(&text);
+    assert!(
+        err.contains(":2:11: server.listen[0]: invalid listen address \"localhost\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn other_error_classes() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[server]\nclient_max_body_size = \"lots\"\n",
+            "server.client_max_body_size: invalid size",
+        ),
+        (
+            "[admin]\nlisten = \"0.0.0.0:9901\"\n",
+            "admin.listen: 0.0.0.0:9901 is reachable from other hosts",
+        ),
+        (
+            "[admin]\nlisten = \"127.0.0.1:8080\"\n",
+            "overlaps a proxy listener",
+        ),
+        ("[log]\nlevel = \"loud\"\n", "log.level: invalid level"),
+        (
+            "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "server.trusted_proxies[0]: invalid network",
+        ),
+        (
+            "[upstream.v]\nbackends = []\n",
+            "upstream.v.backends: no backends",
+        ),
+        (
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\n",
+            "route[1].name: duplicate route name",
+        ),
+        (
+            "[[route]]\nname = \"r2\"\nupstream = \"u\"\n",
+            "repeats host (any) with path_prefix \"/\"",
+        ),
+        (
+            "[[route]]\nname = \"r3\"\nupstream = \"u\"\npath_prefix = \"x\"\n",
+            "must start with '/'",
+        ),
+        (
+            "[[route]]\nname = \"r4\"\nupstream = \"u\"\nhosts = [\"a b\"]\npath_prefix = \"/z\"\n",
+            "route[1].hosts[0]: invalid host",
+        ),
+        ("[[route]]\nname = \"r5\"\n", "missing field `upstream`"),
+        ("[server]\nlisten = [\n", "invalid array"),
+    ];
+    for (extra, want) in cases {
+        // Put tables before BASE's [[route]] so keys land in the intended table.
+        let text = if extra.starts_with("[[route]]") {
+            format!("{BASE}{extra}")
+        } else {
+            format!("{extra}{BASE}")
+        };
+        let (err, path) = check_err(&text);
+        assert!(err.contains(want), "for {extra:?}: {err}");
+        assert!(err.contains(&path), "file not named: {err}");
+    }
+}
+
+#[test]
+fn run_refuses_a_bad_config_and_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("b.toml");
+    std::fs::write(&p, "[[route]]\nname = \"a\"\nupstream = \"missing\"\n").unwrap();
+    let out = std::process::Command::new(BRACE)
+        .args(["run", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("route[0].upstream"));
+}
+
+#[test]
+fn run_refuses_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("b.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{}\"\n{BASE}",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BRACE)
+        .args(["run", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(&format!("cannot listen on 127.0.0.1:{port}")));
+}

@@ -1,0 +1,214 @@
+//! What clients see when things go wrong: 502, 504, 503, 413, 400; and that upstream answers
+//! and large bodies pass through untouched.
+
+mod support;
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::*;
+
+#[test]
+fn refused_connection_is_502_and_counted_as_connect_error() {
+    let dead = format!("127.0.0.1:{}", free_port()); // bound, read, released: nobody listens
+    let b = Brace::start(&format!(
+        "[[route]]\nname = \"m\"\nupstream = \"p\"\n[upstream.p]\nbackends = [\"{dead}\"]\n"
+    ));
+    let r = b.get("/");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.text(),
+        "brace: could not get a valid response from upstream \"p\"\n"
+    );
+    b.wait_metric(&format!(
+            "brace_upstream_requests_total{{backend=\"{dead}\",outcome=\"connect_error\",upstream=\"p\"}}"
+        ), 1.0);
+    b.wait_metric("brace_requests_total{code=\"502\",route=\"m\"}", 1.0);
+}
+
+#[test]
+fn upstream_that_never_answers_is_504_within_the_timeout() {
+    let up = Upstream::with_mode("u", Mode::Hang);
+    let b = Brace::start(&simple_config("", &[&up], "read_timeout = \"300ms\""));
+    let t = Instant::now();
+    let r = b.get("/");
+    let took = t.elapsed();
+    assert_eq!(r.status, 504);
+    assert!(r.text().contains("did not answer in time"), "{}", r.text());
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    b.wait_metric(
+        &format!(
+            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"timeout\",upstream=\"pool\"}}",
+            up.addr
+        ),
+        1.0,
+    );
+}
+
+#[test]
+fn route_timeout_caps_the_wait_for_the_upstream() {
+    let up = Upstream::with_mode("u", Mode::Hang);
+    let b = Brace::start(&simple_config(
+        "timeout = \"200ms\"",
+        &[&up],
+        "read_timeout = \"30s\"",
+    ));
+    let t = Instant::now();
+    assert_eq!(b.get("/").status, 504);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn upstream_closing_the_connection_is_502() {
+    let up = Upstream::with_mode("u", Mode::Close);
+    let b = Brace::start(&simple_config("", &[&up], ""));
+    assert_eq!(b.get("/").status, 502);
+    assert!(up.count() >= 1);
+}
+
+#[test]
+fn upstream_status_and_body_pass_through_untouched() {
+    let up = Upstream::with_mode("u", Mode::Status(503, "down for maintenance\n"));
+    let b = Brace::start(&simple_config("", &[&up], ""));
+    let r = b.get("/");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), "down for maintenance\n");
+    up.set(Mode::Status(418, "teapot"));
+    let r = b.get("/");
+    assert_eq!((r.status, r.text().as_str()), (418, "teapot"));
+    b.wait_metric(&format!(
+            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"http_5xx\",upstream=\"pool\"}}",
+            up.addr
+        ), 1.0);
+}
+
+#[test]
+fn body_over_the_limit_is_413_by_length_and_while_streaming() {
+    let up = Upstream::start("u");
+    let b = Brace::start_with(
+        &simple_config("", &[&up], ""),
+        "client_max_body_size = \"1KiB\"",
+    );
+
+    let r = send(
+        b.addr(),
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        up.count(),
+        0,
+        "a declared oversize body never reaches the upstream"
+    );
+
+    // Chunked, no declared length: refused once it passes the limit.
+    let mut raw = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        raw.extend_from_slice(b"400\r\n");
+        raw.extend_from_slice(&[b'a'; 0x400]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let r = send(b.addr(), &raw).unwrap();
+    assert_eq!(r.status, 413);
+
+    // Within the limit is fine.
+    let r = send(
+        b.addr(),
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    b.wait_metric("brace_requests_total{code=\"413\",route=\"main\"}", 2.0);
+}
+
+#[test]
+fn malformed_requests_are_400_and_never_reach_the_upstream() {
+    let up = Upstream::start("u");
+    let b = Brace::start(&simple_config("", &[&up], ""));
+    let cases: &[&[u8]] = &[
+        b"GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /a/%2e%2e/b HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"GARBAGE\r\n\r\n",
+    ];
+    for raw in cases {
+        let what = String::from_utf8_lossy(raw);
+        match send(b.addr(), raw) {
+            Ok(r) => assert_eq!(r.status, 400, "{what}"),
+            // A request too broken to answer may be closed without a response.
+            Err(e) => eprintln!("closed without a response ({e}): {what}"),
+        }
+    }
+    assert_eq!(up.count(), 0, "a malformed request reached the upstream");
+}
+
+#[test]
+fn large_bodies_stream_both_ways() {
+    let size = 20 * 1024 * 1024;
+    let up = Upstream::with_mode("u", Mode::Large(size));
+    let b = Brace::start(&simple_config("", &[&up], ""));
+    let r = b.get("/big");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), size);
+
+    // Upload 5 MiB (under the 10 MiB default), written in pieces.
+    up.set(Mode::Ok);
+    let upload = 5 * 1024 * 1024;
+    let mut s = TcpStream::connect(b.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {upload}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'y'; 64 * 1024];
+    for _ in 0..(upload / chunk.len()) {
+        s.write_all(&chunk).unwrap();
+    }
+    let r = read_response(&mut BufReader::new(&mut s)).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        up.body_bytes.load(std::sync::atomic::Ordering::SeqCst),
+        upload
+    );
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+}
+
+#[test]
+fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
+    // RFC 9112 §6.1: the body is framed by Transfer-Encoding, Content-Length is dropped, and
+    // the connection is closed after the response, so trailing bytes never become a request.
+    let up = Upstream::with_mode("u", Mode::Echo);
+    let b = Brace::start(&simple_config("", &[&up], ""));
+    let raw =
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n\
+                0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut s = TcpStream::connect(b.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut r = BufReader::new(&mut s);
+    let first = read_response(&mut r).unwrap();
+    assert_eq!(first.status, 200);
+    assert!(
+        !first.text().contains("content-length: 40"),
+        "{}",
+        first.text()
+    );
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "a second response came back: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert_eq!(up.count(), 1);
+    assert!(!up.head().contains("smuggled"));
+}

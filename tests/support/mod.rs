@@ -1,0 +1,476 @@
+//! Test harness: a real `brace` process on free loopback ports, real upstream HTTP servers
+//! that count requests and can be told to fail, hang or close, a raw HTTP/1.1 client, and
+//! `wait_for(condition, deadline)` instead of sleeps.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BRACE: &str = env!("CARGO_BIN_EXE_brace");
+
+/// A port on 127.0.0.1 the OS says is free (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` until it holds or `deadline` passes; panics naming `what` on timeout.
+pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10)); // poll interval, not synchronisation
+    }
+}
+
+// ---------------------------------------------------------------- brace process
+
+pub struct Brace {
+    pub child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Brace {
+    /// Starts brace on `body` (the routes and upstreams), with `[server]` and `[admin]` on free
+    /// ports prepended. `server_extra` adds lines to `[server]`. Waits until /readyz says 200.
+    pub fn start(body: &str) -> Brace {
+        Brace::start_with(body, "")
+    }
+
+    pub fn start_with(body: &str, server_extra: &str) -> Brace {
+        let port = free_port();
+        let admin_port = free_port();
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"5s\"\n{server_extra}\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n\n{body}"
+        );
+        Brace::start_raw(&text, port, admin_port)
+    }
+
+    /// Starts brace on a complete config text whose ports the caller chose.
+    pub fn start_raw(text: &str, port: u16, admin_port: u16) -> Brace {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("brace.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let child = Command::new(BRACE)
+            .args(["run", "-c"])
+            .arg(&config_path)
+            .arg("--upgrade-sock")
+            .arg(dir.path().join("upgrade.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut b = Brace {
+            child,
+            port,
+            admin_port,
+            dir,
+            config_path,
+        };
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = try_get(b.admin(), "/readyz") {
+                if r.status == 200 {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = b.child.try_wait() {
+                let mut err = String::new();
+                b.child.stderr.take().unwrap().read_to_string(&mut err).ok();
+                panic!("brace exited ({status}) before ready:\n{err}");
+            }
+            assert!(Instant::now() < end, "brace not ready within 20s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        b
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        get(self.addr(), path)
+    }
+
+    pub fn metrics(&self) -> String {
+        get(self.admin(), "/metrics").text()
+    }
+
+    /// The value of one sample, e.g. `metric("brace_requests_total{code=\"200\",route=\"a\"}")`.
+    /// Label order must match the exposition (alphabetical). Missing = 0.
+    pub fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics(), sample)
+    }
+
+    /// Waits (5 s at most) until a sample reaches `want`. Metrics are recorded in the logging
+    /// phase, just after the response is sent, so a test reads them with a deadline.
+    pub fn wait_metric(&self, sample: &str, want: f64) {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(sample);
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < end, "{sample} is {got}, want {want}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "brace did not exit within {deadline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stdout(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut s = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut s)
+            .ok();
+        s
+    }
+}
+
+impl Drop for Brace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Runs `brace check -c FILE` on `text`; returns (exit code, stdout, stderr, file path).
+pub fn check(text: &str) -> (i32, String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("brace.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BRACE)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+// ---------------------------------------------------------------- client
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    try_get(addr, path).unwrap()
+}
+
+pub fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    send(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn send(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.write_all(raw)?;
+    read_response(&mut BufReader::new(s))
+}
+
+pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let headers = read_headers(r)?;
+    let resp = Response {
+        status,
+        body: Vec::new(),
+        headers,
+    };
+    let body = read_body(r, &resp.headers, status != 304 && status != 204)?;
+    Ok(Response { body, ..resp })
+}
+
+fn read_headers(r: &mut impl BufRead) -> std::io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+}
+
+fn read_body(
+    r: &mut impl BufRead,
+    headers: &[(String, String)],
+    may_have_body: bool,
+) -> std::io::Result<Vec<u8>> {
+    let h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if !may_have_body {
+        return Ok(body);
+    }
+    if h("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(std::io::Error::other)?;
+            if n == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end)?;
+                return Ok(body);
+            }
+            let start = body.len();
+            body.resize(start + n, 0);
+            r.read_exact(&mut body[start..])?;
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else if let Some(n) = h("content-length") {
+        body.resize(n.parse().map_err(std::io::Error::other)?, 0);
+        r.read_exact(&mut body)?;
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+// ---------------------------------------------------------------- upstream
+
+/// What a fake upstream does with each request.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Answer `status` with a body naming this upstream.
+    Ok,
+    Status(u16, &'static str),
+    /// Answer with the request head (lower-cased) as the body.
+    Echo,
+    /// Answer after a delay.
+    Delay(Duration),
+    /// Read the request, never answer.
+    Hang,
+    /// Read the request, close the connection.
+    Close,
+    /// Answer with a body of this many bytes.
+    Large(usize),
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub mode: Arc<Mutex<Mode>>,
+    pub count: Arc<AtomicUsize>,
+    pub last_head: Arc<Mutex<String>>,
+    pub body_bytes: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        Upstream::with_mode(name, Mode::Ok)
+    }
+
+    pub fn with_mode(name: &str, mode: Mode) -> Upstream {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let u = Upstream {
+            addr: l.local_addr().unwrap(),
+            name: name.to_owned(),
+            mode: Arc::new(Mutex::new(mode)),
+            count: Arc::new(AtomicUsize::new(0)),
+            last_head: Arc::new(Mutex::new(String::new())),
+            body_bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        let (name, mode, count, head, bytes) = (
+            u.name.clone(),
+            u.mode.clone(),
+            u.count.clone(),
+            u.last_head.clone(),
+            u.body_bytes.clone(),
+        );
+        // The accept thread ends with the test process; each connection has its own thread.
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (name, mode, count, head, bytes) = (
+                    name.clone(),
+                    mode.clone(),
+                    count.clone(),
+                    head.clone(),
+                    bytes.clone(),
+                );
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &name, &mode, &count, &head, &bytes);
+                });
+            }
+        });
+        u
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+    pub fn head(&self) -> String {
+        self.last_head.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    name: &str,
+    mode: &Mutex<Mode>,
+    count: &AtomicUsize,
+    last_head: &Mutex<String>,
+    bytes: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            head.push_str(&line);
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+        }
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let body = read_body(&mut r, &headers, true_if_body(&headers))?;
+        bytes.fetch_add(body.len(), Ordering::SeqCst);
+        *last_head.lock().unwrap() = head.to_ascii_lowercase();
+        count.fetch_add(1, Ordering::SeqCst);
+        let mode = mode.lock().unwrap().clone();
+        let (status, body): (u16, Vec<u8>) = match mode {
+            Mode::Ok => (200, format!("hello from {name}\n").into_bytes()),
+            Mode::Status(s, b) => (s, b.as_bytes().to_vec()),
+            Mode::Echo => (200, head.to_ascii_lowercase().into_bytes()),
+            Mode::Delay(d) => {
+                std::thread::sleep(d); // the upstream is slow on purpose
+                (200, format!("hello from {name}\n").into_bytes())
+            }
+            Mode::Hang => {
+                let mut sink = Vec::new();
+                let _ = r.read_to_end(&mut sink);
+                return Ok(());
+            }
+            Mode::Close => {
+                let _ = w.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Mode::Large(n) => (200, vec![b'x'; n]),
+        };
+        write!(
+            w,
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nX-Upstream: {name}\r\n\r\n",
+            body.len()
+        )?;
+        w.write_all(&body)?;
+    }
+}
+
+fn true_if_body(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, _)| k == "content-length" || k == "transfer-encoding")
+}
+
+/// A `[[route]]` + `[upstream.NAME]` pair pointing at these upstreams.
+pub fn simple_config(route_extra: &str, backends: &[&Upstream], upstream_extra: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|u| format!("\"{}\"", u.addr)).collect();
+    format!(
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n{route_extra}\n\n[upstream.pool]\nbackends = [{}]\n{upstream_extra}\n",
+        list.join(", ")
+    )
+}
