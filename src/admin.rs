@@ -41,6 +41,11 @@ impl ServeHttp for Admin {
                 self.state.metrics.render(),
             ),
             "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/api/upstreams" => text(
+                StatusCode::OK,
+                "application/json",
+                upstreams_json(&self.state).into_bytes(),
+            ),
             "/readyz" if self.state.is_ready() => {
                 text(StatusCode::OK, "text/plain", b"ready\n".to_vec())
             }
@@ -55,8 +60,61 @@ impl ServeHttp for Admin {
             _ => text(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found; try /metrics, /healthz, /readyz\n".to_vec(),
+                b"not found; try /metrics, /healthz, /readyz, /api/upstreams\n".to_vec(),
             ),
         }
     }
+}
+
+/// Every pool and backend with its health, ejection, in-flight count and last check.
+fn upstreams_json(state: &State) -> String {
+    use crate::upstream::now_ms;
+    use serde_json::json;
+    let snap = state.snapshot();
+    let now = now_ms();
+    let wall = std::time::SystemTime::now();
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let pools: serde_json::Map<String, serde_json::Value> = snap
+        .pools
+        .iter()
+        .map(|(name, p)| {
+            let backends: Vec<_> = p
+                .backends
+                .iter()
+                .map(|b| {
+                    let ejected = b.outlier.ejected(now);
+                    let until = ejected.then(|| {
+                        unix(wall + std::time::Duration::from_millis(b.outlier.ejected_until() - now))
+                    });
+                    let last = b.health.last.lock().ok().and_then(|l| l.clone());
+                    json!({
+                        "addr": b.label,
+                        "weight": b.weight,
+                        "available": b.available(now),
+                        "health": b.health.status().as_str(),
+                        "ejected": ejected,
+                        "ejected_until_unix": until,
+                        "ejections": b.outlier.ejections.load(std::sync::atomic::Ordering::Relaxed),
+                        "in_flight": b.in_flight(),
+                        "last_check": last.map(|l| json!({
+                            "at_unix": unix(l.at),
+                            "ok": l.ok,
+                            "detail": l.detail,
+                        })),
+                    })
+                })
+                .collect();
+            let value = json!({
+                "balance": format!("{:?}", p.config.balance),
+                "backup": p.config.backup,
+                "health_check": p.config.health_check.is_some(),
+                "backends": backends,
+            });
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::to_string_pretty(&json!({ "upstreams": pools })).unwrap_or_default() + "\n"
 }

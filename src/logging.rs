@@ -74,7 +74,7 @@ where
 }
 
 /// Emits one access record.
-pub fn access(session: &Session, ctx: &Ctx, status: u16, backend: Option<&str>) {
+pub fn access(session: &Session, ctx: &Ctx, status: u16) {
     let req = session.req_header();
     let host = req
         .uri
@@ -94,8 +94,9 @@ pub fn access(session: &Session, ctx: &Ctx, status: u16, backend: Option<&str>) 
         path = %path,
         status = status,
         route = ctx.route.as_ref().map_or("-", |r| r.name.as_str()),
-        upstream = ctx.route.as_ref().filter(|_| backend.is_some()).map_or("-", |r| r.pool.name.as_str()),
-        backend = backend.unwrap_or("-"),
+        upstream = ctx.pool.as_ref().map_or("-", |p| p.name.as_str()),
+        backend = %ctx.tried.last().map_or_else(|| "-".to_string(), |a| a.to_string()),
+        attempts = ctx.tries,
         duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
         bytes_sent = session.body_bytes_sent(),
         bytes_received = ctx.body_bytes,

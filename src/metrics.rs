@@ -32,6 +32,14 @@ pub struct Metrics {
     pub requests_in_flight: IntGauge,
     pub build_info: IntGaugeVec,
     pub config_info: IntGaugeVec,
+    pub backend_healthy: IntGaugeVec,
+    pub backend_ejected: IntGaugeVec,
+    pub ejections_total: IntCounterVec,
+    pub health_checks_total: IntCounterVec,
+    pub retries_total: IntCounterVec,
+    pub retry_budget_exhausted_total: IntCounterVec,
+    pub upstream_in_flight: IntGaugeVec,
+    pub backup_used_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -91,6 +99,65 @@ impl Metrics {
             &["hash"],
         )
         .expect("static metric definition");
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+        };
+        let ub = &["upstream", "backend"];
+        let backend_healthy = gauge(
+            "brace_upstream_backend_healthy",
+            "1 unless active health checks mark the backend unhealthy",
+            ub,
+        );
+        let backend_ejected = gauge(
+            "brace_upstream_backend_ejected",
+            "1 while outlier detection has ejected the backend",
+            ub,
+        );
+        let ejections_total = counter(
+            "brace_upstream_ejections_total",
+            "Ejections by outlier detection",
+            ub,
+        );
+        let health_checks_total = counter(
+            "brace_upstream_health_checks_total",
+            "Active health checks, by result (pass, fail)",
+            &["upstream", "backend", "result"],
+        );
+        let retries_total = counter(
+            "brace_upstream_retries_total",
+            "Retries, by what failed (connect_error, timeout, error, 502, 503, 504)",
+            &["upstream", "reason"],
+        );
+        let retry_budget_exhausted_total = counter(
+            "brace_upstream_retry_budget_exhausted_total",
+            "Retries not made because the retry budget was spent",
+            &["upstream"],
+        );
+        let upstream_in_flight = gauge(
+            "brace_upstream_in_flight",
+            "Requests in flight to the backend",
+            ub,
+        );
+        let backup_used_total = counter(
+            "brace_upstream_backup_used_total",
+            "Requests sent to this upstream's backup because it had no available backend",
+            &["upstream"],
+        );
+        for c in [
+            Box::new(backend_healthy.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(backend_ejected.clone()),
+            Box::new(ejections_total.clone()),
+            Box::new(health_checks_total.clone()),
+            Box::new(retries_total.clone()),
+            Box::new(retry_budget_exhausted_total.clone()),
+            Box::new(upstream_in_flight.clone()),
+            Box::new(backup_used_total.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -116,6 +183,14 @@ impl Metrics {
             requests_in_flight,
             build_info,
             config_info,
+            backend_healthy,
+            backend_ejected,
+            ejections_total,
+            health_checks_total,
+            retries_total,
+            retry_budget_exhausted_total,
+            upstream_in_flight,
+            backup_used_total,
         }
     }
 
@@ -153,6 +228,73 @@ impl Metrics {
                 .with_label_values(&[upstream, backend]),
         }
     }
+}
+
+impl Metrics {
+    pub fn backend_gauges(&self, upstream: &str, backend: &str) -> BackendGauges {
+        let ub = &[upstream, backend];
+        BackendGauges {
+            healthy: self.backend_healthy.with_label_values(ub),
+            ejected: self.backend_ejected.with_label_values(ub),
+            ejections: self.ejections_total.with_label_values(ub),
+            checks_pass: self
+                .health_checks_total
+                .with_label_values(&[upstream, backend, "pass"]),
+            checks_fail: self
+                .health_checks_total
+                .with_label_values(&[upstream, backend, "fail"]),
+            in_flight: self.upstream_in_flight.with_label_values(ub),
+        }
+    }
+
+    pub fn pool_stats(&self, upstream: &str) -> PoolStats {
+        PoolStats {
+            retries: RETRY_REASONS.map(|r| self.retries_total.with_label_values(&[upstream, r])),
+            budget_exhausted: self
+                .retry_budget_exhausted_total
+                .with_label_values(&[upstream]),
+            backup_used: self.backup_used_total.with_label_values(&[upstream]),
+        }
+    }
+
+    /// Drops the series of a backend or pool that left the config.
+    pub fn forget_backend(&self, upstream: &str, backend: &str) {
+        let ub = &[upstream, backend];
+        for v in [&self.backend_healthy, &self.backend_ejected, &self.upstream_in_flight] {
+            let _ = v.remove_label_values(ub);
+        }
+    }
+}
+
+/// The `reason` label values of `brace_upstream_retries_total`, indexed by [`RetryReason`].
+pub const RETRY_REASONS: [&str; 6] = ["connect_error", "timeout", "error", "502", "503", "504"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryReason {
+    ConnectError = 0,
+    Timeout,
+    Error,
+    Status502,
+    Status503,
+    Status504,
+}
+
+/// Per-backend state gauges and counters, resolved at snapshot build.
+pub struct BackendGauges {
+    pub healthy: IntGauge,
+    pub ejected: IntGauge,
+    pub ejections: IntCounter,
+    pub checks_pass: IntCounter,
+    pub checks_fail: IntCounter,
+    /// Also the backend's in-flight count used by least_requests and p2c.
+    pub in_flight: IntGauge,
+}
+
+/// Per-pool counters, resolved at snapshot build.
+pub struct PoolStats {
+    pub retries: [IntCounter; 6],
+    pub budget_exhausted: IntCounter,
+    pub backup_used: IntCounter,
 }
 
 impl Default for Metrics {

@@ -117,6 +117,12 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     }
 
     server.add_service(background_service(
+        "health checks",
+        crate::upstream::health::HealthService {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "lifecycle",
         Lifecycle {
             state,
@@ -193,6 +199,19 @@ impl BackgroundService for Lifecycle {
                 }
                 tokio::time::sleep(DRAIN_POLL).await;
             }
+        }
+        // A pool's first round of health checks finishes before brace says it is ready.
+        let first_round = self
+            .state
+            .snapshot()
+            .pools
+            .values()
+            .filter_map(|p| p.config.health_check.as_ref().map(|h| h.timeout))
+            .max()
+            .unwrap_or_default();
+        let deadline = Instant::now() + first_round * 2 + Duration::from_millis(500);
+        while !crate::upstream::health::first_round_done(&self.state) && Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
         }
         self.state.set_ready();
         tracing::info!("brace ready");

@@ -157,6 +157,141 @@ pub struct FileUpstream {
     pub read_timeout: Dur,
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
+    #[serde(default = "default_balance")]
+    pub balance: String,
+    #[serde(default)]
+    pub hash_key: Option<String>,
+    #[serde(default)]
+    pub backup: Option<String>,
+    #[serde(default = "zero_duration")]
+    pub slow_start: Dur,
+    #[serde(default)]
+    pub panic_threshold: f64,
+    #[serde(default)]
+    pub health_check: Option<FileHealthCheck>,
+    #[serde(default)]
+    pub outlier: Option<FileOutlier>,
+    #[serde(default)]
+    pub retry: FileRetry,
+}
+
+fn default_balance() -> String {
+    "round_robin".into()
+}
+fn zero_duration() -> Dur {
+    Dur(Duration::ZERO)
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealthCheck {
+    #[serde(rename = "type", default = "default_hc_type")]
+    pub kind: String,
+    #[serde(default = "default_hc_path")]
+    pub path: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default = "default_hc_status")]
+    pub expect_status: String,
+    #[serde(default = "default_hc_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_hc_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "default_two")]
+    pub healthy_threshold: u32,
+    #[serde(default = "default_three")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_hc_type() -> String {
+    "http".into()
+}
+fn default_hc_path() -> String {
+    "/healthz".into()
+}
+fn default_hc_status() -> String {
+    "200-399".into()
+}
+fn default_hc_interval() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_hc_timeout() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_two() -> u32 {
+    2
+}
+fn default_three() -> u32 {
+    3
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileOutlier {
+    #[serde(default = "default_five")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_base_ejection")]
+    pub base_ejection: Dur,
+    #[serde(default = "default_max_ejection")]
+    pub max_ejection: Dur,
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+}
+
+fn default_five() -> u32 {
+    5
+}
+fn default_base_ejection() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_max_ejection() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_max_ejection_percent() -> u32 {
+    50
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetry {
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<String>,
+    #[serde(default = "default_budget_percent")]
+    pub budget_percent: u32,
+    #[serde(default = "default_min_retries")]
+    pub min_retries_per_second: u32,
+    #[serde(default = "default_backoff")]
+    pub backoff: Dur,
+}
+
+impl Default for FileRetry {
+    fn default() -> Self {
+        FileRetry {
+            attempts: default_attempts(),
+            on: default_retry_on(),
+            budget_percent: default_budget_percent(),
+            min_retries_per_second: default_min_retries(),
+            backoff: default_backoff(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    1
+}
+fn default_retry_on() -> Vec<String> {
+    vec!["connect_error".into()]
+}
+fn default_budget_percent() -> u32 {
+    20
+}
+fn default_min_retries() -> u32 {
+    10
+}
+fn default_backoff() -> Dur {
+    Dur(Duration::from_millis(10))
 }
 
 fn default_connect_timeout() -> Dur {

@@ -84,6 +84,95 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub keepalive: usize,
+    pub balance: Balance,
+    /// Another upstream used only while this one has no available backend.
+    pub backup: Option<String>,
+    /// Ramp-up time for a backend that becomes available again; zero = off.
+    pub slow_start: Duration,
+    /// Below this share of available backends, balance over all of them; 0 = off.
+    pub panic_threshold: f64,
+    pub health_check: Option<HealthCheck>,
+    pub outlier: Option<Outlier>,
+    pub retry: Retry,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Balance {
+    RoundRobin,
+    LeastRequests,
+    P2c,
+    Random,
+    ConsistentHash(HashKey),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashKey {
+    ClientIp,
+    /// Lower-cased header name.
+    Header(String),
+    Cookie(String),
+    Path,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    Tcp,
+    Http {
+        path: String,
+        host: Option<String>,
+        /// Inclusive range of passing statuses.
+        expect: (u16, u16),
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejection_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// Extra tries after the first.
+    pub attempts: u32,
+    pub on: RetryOn,
+    pub budget_percent: u32,
+    pub min_retries_per_second: u32,
+    pub backoff: Duration,
+}
+
+/// The failures a retry is allowed for.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RetryOn {
+    pub connect_error: bool,
+    pub timeout: bool,
+    /// The connection broke after it was made (reset, closed, bad response).
+    pub error: bool,
+    pub status_502: bool,
+    pub status_503: bool,
+    pub status_504: bool,
+}
+
+impl RetryOn {
+    pub fn status(&self, code: u16) -> bool {
+        match code {
+            502 => self.status_502,
+            503 => self.status_503,
+            504 => self.status_504,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +279,22 @@ impl Config {
                 return err(p, format!("invalid upstream name \"{name}\": use letters, digits, '_', '-', '.', starting with a letter or digit"));
             }
             upstreams.insert(name, validate_upstream(u, &p)?);
+        }
+
+        for (name, u) in &upstreams {
+            if let Some(b) = &u.backup {
+                let p = root.key("upstream").key(name).key("backup");
+                if b == name {
+                    return err(p, "an upstream cannot be its own backup");
+                }
+                match upstreams.get(b) {
+                    None => return err(p, format!("backup upstream \"{b}\" is not defined")),
+                    Some(bu) if bu.backup.is_some() => {
+                        return err(p, format!("backup upstream \"{b}\" has a backup of its own; only one level is supported"))
+                    }
+                    Some(_) => {}
+                }
+            }
         }
 
         let mut routes = Vec::with_capacity(route.len());
@@ -402,7 +507,28 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         connect_timeout,
         read_timeout,
         keepalive,
+        balance,
+        hash_key,
+        backup,
+        slow_start,
+        panic_threshold,
+        health_check,
+        outlier,
+        retry,
     } = u;
+    let balance = validate_balance(&balance, hash_key.as_deref(), p)?;
+    if !(0.0..=1.0).contains(&panic_threshold) {
+        return err(p.key("panic_threshold"), format!("{panic_threshold} is outside 0.0..=1.0"));
+    }
+    let health_check = match health_check {
+        Some(h) => Some(validate_health(h, &p.key("health_check"))?),
+        None => None,
+    };
+    let outlier = match outlier {
+        Some(o) => Some(validate_outlier(o, &p.key("outlier"))?),
+        None => None,
+    };
+    let retry = validate_retry(retry, &p.key("retry"))?;
     if backends.is_empty() {
         return err(
             p.key("backends"),
@@ -440,6 +566,177 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         connect_timeout: positive(p.key("connect_timeout"), connect_timeout.0)?,
         read_timeout: positive(p.key("read_timeout"), read_timeout.0)?,
         keepalive,
+        balance,
+        backup,
+        slow_start: slow_start.0,
+        panic_threshold,
+        health_check,
+        outlier,
+        retry,
+    })
+}
+
+fn validate_balance(balance: &str, hash_key: Option<&str>, p: &KeyPath) -> VResult<Balance> {
+    let b = match balance {
+        "round_robin" => Balance::RoundRobin,
+        "least_requests" => Balance::LeastRequests,
+        "p2c" => Balance::P2c,
+        "random" => Balance::Random,
+        "consistent_hash" => {
+            let key = hash_key.unwrap_or("client_ip");
+            let hk = match key {
+                "client_ip" => HashKey::ClientIp,
+                "path" => HashKey::Path,
+                k => match k.split_once(':') {
+                    Some(("header", n)) if http::HeaderName::from_bytes(n.as_bytes()).is_ok() => {
+                        HashKey::Header(n.to_ascii_lowercase())
+                    }
+                    Some(("cookie", n)) if !n.is_empty() => HashKey::Cookie(n.to_owned()),
+                    _ => {
+                        return err(
+                            p.key("hash_key"),
+                            format!("invalid hash_key \"{k}\": expected client_ip, path, header:NAME or cookie:NAME"),
+                        )
+                    }
+                },
+            };
+            return Ok(Balance::ConsistentHash(hk));
+        }
+        other => {
+            return err(
+                p.key("balance"),
+                format!("unknown balance \"{other}\": expected round_robin, least_requests, p2c, random or consistent_hash"),
+            )
+        }
+    };
+    if hash_key.is_some() {
+        return err(p.key("hash_key"), "hash_key applies only to balance = \"consistent_hash\"");
+    }
+    Ok(b)
+}
+
+fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<HealthCheck> {
+    let FileHealthCheck {
+        kind,
+        path,
+        host,
+        expect_status,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    } = h;
+    let kind = match kind.as_str() {
+        "tcp" => CheckKind::Tcp,
+        "http" => {
+            if !path.starts_with('/') {
+                return err(p.key("path"), format!("\"{path}\" must start with '/'"));
+            }
+            let expect = status_range(&expect_status).ok_or_else(|| {
+                (
+                    p.key("expect_status"),
+                    format!("invalid status range \"{expect_status}\": expected e.g. \"200\" or \"200-399\" within 100-599"),
+                )
+            })?;
+            CheckKind::Http { path, host, expect }
+        }
+        other => return err(p.key("type"), format!("unknown check type \"{other}\": expected http or tcp")),
+    };
+    let interval = positive(p.key("interval"), interval.0)?;
+    let timeout = positive(p.key("timeout"), timeout.0)?;
+    if timeout > interval {
+        return err(
+            p.key("timeout"),
+            format!("timeout ({}) is longer than interval ({}): checks would overlap", super::units::Dur(timeout), super::units::Dur(interval)),
+        );
+    }
+    for (k, v) in [("healthy_threshold", healthy_threshold), ("unhealthy_threshold", unhealthy_threshold)] {
+        if v == 0 {
+            return err(p.key(k), "must be at least 1");
+        }
+    }
+    Ok(HealthCheck {
+        kind,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
+
+fn status_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let v = s.trim().parse().ok()?;
+            (v, v)
+        }
+    };
+    ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
+}
+
+fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Outlier> {
+    let FileOutlier {
+        consecutive_failures,
+        base_ejection,
+        max_ejection,
+        max_ejection_percent,
+    } = o;
+    if consecutive_failures == 0 {
+        return err(p.key("consecutive_failures"), "must be at least 1");
+    }
+    let base = positive(p.key("base_ejection"), base_ejection.0)?;
+    if max_ejection.0 < base {
+        return err(p.key("max_ejection"), "must be at least base_ejection");
+    }
+    if max_ejection_percent > 100 {
+        return err(p.key("max_ejection_percent"), format!("{max_ejection_percent} is over 100"));
+    }
+    Ok(Outlier {
+        consecutive_failures,
+        base_ejection: base,
+        max_ejection: max_ejection.0,
+        max_ejection_percent,
+    })
+}
+
+fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {
+    let FileRetry {
+        attempts,
+        on,
+        budget_percent,
+        min_retries_per_second,
+        backoff,
+    } = r;
+    if attempts > 10 {
+        return err(p.key("attempts"), format!("{attempts} is over 10"));
+    }
+    let mut set = RetryOn::default();
+    for (i, o) in on.iter().enumerate() {
+        match o.as_str() {
+            "connect_error" => set.connect_error = true,
+            "timeout" => set.timeout = true,
+            "error" => set.error = true,
+            "502" => set.status_502 = true,
+            "503" => set.status_503 = true,
+            "504" => set.status_504 = true,
+            other => {
+                return err(
+                    p.key("on").index(i),
+                    format!("unknown retry condition \"{other}\": expected connect_error, timeout, error, 502, 503 or 504"),
+                )
+            }
+        }
+    }
+    if budget_percent > 100 {
+        return err(p.key("budget_percent"), format!("{budget_percent} is over 100"));
+    }
+    Ok(Retry {
+        attempts,
+        on: set,
+        budget_percent,
+        min_retries_per_second,
+        backoff: backoff.0,
     })
 }
 

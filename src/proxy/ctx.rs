@@ -2,11 +2,13 @@
 
 use crate::route::Route;
 use crate::runtime::Snapshot;
+use crate::upstream::backend::Backend;
 use crate::upstream::outcome::Outcome;
+use crate::upstream::pool::Pool;
 use prometheus::IntGauge;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct Ctx {
     /// Pinned once in `new_ctx`; every phase of this request reads this snapshot.
@@ -17,9 +19,18 @@ pub struct Ctx {
     /// True when the peer is a trusted proxy (its X-Forwarded-* headers are kept).
     pub peer_trusted: bool,
     pub request_id: String,
-    /// Index of the chosen backend in `route.pool.backends`.
-    pub backend: Option<usize>,
-    pub upstream_start: Option<Instant>,
+    /// The pool of the current attempt: the route's, or its backup.
+    pub pool: Option<Arc<Pool>>,
+    /// The attempt in progress; dropping it ends the backend's in-flight count.
+    pub attempt: Option<Attempt>,
+    /// Backends already tried by this request (a retry goes elsewhere when it can).
+    pub tried: Vec<SocketAddr>,
+    /// Attempts started (1 = the first).
+    pub tries: u32,
+    /// Set when an upstream status is being retried, so `error_while_proxy` leaves it be.
+    pub status_retry: bool,
+    /// For a 503 because no backend is available: when to come back.
+    pub retry_after: Option<Duration>,
     pub upstream_status: Option<u16>,
     pub body_bytes: u64,
     pub connection: Option<Arc<GaugeGuard>>,
@@ -35,8 +46,12 @@ impl Ctx {
             client_ip: None,
             peer_trusted: false,
             request_id: String::new(),
-            backend: None,
-            upstream_start: None,
+            pool: None,
+            attempt: None,
+            tried: Vec::new(),
+            tries: 0,
+            status_retry: false,
+            retry_after: None,
             upstream_status: None,
             body_bytes: 0,
             connection: None,
@@ -46,6 +61,30 @@ impl Ctx {
 
     pub fn outcome(&self, error: Option<&pingora::Error>) -> Outcome {
         Outcome::classify(self.upstream_status, error)
+    }
+}
+
+/// One try on one backend. Counts as in flight on that backend until dropped.
+pub struct Attempt {
+    pub idx: usize,
+    pub backend: Arc<Backend>,
+    pub start: Instant,
+}
+
+impl Attempt {
+    pub fn new(idx: usize, backend: Arc<Backend>) -> Attempt {
+        backend.gauges.in_flight.inc();
+        Attempt {
+            idx,
+            backend,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.backend.gauges.in_flight.dec();
     }
 }
 

@@ -21,7 +21,13 @@ use crate::logging;
 use crate::runtime::State;
 use async_trait::async_trait;
 use bytes::Bytes;
-use ctx::{Ctx, GaugeGuard};
+use crate::config::{Balance, HashKey};
+use crate::metrics::RetryReason;
+use crate::runtime::Snapshot;
+use crate::upstream::now_ms;
+use crate::upstream::outcome::Outcome;
+use crate::upstream::pool::Pool;
+use ctx::{Attempt, Ctx, GaugeGuard};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -140,18 +146,28 @@ impl ProxyHttp for BraceProxy {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route
-            .as_ref()
+            .clone()
             .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
-        let pool = &route.pool;
-        let Some(idx) = pool.pick() else {
+        let now = now_ms();
+        if ctx.tries == 0 {
+            route.pool.budget.note_request(now);
+        } else {
+            backoff(&route.pool.config.retry.backoff, ctx.tries).await;
+        }
+        ctx.tries += 1;
+        let key = hash_key(session, ctx, &route.pool.config.balance);
+        let Some((pool, idx)) = choose(&ctx.snapshot, &route.pool, &key, &ctx.tried, now)
+        else {
+            ctx.retry_after = Some(route.pool.retry_after(now));
             return Err(http_status(503, "no backend available"));
         };
-        ctx.backend = Some(idx);
-        ctx.upstream_start = Some(std::time::Instant::now());
-        let mut peer = HttpPeer::new(pool.backends[idx].addr, false, String::new());
+        let backend = pool.backends[idx].clone();
+        ctx.tried.push(backend.addr);
+        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        ctx.attempt = Some(Attempt::new(idx, backend));
         let o = &mut peer.options;
         o.connection_timeout = Some(pool.config.connect_timeout);
         // pingora times each read, not the wait for headers as a whole: the route timeout caps
@@ -159,7 +175,53 @@ impl ProxyHttp for BraceProxy {
         o.read_timeout = Some(pool.config.read_timeout.min(route.timeout));
         o.write_timeout = Some(pool.config.read_timeout);
         o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        ctx.pool = Some(pool);
         Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _s: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        let outcome = Outcome::from_error(&e).unwrap_or(Outcome::ConnectError);
+        finish_attempt(ctx, outcome);
+        // Nothing reached the upstream, so any method may be retried.
+        let allowed = ctx.route.as_ref().is_some_and(|r| r.pool.config.retry.on.connect_error);
+        e.set_retry(allowed && may_retry(ctx, RetryReason::ConnectError));
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.status_retry) {
+            return e; // an upstream 5xx being retried: recorded and decided already
+        }
+        let outcome = Outcome::from_error(&e).unwrap_or(Outcome::Error);
+        finish_attempt(ctx, outcome);
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none();
+        if !replayable || outcome == Outcome::ClientAbort {
+            e.set_retry(false);
+            return e;
+        }
+        let on = ctx.route.as_ref().map(|r| r.pool.config.retry.on).unwrap_or_default();
+        let (reason, allowed) = match outcome {
+            Outcome::Timeout => (RetryReason::Timeout, on.timeout),
+            _ => (RetryReason::Error, on.error),
+        };
+        if allowed && may_retry(ctx, reason) {
+            e.set_retry(true);
+        } else {
+            // pingora's own rule: a failure on a reused (possibly stale) pooled connection of an
+            // idempotent request is retried once on a fresh connection.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -198,12 +260,33 @@ impl ProxyHttp for BraceProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if !resp.status.is_informational() {
-            ctx.upstream_status = Some(resp.status.as_u16());
+        let code = resp.status.as_u16();
+        if resp.status.is_informational() {
+            return Ok(());
+        }
+        ctx.upstream_status = Some(code);
+        let retry_on = ctx.route.as_ref().is_some_and(|r| r.pool.config.retry.on.status(code));
+        if retry_on
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+        {
+            let reason = match code {
+                502 => RetryReason::Status502,
+                503 => RetryReason::Status503,
+                _ => RetryReason::Status504,
+            };
+            if may_retry(ctx, reason) {
+                finish_attempt(ctx, Outcome::Http5xx);
+                ctx.status_retry = true;
+                ctx.upstream_status = None;
+                let mut e = Error::explain(ErrorType::HTTPStatus(code), "retrying an upstream 5xx");
+                e.set_retry(true);
+                return Err(e);
+            }
         }
         headers::strip_response_hop_by_hop(resp);
         Ok(())
@@ -217,9 +300,9 @@ impl ProxyHttp for BraceProxy {
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         if ctx.snapshot.debug_headers {
-            if let (Some(route), Some(i)) = (&ctx.route, ctx.backend) {
-                resp.insert_header("x-brace-upstream", route.pool.name.as_str())?;
-                resp.insert_header("x-brace-backend", route.pool.backends[i].label.as_str())?;
+            if let (Some(pool), Some(a)) = (&ctx.pool, &ctx.attempt) {
+                resp.insert_header("x-brace-upstream", pool.name.as_str())?;
+                resp.insert_header("x-brace-backend", a.backend.label.as_str())?;
             }
         }
         Ok(())
@@ -233,7 +316,11 @@ impl ProxyHttp for BraceProxy {
             }
             let upstream = ctx.route.as_ref().map(|r| r.pool.name.as_str());
             let body = respond::message(code, upstream);
-            respond::text(session, code, &ctx.request_id, &body, &[]).await;
+            let mut extra = Vec::new();
+            if let (503, Some(d)) = (code, ctx.retry_after) {
+                extra.push(("retry-after", d.as_secs().max(1).to_string()));
+            }
+            respond::text(session, code, &ctx.request_id, &body, &extra).await;
         }
         FailToProxy {
             error_code: code,
@@ -244,17 +331,14 @@ impl ProxyHttp for BraceProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed().as_secs_f64();
-        let route = ctx.route.as_ref();
-        let backend = route.zip(ctx.backend).map(|(r, i)| &r.pool.backends[i]);
-        if let (Some(b), Some(t)) = (backend, ctx.upstream_start) {
-            b.stats.record(ctx.outcome(e), t.elapsed().as_secs_f64());
-        }
-        match route {
+        let outcome = ctx.outcome(e);
+        finish_attempt(ctx, outcome);
+        match &ctx.route {
             Some(r) => r.stats.record(status, elapsed),
             None => ctx.snapshot.unmatched.record(status, elapsed),
         }
         if ctx.snapshot.access_log {
-            logging::access(session, ctx, status, backend.map(|b| b.label.as_str()));
+            logging::access(session, ctx, status);
         }
     }
 }
@@ -283,5 +367,94 @@ fn request_host(req: &RequestHeader) -> std::result::Result<String, &'static str
         (Some(_), Some(_)) => Err("several Host headers"),
         (None, _) if req.version == http::Version::HTTP_11 => Err("HTTP/1.1 request without Host"),
         (None, _) => Ok(String::new()),
+    }
+}
+
+/// Picks an untried backend from the route's pool, else from its backup pool.
+fn choose(
+    snap: &Snapshot,
+    primary: &Arc<Pool>,
+    key: &[u8],
+    tried: &[std::net::SocketAddr],
+    now: u64,
+) -> Option<(Arc<Pool>, usize)> {
+    let pick = |p: &Arc<Pool>| p.pick(key, tried, now).map(|i| (p.clone(), i));
+    pick(primary).or_else(|| {
+        let backup = snap.pools.get(primary.config.backup.as_deref()?)?;
+        let found = pick(backup)?;
+        primary.stats.backup_used.inc();
+        Some(found)
+    })
+}
+
+/// Ends the current attempt: its outcome goes to metrics and outlier detection, and the
+/// backend's in-flight count drops.
+fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
+    if let (Some(a), Some(pool)) = (ctx.attempt.take(), &ctx.pool) {
+        pool.record(a.idx, outcome, a.start.elapsed().as_secs_f64());
+    }
+}
+
+/// True when one more attempt is allowed by `attempts` and the pool's retry budget; counts it.
+fn may_retry(ctx: &Ctx, reason: RetryReason) -> bool {
+    let Some(route) = &ctx.route else { return false };
+    let pool = &route.pool;
+    let r = &pool.config.retry;
+    if ctx.tries > r.attempts {
+        return false;
+    }
+    // Like nginx's proxy_next_upstream, a retry goes to another backend; with none left, the
+    // client gets the real error rather than a retry that could only fail.
+    let now = now_ms();
+    let untried = |p: &Pool| {
+        p.backends
+            .iter()
+            .any(|b| !ctx.tried.contains(&b.addr) && b.available(now))
+    };
+    let backup = pool.config.backup.as_deref().and_then(|b| ctx.snapshot.pools.get(b));
+    if !untried(pool) && !backup.is_some_and(|b| untried(b)) {
+        return false;
+    }
+    if !pool.budget.try_retry(now, r.budget_percent, r.min_retries_per_second) {
+        pool.stats.budget_exhausted.inc();
+        return false;
+    }
+    pool.stats.retries[reason as usize].inc();
+    true
+}
+
+/// Waits before a retry: `base * 2^(n-1)`, times a random factor in 0.5..1.5.
+async fn backoff(base: &Duration, tries: u32) {
+    if base.is_zero() {
+        return;
+    }
+    let exp = base.saturating_mul(1 << tries.saturating_sub(1).min(6));
+    tokio::time::sleep(exp.mul_f64(0.5 + fastrand::f64())).await;
+}
+
+/// The consistent-hash key of a request; empty for other algorithms.
+fn hash_key(session: &Session, ctx: &Ctx, balance: &Balance) -> Vec<u8> {
+    let Balance::ConsistentHash(key) = balance else {
+        return Vec::new();
+    };
+    let req = session.req_header();
+    match key {
+        HashKey::ClientIp => ctx.client_ip.map(|ip| ip.to_string().into_bytes()).unwrap_or_default(),
+        HashKey::Path => req.uri.path().as_bytes().to_vec(),
+        HashKey::Header(name) => req
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default(),
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
+            .unwrap_or_default(),
     }
 }

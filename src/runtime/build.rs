@@ -15,9 +15,10 @@ pub fn build(loaded: &Loaded, metrics: &Metrics, old: Option<&Snapshot>) -> Snap
     let config = Arc::new(loaded.config.clone());
     let mut pools = BTreeMap::new();
     for (name, u) in &config.upstreams {
-        let pool = match old.and_then(|o| o.pools.get(name)) {
+        let prev = old.and_then(|o| o.pools.get(name));
+        let pool = match prev {
             Some(p) if p.config == *u => p.clone(),
-            _ => Arc::new(Pool::new(name, u, metrics)),
+            _ => Arc::new(Pool::new(name, u, metrics, prev.map(|p| p.as_ref()))),
         };
         pools.insert(name.clone(), pool);
     }

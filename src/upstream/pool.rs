@@ -1,70 +1,281 @@
 //! A named pool of backends and the choice of one for a request.
 //!
-//! Selection is pingora-load-balancing's weighted round robin (`select_with`, the seam where
-//! health, ejection and breakers will meet). Each backend carries its index into `backends`
-//! in its `ext`, so the chosen backend's metric handles are found without a lookup.
+//! Every algorithm meets the same predicate: a backend is a candidate when it is *available*
+//! (not unhealthy by active checks, not ejected) and not already tried by this request. Below
+//! `panic_threshold` available, availability is ignored (Envoy's panic mode). Round robin,
+//! random and consistent hashing are pingora-load-balancing's selectors, driven through their
+//! `select_with` seam; least_requests and p2c (which pingora lacks) read the in-flight gauges.
+//! Slow start rejects a ramping backend with a probability that falls as its ramp proceeds.
 
-use crate::config::Upstream as UpstreamConfig;
-use crate::metrics::{BackendStats, Metrics};
+use super::backend::Backend;
+use super::now_ms;
+use super::outcome::Outcome;
+use crate::config::{Balance, Upstream as UpstreamConfig};
+use crate::metrics::{Metrics, PoolStats};
 use pingora::lb::discovery::Static;
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::{Consistent, Random, RoundRobin};
+use pingora::lb::{Backend as LbBackend, Backends, LoadBalancer};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, Copy)]
 struct BackendIdx(usize);
 
-pub struct BackendState {
-    pub addr: SocketAddr,
-    /// `ip:port`, the `backend` label value.
-    pub label: String,
-    pub stats: BackendStats,
+enum Selector {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Random(LoadBalancer<Random>),
+    Consistent(LoadBalancer<Consistent>),
+    LeastRequests,
+    P2c,
 }
 
 pub struct Pool {
     pub name: String,
     pub config: UpstreamConfig,
-    pub backends: Vec<BackendState>,
-    lb: LoadBalancer<RoundRobin>,
+    pub backends: Vec<Arc<Backend>>,
+    /// pingora's checker for each backend (same order), when active checks are configured.
+    pub checkers: Vec<Box<dyn HealthCheck + Send + Sync>>,
+    pub budget: super::retry::RetryBudget,
+    pub stats: PoolStats,
+    selector: Selector,
+}
+
+fn lb<S>(set: &BTreeSet<LbBackend>) -> LoadBalancer<S>
+where
+    S: pingora::lb::selection::BackendSelection + 'static,
+    S::Iter: pingora::lb::selection::BackendIter,
+{
+    use futures::FutureExt;
+    let lb = LoadBalancer::<S>::from_backends(Backends::new(Static::new(set.clone())));
+    // Static discovery never waits: run it to completion here, off the request path, as
+    // pingora's own `try_from_iter` does.
+    let _ = lb.update().now_or_never();
+    lb
 }
 
 impl Pool {
-    pub fn new(name: &str, config: &UpstreamConfig, metrics: &Metrics) -> Pool {
+    /// Builds a pool. A backend of `old` with the same address and weight is reused as the same
+    /// `Arc`, keeping its health, ejection and in-flight state.
+    pub fn new(name: &str, config: &UpstreamConfig, metrics: &Metrics, old: Option<&Pool>) -> Pool {
         let mut set = BTreeSet::new();
         let mut backends = Vec::with_capacity(config.backends.len());
         for (i, b) in config.backends.iter().enumerate() {
-            let mut be = Backend {
+            let mut be = LbBackend {
                 addr: pingora::protocols::l4::socket::SocketAddr::Inet(b.addr),
                 weight: b.weight.get() as usize,
                 ext: Default::default(),
             };
             be.ext.insert(BackendIdx(i));
             set.insert(be);
-            let label = b.addr.to_string();
-            backends.push(BackendState {
-                addr: b.addr,
-                stats: metrics.backend_stats(name, &label),
-                label,
+            let reused = old.and_then(|o| {
+                o.backends
+                    .iter()
+                    .find(|ob| ob.addr == b.addr && ob.weight == b.weight.get())
+                    .cloned()
             });
+            backends.push(reused.unwrap_or_else(|| {
+                let label = b.addr.to_string();
+                Arc::new(Backend::new(
+                    b.addr,
+                    b.weight.get(),
+                    metrics.backend_stats(name, &label),
+                    metrics.backend_gauges(name, &label),
+                ))
+            }));
         }
-        let lb = LoadBalancer::from_backends(Backends::new(Static::new(set)));
-        // Static discovery never waits; `now_or_never` runs it to completion here, off the
-        // request path, as pingora's own `try_from_iter` does.
-        use futures::FutureExt;
-        let _ = lb.update().now_or_never();
+        let selector = match &config.balance {
+            Balance::RoundRobin => Selector::RoundRobin(lb(&set)),
+            Balance::Random => Selector::Random(lb(&set)),
+            Balance::ConsistentHash(_) => Selector::Consistent(lb(&set)),
+            Balance::LeastRequests => Selector::LeastRequests,
+            Balance::P2c => Selector::P2c,
+        };
+        let checkers = match &config.health_check {
+            Some(hc) => backends.iter().map(|b| checker(hc, b.addr)).collect(),
+            None => Vec::new(),
+        };
         Pool {
             name: name.to_owned(),
             config: config.clone(),
             backends,
-            lb,
+            checkers,
+            budget: Default::default(),
+            stats: metrics.pool_stats(name),
+            selector,
         }
     }
 
-    /// Chooses a backend for one request; `None` when none is available.
-    pub fn pick(&self) -> Option<usize> {
-        self.lb
-            .select_with(b"", self.backends.len() * 2 + 1, |_, healthy| healthy)
-            .and_then(|b| b.ext.get::<BackendIdx>().map(|i| i.0))
+    /// Chooses a backend: `key` feeds consistent hashing, `tried` are addresses this request
+    /// already used. `None` when no candidate is left.
+    pub fn pick(&self, key: &[u8], tried: &[SocketAddr], now: u64) -> Option<usize> {
+        let n = self.backends.len();
+        let available = self.backends.iter().filter(|b| b.available(now)).count();
+        let panic = (available as f64) < self.config.panic_threshold * n as f64;
+        let ok = |i: usize| {
+            let b = &self.backends[i];
+            !tried.contains(&b.addr) && (panic || b.available(now))
+        };
+        let ramping = !self.config.slow_start.is_zero();
+        for with_ramp in [true, false] {
+            let accept = |i: usize| ok(i) && (!with_ramp || self.ramp_accepts(i, now));
+            if let Some(i) = self.select(key, &accept) {
+                return Some(i);
+            }
+            if !ramping {
+                break;
+            }
+        }
+        None
+    }
+
+    fn select(&self, key: &[u8], accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let n = self.backends.len();
+        let idx = |b: &LbBackend| b.ext.get::<BackendIdx>().map(|i| i.0);
+        let via_lb = |found: Option<LbBackend>| {
+            // pingora's iterators may stop before visiting every backend; fall back to a scan
+            // from a random start so an acceptable backend is never missed.
+            found.and_then(|b| idx(&b)).or_else(|| self.scan(accept))
+        };
+        let max = n * 2 + 2;
+        match &self.selector {
+            Selector::RoundRobin(lb) => via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept))),
+            Selector::Random(lb) => via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept))),
+            Selector::Consistent(lb) => via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept))),
+            Selector::LeastRequests => self.least_loaded((0..n).filter(|&i| accept(i)), n),
+            Selector::P2c => {
+                let a = self.scan(accept)?;
+                let b = self.scan(&|i| i != a && accept(i));
+                Some(match b {
+                    Some(b) if self.load(b) < self.load(a) => b,
+                    _ => a,
+                })
+            }
+        }
+    }
+
+    /// In-flight requests per unit of weight, for least_requests and p2c.
+    fn load(&self, i: usize) -> f64 {
+        let b = &self.backends[i];
+        b.in_flight() as f64 / f64::from(b.weight)
+    }
+
+    fn least_loaded(&self, candidates: impl Iterator<Item = usize>, n: usize) -> Option<usize> {
+        // Ties go to a random one, so equal backends share the load.
+        let start = fastrand::usize(..n.max(1));
+        candidates.min_by(|&a, &b| {
+            self.load(a)
+                .total_cmp(&self.load(b))
+                .then(((a + n - start) % n).cmp(&((b + n - start) % n)))
+        })
+    }
+
+    /// The first acceptable backend from a random start.
+    fn scan(&self, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let n = self.backends.len();
+        let start = fastrand::usize(..n.max(1));
+        (0..n).map(|k| (start + k) % n).find(|&i| accept(i))
+    }
+
+    fn ramp_accepts(&self, i: usize, now: u64) -> bool {
+        let ss = self.config.slow_start.as_millis() as u64;
+        let since = self.backends[i].available_since_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if ss == 0 || since == 0 || now >= since + ss {
+            return true;
+        }
+        let share = ((now - since) as f64 / ss as f64).max(0.1);
+        fastrand::f64() < share
+    }
+
+    /// How long until a backend may be available again, for `Retry-After` (at least 1 s).
+    pub fn retry_after(&self, now: u64) -> Duration {
+        let ejection_end = self
+            .backends
+            .iter()
+            .filter(|b| b.outlier.ejected(now))
+            .map(|b| b.outlier.ejected_until() - now)
+            .min();
+        let check = self.config.health_check.as_ref().map(|h| h.interval.as_millis() as u64);
+        let ms = match (ejection_end, check) {
+            (Some(e), Some(c)) => e.min(c),
+            (Some(e), None) => e,
+            (None, Some(c)) => c,
+            (None, None) => 1000,
+        };
+        Duration::from_millis(ms.max(1000))
+    }
+
+    /// Records the outcome of one attempt on backend `i`: metrics, then outlier detection.
+    pub fn record(&self, i: usize, outcome: Outcome, seconds: f64) {
+        let b = &self.backends[i];
+        b.stats.record(outcome, seconds);
+        let Some(cfg) = &self.config.outlier else { return };
+        match outcome {
+            Outcome::Success => b.outlier.success(),
+            Outcome::ClientAbort => {}
+            Outcome::Http5xx | Outcome::ConnectError | Outcome::Timeout | Outcome::Error => {
+                let now = now_ms();
+                if let Some(ms) = b.outlier.failure(now, cfg, || self.may_eject(now)) {
+                    b.gauges.ejected.set(1);
+                    b.gauges.ejections.inc();
+                    tracing::warn!(
+                        upstream = %self.name,
+                        backend = %b.label,
+                        "backend ejected for {} after {} consecutive failures (last: {})",
+                        humantime::format_duration(Duration::from_millis(ms)),
+                        cfg.consecutive_failures,
+                        outcome.as_str()
+                    );
+                }
+            }
+        }
+    }
+
+    /// True when ejecting one more backend stays within `max_ejection_percent` (at least one
+    /// backend may always be ejected unless the percentage is 0, as in Envoy).
+    fn may_eject(&self, now: u64) -> bool {
+        let Some(cfg) = &self.config.outlier else { return false };
+        let ejected = self.backends.iter().filter(|b| b.outlier.ejected(now)).count();
+        let n = self.backends.len();
+        let max = (n * cfg.max_ejection_percent as usize / 100).max(usize::from(cfg.max_ejection_percent > 0));
+        ejected < max
+    }
+}
+
+fn checker(hc: &crate::config::HealthCheck, addr: SocketAddr) -> Box<dyn HealthCheck + Send + Sync> {
+    use crate::config::CheckKind;
+    match &hc.kind {
+        CheckKind::Tcp => {
+            let mut c = TcpHealthCheck::new();
+            c.peer_template.options.connection_timeout = Some(hc.timeout);
+            c.peer_template.options.total_connection_timeout = Some(hc.timeout);
+            c
+        }
+        CheckKind::Http { path, host, expect } => {
+            let host = host.clone().unwrap_or_else(|| addr.to_string());
+            let mut c = HttpHealthCheck::new(&host, false);
+            c.peer_template.options.connection_timeout = Some(hc.timeout);
+            c.peer_template.options.read_timeout = Some(hc.timeout);
+            c.peer_template.options.write_timeout = Some(hc.timeout);
+            if let Ok(uri) = path.parse() {
+                c.req.set_uri(uri);
+            }
+            let _ = c.req.insert_header("user-agent", "brace-health-check");
+            let (lo, hi) = *expect;
+            c.validator = Some(Box::new(move |resp| {
+                let s = resp.status.as_u16();
+                if (lo..=hi).contains(&s) {
+                    Ok(())
+                } else {
+                    pingora::Error::e_explain(
+                        pingora::ErrorType::CustomCode("unexpected status", s),
+                        format!("status {s} outside {lo}-{hi}"),
+                    )
+                }
+            }));
+            Box::new(c)
+        }
     }
 }

@@ -1,0 +1,210 @@
+//! One backend's earned state: health (from active checks), outlier ejection (from real
+//! traffic), in-flight count and slow-start clock. All atomics: the request path only loads
+//! them; transitions are compare-and-swap or come from the one health-check task per backend.
+//!
+//! Time is passed in as milliseconds on brace's monotonic clock ([`super::now_ms`]) so the
+//! state machines are unit-tested by stepping `now`.
+
+use crate::config::Outlier;
+use crate::metrics::{BackendGauges, BackendStats};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// `ip:port`, the `backend` label value.
+    pub label: String,
+    pub weight: u32,
+    pub stats: BackendStats,
+    pub gauges: BackendGauges,
+    pub health: Health,
+    pub outlier: OutlierState,
+    /// When the backend last became available (0 = since start): the slow-start ramp origin.
+    pub available_since_ms: AtomicU64,
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr, weight: u32, stats: BackendStats, gauges: BackendGauges) -> Backend {
+        gauges.healthy.set(1);
+        Backend {
+            label: addr.to_string(),
+            addr,
+            weight,
+            stats,
+            gauges,
+            health: Health::default(),
+            outlier: OutlierState::default(),
+            available_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Available = not marked unhealthy by checks and not ejected.
+    pub fn available(&self, now: u64) -> bool {
+        self.health.status() != HealthStatus::Unhealthy && !self.outlier.ejected(now)
+    }
+
+    pub fn in_flight(&self) -> i64 {
+        self.gauges.in_flight.get()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// No check has finished yet (or the pool has no active checks): counted as available.
+    Unknown = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Unknown => "unknown",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Health {
+    status: AtomicU8,
+    passes: AtomicU32,
+    fails: AtomicU32,
+    pub next_check_ms: AtomicU64,
+    /// Set while a check is running, so a backend has at most one check at a time.
+    pub checking: AtomicBool,
+    /// Last result, for `/api/upstreams`. Written by the checker, read by the admin API only.
+    pub last: Mutex<Option<LastCheck>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LastCheck {
+    pub at: SystemTime,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Health {
+    pub fn status(&self) -> HealthStatus {
+        match self.status.load(Acquire) {
+            1 => HealthStatus::Healthy,
+            2 => HealthStatus::Unhealthy,
+            _ => HealthStatus::Unknown,
+        }
+    }
+
+    /// Records one check result; returns the new status when it changed. The first result
+    /// decides at once; after that `healthy_threshold` passes or `unhealthy_threshold`
+    /// failures in a row are needed to flip. Called only by the backend's one checker.
+    pub fn record(&self, ok: bool, healthy_threshold: u32, unhealthy_threshold: u32) -> Option<HealthStatus> {
+        let (streak, other) = if ok { (&self.passes, &self.fails) } else { (&self.fails, &self.passes) };
+        other.store(0, Relaxed);
+        let n = streak.fetch_add(1, Relaxed) + 1;
+        let current = self.status();
+        let next = match (current, ok) {
+            (HealthStatus::Unknown, true) => HealthStatus::Healthy,
+            (HealthStatus::Unknown, false) => HealthStatus::Unhealthy,
+            (HealthStatus::Unhealthy, true) if n >= healthy_threshold => HealthStatus::Healthy,
+            (HealthStatus::Healthy, false) if n >= unhealthy_threshold => HealthStatus::Unhealthy,
+            (s, _) => s,
+        };
+        if next != current {
+            self.status.store(next as u8, Release);
+            Some(next)
+        } else {
+            None
+        }
+    }
+}
+
+/// Passive ejection from real traffic (Envoy's outlier detection, consecutive-failure kind).
+#[derive(Default)]
+pub struct OutlierState {
+    consecutive: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    pub ejections: AtomicU32,
+    /// True while an ejection is in force as far as the housekeeper has seen; lets it report
+    /// the end of an ejection once.
+    pub reported: AtomicBool,
+}
+
+impl OutlierState {
+    pub fn ejected(&self, now: u64) -> bool {
+        self.ejected_until_ms.load(Relaxed) > now
+    }
+
+    pub fn ejected_until(&self) -> u64 {
+        self.ejected_until_ms.load(Relaxed)
+    }
+
+    /// Records a success: the failure streak starts over.
+    pub fn success(&self) {
+        if self.consecutive.load(Relaxed) != 0 {
+            self.consecutive.store(0, Relaxed);
+        }
+    }
+
+    /// Records a failure; returns the ejection duration when this failure ejects the backend.
+    /// `may_eject` says whether the pool's `max_ejection_percent` leaves room for one more.
+    pub fn failure(&self, now: u64, cfg: &Outlier, may_eject: impl FnOnce() -> bool) -> Option<u64> {
+        let n = self.consecutive.fetch_add(1, Relaxed) + 1;
+        if n < cfg.consecutive_failures || self.ejected(now) || !may_eject() {
+            return None;
+        }
+        let times = self.ejections.fetch_add(1, Relaxed);
+        let base = cfg.base_ejection.as_millis() as u64;
+        let max = cfg.max_ejection.as_millis() as u64;
+        let dur = base.saturating_mul(1u64 << times.min(20)).min(max);
+        self.ejected_until_ms.store(now + dur, Relaxed);
+        self.consecutive.store(0, Relaxed);
+        self.reported.store(true, Relaxed);
+        Some(dur)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn health_thresholds() {
+        let h = Health::default();
+        assert_eq!(h.status(), HealthStatus::Unknown);
+        assert_eq!(h.record(true, 2, 3), Some(HealthStatus::Healthy), "first result decides");
+        assert_eq!(h.record(false, 2, 3), None);
+        assert_eq!(h.record(false, 2, 3), None);
+        assert_eq!(h.record(true, 2, 3), None, "a pass resets the failure streak");
+        assert_eq!(h.record(false, 2, 3), None);
+        assert_eq!(h.record(false, 2, 3), None);
+        assert_eq!(h.record(false, 2, 3), Some(HealthStatus::Unhealthy));
+        assert_eq!(h.record(true, 2, 3), None);
+        assert_eq!(h.record(true, 2, 3), Some(HealthStatus::Healthy));
+    }
+
+    #[test]
+    fn ejection_doubles_and_is_capped() {
+        let cfg = Outlier {
+            consecutive_failures: 2,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(25),
+            max_ejection_percent: 100,
+        };
+        let o = OutlierState::default();
+        assert_eq!(o.failure(0, &cfg, || true), None);
+        assert_eq!(o.failure(0, &cfg, || true), Some(10_000));
+        assert!(o.ejected(9_999) && !o.ejected(10_000));
+        assert_eq!(o.failure(10_000, &cfg, || true), None);
+        assert_eq!(o.failure(10_000, &cfg, || true), Some(20_000));
+        o.success();
+        assert_eq!(o.failure(40_000, &cfg, || true), None, "success reset the streak");
+        assert_eq!(o.failure(40_000, &cfg, || true), Some(25_000), "capped at max_ejection");
+        // No room in the pool: the streak is counted but nobody is ejected.
+        assert_eq!(o.failure(70_000, &cfg, || false), None);
+        assert_eq!(o.failure(70_000, &cfg, || false), None);
+        assert!(!o.ejected(70_000));
+    }
+}
