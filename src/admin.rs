@@ -87,7 +87,11 @@ fn upstreams_json(state: &State) -> String {
                 .map(|b| {
                     let ejected = b.outlier.ejected(now);
                     let until = ejected.then(|| {
-                        unix(wall + std::time::Duration::from_millis(b.outlier.ejected_until() - now))
+                        unix(
+                            wall + std::time::Duration::from_millis(
+                                b.outlier.ejected_until() - now,
+                            ),
+                        )
                     });
                     let last = b.health.last.lock().ok().and_then(|l| l.clone());
                     json!({

@@ -167,8 +167,10 @@ fn demo() -> i32 {
     let admin = loaded.config.admin.listen;
     println!(
         "brace demo: proxy on http://{listen}, admin on http://{admin}\n\
-         backends: healthy 127.0.0.1:9001, flaky 127.0.0.1:9002 (30% errors), slow 127.0.0.1:9003 (300 ms)\n\n\
-         try:\n  curl -i http://{listen}/hello            # round robin over all three\n  \
+         backends: healthy 127.0.0.1:9001, flaky 127.0.0.1:9002 (30% 503s), slow 127.0.0.1:9003 (300 ms, 1 in 10 takes 3 s)\n\n\
+         try:\n  curl -i http://{listen}/hello            # least_requests over all three; failures are retried\n  \
+         for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}} ' http://{listen}/; done; echo\n  \
+         curl -s http://{admin}/api/upstreams     # health, ejections (flaky and slow get ejected, then return)\n  \
          curl -i http://{listen}/healthy/hello    # a route to the healthy one, prefix stripped\n  \
          curl -i http://{listen}/a/../b           # refused: 400\n  \
          curl -s http://{admin}/metrics | grep ^brace_\n  \

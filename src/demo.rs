@@ -13,9 +13,9 @@ pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 #[derive(Clone, Copy)]
 pub enum Behaviour {
     Healthy,
-    /// Answers 500 to this percentage of requests.
+    /// Answers 503 to this percentage of requests.
     Flaky(u32),
-    /// Answers after this delay.
+    /// Answers after this delay; one request in ten takes ten times as long.
     Slow(Duration),
 }
 
@@ -56,9 +56,10 @@ impl ServeHttp for DemoApp {
         let (status, note) = match (path.as_str(), b.behaviour) {
             ("/healthz", _) => (200, "ok"),
             (_, Behaviour::Healthy) => (200, "hello"),
-            (_, Behaviour::Flaky(pct)) if fastrand::u32(0..100) < pct => (500, "failed (flaky)"),
+            (_, Behaviour::Flaky(pct)) if fastrand::u32(0..100) < pct => (503, "failed (flaky)"),
             (_, Behaviour::Flaky(_)) => (200, "hello (this time)"),
             (_, Behaviour::Slow(d)) => {
+                let d = if fastrand::u32(0..10) == 0 { d * 10 } else { d };
                 tokio::time::sleep(d).await;
                 (200, "hello, slowly")
             }

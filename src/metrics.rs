@@ -260,7 +260,11 @@ impl Metrics {
     /// Drops the series of a backend or pool that left the config.
     pub fn forget_backend(&self, upstream: &str, backend: &str) {
         let ub = &[upstream, backend];
-        for v in [&self.backend_healthy, &self.backend_ejected, &self.upstream_in_flight] {
+        for v in [
+            &self.backend_healthy,
+            &self.backend_ejected,
+            &self.upstream_in_flight,
+        ] {
             let _ = v.remove_label_values(ub);
         }
     }

@@ -191,3 +191,61 @@ fn run_refuses_a_port_in_use() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains(&format!("cannot listen on 127.0.0.1:{port}")));
 }
+
+#[test]
+fn load_balancing_config_errors() {
+    let hc = |body: &str| {
+        format!("[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n[upstream.u.health_check]\n{body}")
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (
+            hc("healthy_threshold = 0\n"),
+            "upstream.u.health_check.healthy_threshold: must be at least 1",
+        ),
+        (
+            hc("interval = \"1s\"\ntimeout = \"2s\"\n"),
+            "upstream.u.health_check.timeout: timeout (2s) is longer than interval (1s)",
+        ),
+        (
+            hc("expect_status = \"200-700\"\n"),
+            "upstream.u.health_check.expect_status: invalid status range \"200-700\"",
+        ),
+        (hc("type = \"udp\"\n"), "unknown check type \"udp\""),
+        (
+            format!("{BASE}balance = \"fastest\"\n"),
+            "upstream.u.balance: unknown balance \"fastest\"",
+        ),
+        (
+            format!("{BASE}hash_key = \"path\"\n"),
+            "hash_key applies only to balance = \"consistent_hash\"",
+        ),
+        (
+            format!("{BASE}balance = \"consistent_hash\"\nhash_key = \"ip\"\n"),
+            "invalid hash_key \"ip\"",
+        ),
+        (
+            format!("{BASE}backup = \"u\"\n"),
+            "cannot be its own backup",
+        ),
+        (
+            format!("{BASE}backup = \"nope\"\n"),
+            "backup upstream \"nope\" is not defined",
+        ),
+        (
+            format!("{BASE}panic_threshold = 1.5\n"),
+            "upstream.u.panic_threshold: 1.5 is outside 0.0..=1.0",
+        ),
+        (
+            format!("{BASE}[upstream.u.retry]\non = [\"500\"]\n"),
+            "upstream.u.retry.on[0]: unknown retry condition \"500\"",
+        ),
+        (
+            format!("{BASE}[upstream.u.outlier]\nmax_ejection_percent = 101\n"),
+            "max_ejection_percent: 101 is over 100",
+        ),
+    ];
+    for (text, want) in cases {
+        let (err, _) = check_err(&text);
+        assert!(err.contains(want), "want {want:?} in: {err}");
+    }
+}

@@ -518,7 +518,10 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
     } = u;
     let balance = validate_balance(&balance, hash_key.as_deref(), p)?;
     if !(0.0..=1.0).contains(&panic_threshold) {
-        return err(p.key("panic_threshold"), format!("{panic_threshold} is outside 0.0..=1.0"));
+        return err(
+            p.key("panic_threshold"),
+            format!("{panic_threshold} is outside 0.0..=1.0"),
+        );
     }
     let health_check = match health_check {
         Some(h) => Some(validate_health(h, &p.key("health_check"))?),
@@ -610,7 +613,10 @@ fn validate_balance(balance: &str, hash_key: Option<&str>, p: &KeyPath) -> VResu
         }
     };
     if hash_key.is_some() {
-        return err(p.key("hash_key"), "hash_key applies only to balance = \"consistent_hash\"");
+        return err(
+            p.key("hash_key"),
+            "hash_key applies only to balance = \"consistent_hash\"",
+        );
     }
     Ok(b)
 }
@@ -640,17 +646,29 @@ fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<HealthCheck> {
             })?;
             CheckKind::Http { path, host, expect }
         }
-        other => return err(p.key("type"), format!("unknown check type \"{other}\": expected http or tcp")),
+        other => {
+            return err(
+                p.key("type"),
+                format!("unknown check type \"{other}\": expected http or tcp"),
+            )
+        }
     };
     let interval = positive(p.key("interval"), interval.0)?;
     let timeout = positive(p.key("timeout"), timeout.0)?;
     if timeout > interval {
         return err(
             p.key("timeout"),
-            format!("timeout ({}) is longer than interval ({}): checks would overlap", super::units::Dur(timeout), super::units::Dur(interval)),
+            format!(
+                "timeout ({}) is longer than interval ({}): checks would overlap",
+                super::units::Dur(timeout),
+                super::units::Dur(interval)
+            ),
         );
     }
-    for (k, v) in [("healthy_threshold", healthy_threshold), ("unhealthy_threshold", unhealthy_threshold)] {
+    for (k, v) in [
+        ("healthy_threshold", healthy_threshold),
+        ("unhealthy_threshold", unhealthy_threshold),
+    ] {
         if v == 0 {
             return err(p.key(k), "must be at least 1");
         }
@@ -690,7 +708,10 @@ fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Outlier> {
         return err(p.key("max_ejection"), "must be at least base_ejection");
     }
     if max_ejection_percent > 100 {
-        return err(p.key("max_ejection_percent"), format!("{max_ejection_percent} is over 100"));
+        return err(
+            p.key("max_ejection_percent"),
+            format!("{max_ejection_percent} is over 100"),
+        );
     }
     Ok(Outlier {
         consecutive_failures,
@@ -729,7 +750,10 @@ fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {
         }
     }
     if budget_percent > 100 {
-        return err(p.key("budget_percent"), format!("{budget_percent} is over 100"));
+        return err(
+            p.key("budget_percent"),
+            format!("{budget_percent} is over 100"),
+        );
     }
     Ok(Retry {
         attempts,

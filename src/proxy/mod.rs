@@ -17,16 +17,16 @@ pub mod ctx;
 pub mod headers;
 pub mod respond;
 
-use crate::logging;
-use crate::runtime::State;
-use async_trait::async_trait;
-use bytes::Bytes;
 use crate::config::{Balance, HashKey};
+use crate::logging;
 use crate::metrics::RetryReason;
 use crate::runtime::Snapshot;
+use crate::runtime::State;
 use crate::upstream::now_ms;
 use crate::upstream::outcome::Outcome;
 use crate::upstream::pool::Pool;
+use async_trait::async_trait;
+use bytes::Bytes;
 use ctx::{Attempt, Ctx, GaugeGuard};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
@@ -159,8 +159,7 @@ impl ProxyHttp for BraceProxy {
         }
         ctx.tries += 1;
         let key = hash_key(session, ctx, &route.pool.config.balance);
-        let Some((pool, idx)) = choose(&ctx.snapshot, &route.pool, &key, &ctx.tried, now)
-        else {
+        let Some((pool, idx)) = choose(&ctx.snapshot, &route.pool, &key, &ctx.tried, now) else {
             ctx.retry_after = Some(route.pool.retry_after(now));
             return Err(http_status(503, "no backend available"));
         };
@@ -179,11 +178,20 @@ impl ProxyHttp for BraceProxy {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _s: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _s: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         let outcome = Outcome::from_error(&e).unwrap_or(Outcome::ConnectError);
         finish_attempt(ctx, outcome);
         // Nothing reached the upstream, so any method may be retried.
-        let allowed = ctx.route.as_ref().is_some_and(|r| r.pool.config.retry.on.connect_error);
+        let allowed = ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.pool.config.retry.on.connect_error);
         e.set_retry(allowed && may_retry(ctx, RetryReason::ConnectError));
         e
     }
@@ -209,7 +217,11 @@ impl ProxyHttp for BraceProxy {
             e.set_retry(false);
             return e;
         }
-        let on = ctx.route.as_ref().map(|r| r.pool.config.retry.on).unwrap_or_default();
+        let on = ctx
+            .route
+            .as_ref()
+            .map(|r| r.pool.config.retry.on)
+            .unwrap_or_default();
         let (reason, allowed) = match outcome {
             Outcome::Timeout => (RetryReason::Timeout, on.timeout),
             _ => (RetryReason::Error, on.error),
@@ -269,7 +281,10 @@ impl ProxyHttp for BraceProxy {
             return Ok(());
         }
         ctx.upstream_status = Some(code);
-        let retry_on = ctx.route.as_ref().is_some_and(|r| r.pool.config.retry.on.status(code));
+        let retry_on = ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.pool.config.retry.on.status(code));
         if retry_on
             && session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
@@ -397,7 +412,9 @@ fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
 
 /// True when one more attempt is allowed by `attempts` and the pool's retry budget; counts it.
 fn may_retry(ctx: &Ctx, reason: RetryReason) -> bool {
-    let Some(route) = &ctx.route else { return false };
+    let Some(route) = &ctx.route else {
+        return false;
+    };
     let pool = &route.pool;
     let r = &pool.config.retry;
     if ctx.tries > r.attempts {
@@ -411,11 +428,18 @@ fn may_retry(ctx: &Ctx, reason: RetryReason) -> bool {
             .iter()
             .any(|b| !ctx.tried.contains(&b.addr) && b.available(now))
     };
-    let backup = pool.config.backup.as_deref().and_then(|b| ctx.snapshot.pools.get(b));
+    let backup = pool
+        .config
+        .backup
+        .as_deref()
+        .and_then(|b| ctx.snapshot.pools.get(b));
     if !untried(pool) && !backup.is_some_and(|b| untried(b)) {
         return false;
     }
-    if !pool.budget.try_retry(now, r.budget_percent, r.min_retries_per_second) {
+    if !pool
+        .budget
+        .try_retry(now, r.budget_percent, r.min_retries_per_second)
+    {
         pool.stats.budget_exhausted.inc();
         return false;
     }
@@ -439,7 +463,10 @@ fn hash_key(session: &Session, ctx: &Ctx, balance: &Balance) -> Vec<u8> {
     };
     let req = session.req_header();
     match key {
-        HashKey::ClientIp => ctx.client_ip.map(|ip| ip.to_string().into_bytes()).unwrap_or_default(),
+        HashKey::ClientIp => ctx
+            .client_ip
+            .map(|ip| ip.to_string().into_bytes())
+            .unwrap_or_default(),
         HashKey::Path => req.uri.path().as_bytes().to_vec(),
         HashKey::Header(name) => req
             .headers

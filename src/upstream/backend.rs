@@ -26,7 +26,12 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(addr: SocketAddr, weight: u32, stats: BackendStats, gauges: BackendGauges) -> Backend {
+    pub fn new(
+        addr: SocketAddr,
+        weight: u32,
+        stats: BackendStats,
+        gauges: BackendGauges,
+    ) -> Backend {
         gauges.healthy.set(1);
         Backend {
             label: addr.to_string(),
@@ -99,8 +104,17 @@ impl Health {
     /// Records one check result; returns the new status when it changed. The first result
     /// decides at once; after that `healthy_threshold` passes or `unhealthy_threshold`
     /// failures in a row are needed to flip. Called only by the backend's one checker.
-    pub fn record(&self, ok: bool, healthy_threshold: u32, unhealthy_threshold: u32) -> Option<HealthStatus> {
-        let (streak, other) = if ok { (&self.passes, &self.fails) } else { (&self.fails, &self.passes) };
+    pub fn record(
+        &self,
+        ok: bool,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+    ) -> Option<HealthStatus> {
+        let (streak, other) = if ok {
+            (&self.passes, &self.fails)
+        } else {
+            (&self.fails, &self.passes)
+        };
         other.store(0, Relaxed);
         let n = streak.fetch_add(1, Relaxed) + 1;
         let current = self.status();
@@ -149,7 +163,12 @@ impl OutlierState {
 
     /// Records a failure; returns the ejection duration when this failure ejects the backend.
     /// `may_eject` says whether the pool's `max_ejection_percent` leaves room for one more.
-    pub fn failure(&self, now: u64, cfg: &Outlier, may_eject: impl FnOnce() -> bool) -> Option<u64> {
+    pub fn failure(
+        &self,
+        now: u64,
+        cfg: &Outlier,
+        may_eject: impl FnOnce() -> bool,
+    ) -> Option<u64> {
         let n = self.consecutive.fetch_add(1, Relaxed) + 1;
         if n < cfg.consecutive_failures || self.ejected(now) || !may_eject() {
             return None;
@@ -174,10 +193,18 @@ mod tests {
     fn health_thresholds() {
         let h = Health::default();
         assert_eq!(h.status(), HealthStatus::Unknown);
-        assert_eq!(h.record(true, 2, 3), Some(HealthStatus::Healthy), "first result decides");
+        assert_eq!(
+            h.record(true, 2, 3),
+            Some(HealthStatus::Healthy),
+            "first result decides"
+        );
         assert_eq!(h.record(false, 2, 3), None);
         assert_eq!(h.record(false, 2, 3), None);
-        assert_eq!(h.record(true, 2, 3), None, "a pass resets the failure streak");
+        assert_eq!(
+            h.record(true, 2, 3),
+            None,
+            "a pass resets the failure streak"
+        );
         assert_eq!(h.record(false, 2, 3), None);
         assert_eq!(h.record(false, 2, 3), None);
         assert_eq!(h.record(false, 2, 3), Some(HealthStatus::Unhealthy));
@@ -200,8 +227,16 @@ mod tests {
         assert_eq!(o.failure(10_000, &cfg, || true), None);
         assert_eq!(o.failure(10_000, &cfg, || true), Some(20_000));
         o.success();
-        assert_eq!(o.failure(40_000, &cfg, || true), None, "success reset the streak");
-        assert_eq!(o.failure(40_000, &cfg, || true), Some(25_000), "capped at max_ejection");
+        assert_eq!(
+            o.failure(40_000, &cfg, || true),
+            None,
+            "success reset the streak"
+        );
+        assert_eq!(
+            o.failure(40_000, &cfg, || true),
+            Some(25_000),
+            "capped at max_ejection"
+        );
         // No room in the pool: the streak is counted but nobody is ejected.
         assert_eq!(o.failure(70_000, &cfg, || false), None);
         assert_eq!(o.failure(70_000, &cfg, || false), None);

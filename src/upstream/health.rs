@@ -46,7 +46,9 @@ fn round(state: &State) {
     let now = now_ms();
     for pool in snap.pools.values() {
         housekeeping(pool, now);
-        let Some(hc) = &pool.config.health_check else { continue };
+        let Some(hc) = &pool.config.health_check else {
+            continue;
+        };
         for (i, b) in pool.backends.iter().enumerate() {
             if now < b.health.next_check_ms.load(Relaxed) || b.health.checking.swap(true, AcqRel) {
                 continue;
@@ -73,7 +75,13 @@ async fn check(pool: &Pool, i: usize) {
     let (ok, detail) = match tokio::time::timeout(hc.timeout, checker.check(&target)).await {
         Ok(Ok(())) => (true, "ok".to_string()),
         Ok(Err(e)) => (false, e.to_string()),
-        Err(_) => (false, format!("no answer within {}", humantime::format_duration(hc.timeout))),
+        Err(_) => (
+            false,
+            format!(
+                "no answer within {}",
+                humantime::format_duration(hc.timeout)
+            ),
+        ),
     };
     if ok {
         b.gauges.checks_pass.inc();
@@ -88,8 +96,13 @@ async fn check(pool: &Pool, i: usize) {
         });
     }
     let before = b.health.status();
-    if let Some(after) = b.health.record(ok, hc.healthy_threshold, hc.unhealthy_threshold) {
-        b.gauges.healthy.set(i64::from(after != HealthStatus::Unhealthy));
+    if let Some(after) = b
+        .health
+        .record(ok, hc.healthy_threshold, hc.unhealthy_threshold)
+    {
+        b.gauges
+            .healthy
+            .set(i64::from(after != HealthStatus::Unhealthy));
         if after == HealthStatus::Healthy && before == HealthStatus::Unhealthy {
             b.available_since_ms.store(now_ms(), Relaxed);
         }
@@ -121,6 +134,8 @@ fn housekeeping(pool: &Pool, now: u64) {
 pub fn first_round_done(state: &State) -> bool {
     state.snapshot().pools.values().all(|p| {
         p.config.health_check.is_none()
-            || p.backends.iter().all(|b| b.health.status() != HealthStatus::Unknown)
+            || p.backends
+                .iter()
+                .all(|b| b.health.status() != HealthStatus::Unknown)
     })
 }

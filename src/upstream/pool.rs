@@ -141,9 +141,15 @@ impl Pool {
         };
         let max = n * 2 + 2;
         match &self.selector {
-            Selector::RoundRobin(lb) => via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept))),
-            Selector::Random(lb) => via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept))),
-            Selector::Consistent(lb) => via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept))),
+            Selector::RoundRobin(lb) => {
+                via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept)))
+            }
+            Selector::Random(lb) => {
+                via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept)))
+            }
+            Selector::Consistent(lb) => {
+                via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept)))
+            }
             Selector::LeastRequests => self.least_loaded((0..n).filter(|&i| accept(i)), n),
             Selector::P2c => {
                 let a = self.scan(accept)?;
@@ -181,7 +187,9 @@ impl Pool {
 
     fn ramp_accepts(&self, i: usize, now: u64) -> bool {
         let ss = self.config.slow_start.as_millis() as u64;
-        let since = self.backends[i].available_since_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let since = self.backends[i]
+            .available_since_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
         if ss == 0 || since == 0 || now >= since + ss {
             return true;
         }
@@ -197,7 +205,11 @@ impl Pool {
             .filter(|b| b.outlier.ejected(now))
             .map(|b| b.outlier.ejected_until() - now)
             .min();
-        let check = self.config.health_check.as_ref().map(|h| h.interval.as_millis() as u64);
+        let check = self
+            .config
+            .health_check
+            .as_ref()
+            .map(|h| h.interval.as_millis() as u64);
         let ms = match (ejection_end, check) {
             (Some(e), Some(c)) => e.min(c),
             (Some(e), None) => e,
@@ -211,7 +223,9 @@ impl Pool {
     pub fn record(&self, i: usize, outcome: Outcome, seconds: f64) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
-        let Some(cfg) = &self.config.outlier else { return };
+        let Some(cfg) = &self.config.outlier else {
+            return;
+        };
         match outcome {
             Outcome::Success => b.outlier.success(),
             Outcome::ClientAbort => {}
@@ -236,15 +250,25 @@ impl Pool {
     /// True when ejecting one more backend stays within `max_ejection_percent` (at least one
     /// backend may always be ejected unless the percentage is 0, as in Envoy).
     fn may_eject(&self, now: u64) -> bool {
-        let Some(cfg) = &self.config.outlier else { return false };
-        let ejected = self.backends.iter().filter(|b| b.outlier.ejected(now)).count();
+        let Some(cfg) = &self.config.outlier else {
+            return false;
+        };
+        let ejected = self
+            .backends
+            .iter()
+            .filter(|b| b.outlier.ejected(now))
+            .count();
         let n = self.backends.len();
-        let max = (n * cfg.max_ejection_percent as usize / 100).max(usize::from(cfg.max_ejection_percent > 0));
+        let max = (n * cfg.max_ejection_percent as usize / 100)
+            .max(usize::from(cfg.max_ejection_percent > 0));
         ejected < max
     }
 }
 
-fn checker(hc: &crate::config::HealthCheck, addr: SocketAddr) -> Box<dyn HealthCheck + Send + Sync> {
+fn checker(
+    hc: &crate::config::HealthCheck,
+    addr: SocketAddr,
+) -> Box<dyn HealthCheck + Send + Sync> {
     use crate::config::CheckKind;
     match &hc.kind {
         CheckKind::Tcp => {

@@ -19,7 +19,11 @@ fn bump(slot: &AtomicU64, second: u64) -> u64 {
     let mut cur = slot.load(Relaxed);
     loop {
         let (s, n) = (cur >> 32, cur & 0xffff_ffff);
-        let next = if s == second { (s << 32) | (n + 1).min(0xffff_ffff) } else { (second << 32) | 1 };
+        let next = if s == second {
+            (s << 32) | (n + 1).min(0xffff_ffff)
+        } else {
+            (second << 32) | 1
+        };
         match slot.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
             Ok(_) => return next & 0xffff_ffff,
             Err(v) => cur = v,

@@ -345,6 +345,9 @@ pub struct Upstream {
     pub count: Arc<AtomicUsize>,
     pub last_head: Arc<Mutex<String>>,
     pub body_bytes: Arc<AtomicUsize>,
+    /// Open connections, so `stop` can cut them; and the generation that `stop` bumps.
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    generation: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -353,7 +356,12 @@ impl Upstream {
     }
 
     pub fn with_mode(name: &str, mode: Mode) -> Upstream {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Upstream::at("127.0.0.1:0".parse().unwrap(), name, mode)
+    }
+
+    /// An upstream on a given address (e.g. one that was dead until now).
+    pub fn at(addr: SocketAddr, name: &str, mode: Mode) -> Upstream {
+        let l = TcpListener::bind(addr).unwrap();
         let u = Upstream {
             addr: l.local_addr().unwrap(),
             name: name.to_owned(),
@@ -361,18 +369,35 @@ impl Upstream {
             count: Arc::new(AtomicUsize::new(0)),
             last_head: Arc::new(Mutex::new(String::new())),
             body_bytes: Arc::new(AtomicUsize::new(0)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            generation: Arc::new(AtomicUsize::new(0)),
         };
-        let (name, mode, count, head, bytes) = (
-            u.name.clone(),
-            u.mode.clone(),
-            u.count.clone(),
-            u.last_head.clone(),
-            u.body_bytes.clone(),
+        u.accept_loop(l);
+        u
+    }
+
+    fn accept_loop(&self, l: TcpListener) {
+        let my_gen = self.generation.load(Ordering::SeqCst);
+        let (name, mode, count, head, bytes, conns, generation) = (
+            self.name.clone(),
+            self.mode.clone(),
+            self.count.clone(),
+            self.last_head.clone(),
+            self.body_bytes.clone(),
+            self.conns.clone(),
+            self.generation.clone(),
         );
-        // The accept thread ends with the test process; each connection has its own thread.
+        // The accept thread ends at `stop` or with the test process; each connection has its
+        // own thread.
         std::thread::spawn(move || {
             for conn in l.incoming() {
+                if generation.load(Ordering::SeqCst) != my_gen {
+                    return; // stopped: dropping `l` closes the listening socket
+                }
                 let Ok(conn) = conn else { continue };
+                if let Ok(c) = conn.try_clone() {
+                    conns.lock().unwrap().push(c);
+                }
                 let (name, mode, count, head, bytes) = (
                     name.clone(),
                     mode.clone(),
@@ -385,7 +410,27 @@ impl Upstream {
                 });
             }
         });
-        u
+    }
+
+    /// Kills the server: the port refuses connections and open connections are cut.
+    pub fn stop(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        // Wake the accept loop so it sees the new generation and drops the listener.
+        let _ = TcpStream::connect(self.addr);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        wait_for(
+            "the port to refuse connections",
+            Duration::from_secs(5),
+            || TcpStream::connect(self.addr).is_err(),
+        );
+    }
+
+    /// Brings a stopped server back on the same port.
+    pub fn restart(&self) {
+        let l = TcpListener::bind(self.addr).unwrap();
+        self.accept_loop(l);
     }
 
     pub fn set(&self, mode: Mode) {
@@ -397,6 +442,11 @@ impl Upstream {
     pub fn head(&self) -> String {
         self.last_head.lock().unwrap().clone()
     }
+}
+
+/// Fetches `/api/upstreams` as JSON.
+pub fn upstreams(b: &Brace) -> serde_json::Value {
+    serde_json::from_slice(&get(b.admin(), "/api/upstreams").body).unwrap()
 }
 
 fn serve(
