@@ -446,3 +446,26 @@ fn debug_headers_name_upstream_and_backend() {
     let plain = Brace::start(&pool_config(&[&up], ""));
     assert_eq!(plain.get("/").header("x-brace-upstream"), None);
 }
+
+#[test]
+fn health_checks_to_a_black_hole_time_out_within_timeout() {
+    let hole = Upstream::with_mode("hole", Mode::Hang);
+    let b = Brace::start(&pool_config(
+        &[&hole],
+        "[upstream.pool.health_check]\ntype = \"http\"\ninterval = \"300ms\"\ntimeout = \"150ms\"\nunhealthy_threshold = 1\n",
+    ));
+    // brace became ready only after the first round, which the hole failed.
+    assert_eq!(healthy(&b, &hole), 0.0);
+    let up = upstreams(&b);
+    let last = &up["upstreams"]["pool"]["backends"][0]["last_check"];
+    assert_eq!(last["ok"], false);
+    assert!(last["detail"].as_str().unwrap().contains("150ms"), "{last}");
+    // Checks keep coming, each cut off at the timeout.
+    let sample = format!(
+        "brace_upstream_health_checks_total{{backend=\"{}\",result=\"fail\",upstream=\"pool\"}}",
+        hole.addr
+    );
+    wait_for("three failed checks", Duration::from_secs(5), || {
+        b.metric(&sample) >= 3.0
+    });
+}

@@ -303,3 +303,46 @@ fn checker(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn pool(extra: &str) -> Pool {
+        let text = format!(
+            "[[route]]\nname = \"r\"\nupstream = \"p\"\n[upstream.p]\nbackends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n{extra}"
+        );
+        let loaded = crate::config::parse(&text, "test", std::path::Path::new(".")).unwrap();
+        Pool::new("p", &loaded.config.upstreams["p"], &Metrics::new(), None)
+    }
+
+    fn share_of_second(p: &Pool, now: u64) -> f64 {
+        let n = 4000;
+        let hits = (0..n).filter(|_| p.pick(b"", &[], now) == Some(1)).count();
+        hits as f64 / n as f64
+    }
+
+    #[test]
+    fn slow_start_ramps_a_returning_backend_up() {
+        let p = pool("slow_start = \"10s\"");
+        p.backends[1].available_since_ms.store(1_000, Relaxed);
+        let early = share_of_second(&p, 2_000); // 10% into the ramp
+        let mid = share_of_second(&p, 6_000); // 50%
+        let done = share_of_second(&p, 11_000);
+        assert!(early < 0.12, "early share {early}");
+        assert!((0.2..0.4).contains(&mid), "mid share {mid}");
+        assert!((0.45..0.55).contains(&done), "after the ramp {done}");
+    }
+
+    #[test]
+    fn tried_backends_are_skipped_and_none_left_is_none() {
+        let p = pool("");
+        let a = p.backends[0].addr;
+        let b = p.backends[1].addr;
+        for _ in 0..10 {
+            assert_eq!(p.pick(b"", &[a], 5), Some(1));
+        }
+        assert_eq!(p.pick(b"", &[a, b], 5), None);
+    }
+}
