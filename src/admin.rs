@@ -35,11 +35,16 @@ impl ServeHttp for Admin {
             );
         }
         match path.as_str() {
-            "/metrics" => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.state.metrics.render(),
-            ),
+            "/metrics" => {
+                for l in self.state.snapshot().limiters.values() {
+                    l.refresh_gauge();
+                }
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.state.metrics.render(),
+                )
+            }
             "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/api/upstreams" => text(
                 StatusCode::OK,
@@ -103,6 +108,12 @@ fn upstreams_json(state: &State) -> String {
                         "ejected_until_unix": until,
                         "ejections": b.outlier.ejections.load(std::sync::atomic::Ordering::Relaxed),
                         "in_flight": b.in_flight(),
+                        "breaker": {
+                            "state": b.breaker.state().as_str(),
+                            "open_until_unix": (!b.breaker.admits(now)).then(|| {
+                                unix(wall + std::time::Duration::from_millis(b.breaker.open_until().saturating_sub(now)))
+                            }),
+                        },
                         "last_check": last.map(|l| json!({
                             "at_unix": unix(l.at),
                             "ok": l.ok,

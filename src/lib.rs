@@ -18,8 +18,10 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod limit;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -40,6 +40,13 @@ pub struct Metrics {
     pub retry_budget_exhausted_total: IntCounterVec,
     pub upstream_in_flight: IntGaugeVec,
     pub backup_used_total: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
+    pub breaker_transitions_total: IntCounterVec,
+    pub breaker_rejected_total: IntCounterVec,
+    pub breaker_shadow_trips_total: IntCounterVec,
+    pub in_flight_rejected_total: IntCounterVec,
+    pub rate_limit_decisions_total: IntCounterVec,
+    pub rate_limit_keys: IntGaugeVec,
 }
 
 impl Metrics {
@@ -146,6 +153,52 @@ impl Metrics {
             "Requests sent to this upstream's backup because it had no available backend",
             &["upstream"],
         );
+        let breaker_state = gauge(
+            "brace_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            ub,
+        );
+        let breaker_transitions_total = counter(
+            "brace_circuit_breaker_transitions_total",
+            "Circuit breaker state changes, by new state and reason",
+            &["upstream", "backend", "to", "reason"],
+        );
+        let breaker_rejected_total = counter(
+            "brace_circuit_breaker_rejected_total",
+            "Requests answered 503 because every breaker of the pool was open",
+            &["upstream"],
+        );
+        let breaker_shadow_trips_total = counter(
+            "brace_circuit_breaker_shadow_trips_total",
+            "Trips a breaker in shadow mode would have made",
+            &["upstream", "backend", "reason"],
+        );
+        let in_flight_rejected_total = counter(
+            "brace_upstream_in_flight_rejected_total",
+            "Requests answered 503 because the pool was at max_in_flight",
+            &["upstream"],
+        );
+        let rate_limit_decisions_total = counter(
+            "brace_rate_limit_decisions_total",
+            "Rate limit decisions (allowed, limited, shadow_limited)",
+            &["route", "limit", "decision"],
+        );
+        let rate_limit_keys = gauge(
+            "brace_rate_limit_keys",
+            "Keys with a bucket in memory (at most max_keys)",
+            &["limit"],
+        );
+        for c in [
+            Box::new(breaker_state.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(breaker_transitions_total.clone()),
+            Box::new(breaker_rejected_total.clone()),
+            Box::new(breaker_shadow_trips_total.clone()),
+            Box::new(in_flight_rejected_total.clone()),
+            Box::new(rate_limit_decisions_total.clone()),
+            Box::new(rate_limit_keys.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
         for c in [
             Box::new(backend_healthy.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(backend_ejected.clone()),
@@ -191,6 +244,13 @@ impl Metrics {
             retry_budget_exhausted_total,
             upstream_in_flight,
             backup_used_total,
+            breaker_state,
+            breaker_transitions_total,
+            breaker_rejected_total,
+            breaker_shadow_trips_total,
+            in_flight_rejected_total,
+            rate_limit_decisions_total,
+            rate_limit_keys,
         }
     }
 
@@ -244,6 +304,7 @@ impl Metrics {
                 .health_checks_total
                 .with_label_values(&[upstream, backend, "fail"]),
             in_flight: self.upstream_in_flight.with_label_values(ub),
+            breaker_state: self.breaker_state.with_label_values(ub),
         }
     }
 
@@ -254,7 +315,17 @@ impl Metrics {
                 .retry_budget_exhausted_total
                 .with_label_values(&[upstream]),
             backup_used: self.backup_used_total.with_label_values(&[upstream]),
+            breaker_rejected: self.breaker_rejected_total.with_label_values(&[upstream]),
+            in_flight_rejected: self.in_flight_rejected_total.with_label_values(&[upstream]),
         }
+    }
+
+    /// Counters for one (route, limit) pair: allowed, limited, shadow_limited.
+    pub fn limit_decisions(&self, route: &str, limit: &str) -> [IntCounter; 3] {
+        ["allowed", "limited", "shadow_limited"].map(|d| {
+            self.rate_limit_decisions_total
+                .with_label_values(&[route, limit, d])
+        })
     }
 
     /// Drops the series of a backend or pool that left the config.
@@ -292,6 +363,7 @@ pub struct BackendGauges {
     pub checks_fail: IntCounter,
     /// Also the backend's in-flight count used by least_requests and p2c.
     pub in_flight: IntGauge,
+    pub breaker_state: IntGauge,
 }
 
 /// Per-pool counters, resolved at snapshot build.
@@ -299,6 +371,8 @@ pub struct PoolStats {
     pub retries: [IntCounter; 6],
     pub budget_exhausted: IntCounter,
     pub backup_used: IntCounter,
+    pub breaker_rejected: IntCounter,
+    pub in_flight_rejected: IntCounter,
 }
 
 impl Default for Metrics {

@@ -20,6 +20,15 @@ pub struct Route {
     pub timeout: std::time::Duration,
     pub pool: Arc<Pool>,
     pub stats: RouteStats,
+    /// Rate limits in the order the route names them.
+    pub limits: Vec<RouteLimit>,
+}
+
+/// A rate limit as applied on one route, with its decision counters resolved.
+pub struct RouteLimit {
+    pub limiter: Arc<crate::limit::Limiter>,
+    /// allowed, limited, shadow_limited
+    pub decisions: [prometheus::IntCounter; 3],
 }
 
 /// Routes of one host group, longest prefix first.

@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub route: Vec<FileRoute>,
     #[serde(default)]
     pub upstream: BTreeMap<String, FileUpstream>,
+    #[serde(default)]
+    pub rate_limit: BTreeMap<String, FileRateLimit>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -41,6 +43,8 @@ pub struct FileServer {
     pub tls: Vec<FileTls>,
     #[serde(default)]
     pub debug_headers: bool,
+    #[serde(default)]
+    pub rate_limit_headers: bool,
 }
 
 impl Default for FileServer {
@@ -53,6 +57,7 @@ impl Default for FileServer {
             trusted_proxies: default_trusted(),
             tls: Vec::new(),
             debug_headers: false,
+            rate_limit_headers: false,
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct FileRoute {
     pub strip_prefix: bool,
     #[serde(default = "default_route_timeout")]
     pub timeout: Dur,
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
 }
 
 fn default_prefix() -> String {
@@ -173,6 +180,89 @@ pub struct FileUpstream {
     pub outlier: Option<FileOutlier>,
     #[serde(default)]
     pub retry: FileRetry,
+    #[serde(default)]
+    pub circuit_breaker: Option<FileBreaker>,
+    #[serde(default)]
+    pub max_in_flight: u32,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileBreaker {
+    #[serde(default = "default_five")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_failure_ratio")]
+    pub failure_ratio: f64,
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    #[serde(default = "default_window")]
+    pub window: Dur,
+    #[serde(default = "default_slow_call")]
+    pub slow_call_duration: Dur,
+    #[serde(default)]
+    pub slow_call_ratio: f64,
+    #[serde(default = "default_open")]
+    pub open_duration: Dur,
+    #[serde(default = "default_max_open")]
+    pub max_open_duration: Dur,
+    #[serde(default = "default_three")]
+    pub half_open_requests: u32,
+    #[serde(default = "default_failure_on")]
+    pub failure_on: Vec<String>,
+    #[serde(default = "default_enforce")]
+    pub mode: String,
+}
+
+fn default_failure_ratio() -> f64 {
+    0.5
+}
+fn default_min_requests() -> u32 {
+    20
+}
+fn default_window() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_slow_call() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_open() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_max_open() -> Dur {
+    Dur(Duration::from_secs(120))
+}
+fn default_failure_on() -> Vec<String> {
+    vec!["connect_error".into(), "timeout".into(), "5xx".into()]
+}
+fn default_enforce() -> String {
+    "enforce".into()
+}
+
+/// `[rate_limit.NAME]`
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileRateLimit {
+    pub key: String,
+    pub rate: u32,
+    #[serde(default = "default_per")]
+    pub per: Dur,
+    pub burst: u32,
+    #[serde(default = "default_limit_status")]
+    pub status: u16,
+    #[serde(default = "default_enforce")]
+    pub mode: String,
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u64,
+}
+
+fn default_per() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_limit_status() -> u16 {
+    429
+}
+fn default_max_keys() -> u64 {
+    100_000
 }
 
 fn default_balance() -> String {

@@ -19,6 +19,7 @@ pub struct Config {
     pub log: Log,
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Upstream>,
+    pub rate_limits: BTreeMap<String, RateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,7 @@ pub struct Server {
     pub trusted_proxies: Vec<IpNet>,
     pub tls: Vec<TlsListener>,
     pub debug_headers: bool,
+    pub rate_limit_headers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,8 @@ pub struct Route {
     pub upstream: String,
     pub strip_prefix: bool,
     pub timeout: Duration,
+    /// Names of `[rate_limit.NAME]` sections, applied in order.
+    pub rate_limits: Vec<String>,
 }
 
 /// A `hosts` entry: `api.example.com` (exact) or `*.example.org` (any subdomain, kept as
@@ -94,6 +98,86 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     pub outlier: Option<Outlier>,
     pub retry: Retry,
+    pub circuit_breaker: Option<BreakerConfig>,
+    /// Requests in flight to the pool beyond which brace answers 503 at once; 0 = no limit.
+    pub max_in_flight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// 0 = this trigger off.
+    pub consecutive_failures: u32,
+    /// 0 = this trigger off.
+    pub failure_ratio: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub slow_call_duration: Duration,
+    /// 0 = this trigger off.
+    pub slow_call_ratio: f64,
+    pub open_duration: Duration,
+    pub max_open_duration: Duration,
+    pub half_open_requests: u32,
+    pub failure_on: FailureOn,
+    pub mode: BreakerMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerMode {
+    Enforce,
+    /// Count and report what would have tripped; change nothing.
+    Shadow,
+}
+
+/// Which outcomes a breaker counts as failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureOn {
+    pub connect_error: bool,
+    pub timeout: bool,
+    pub error: bool,
+    pub http_5xx: bool,
+}
+
+impl FailureOn {
+    pub fn default_set() -> FailureOn {
+        FailureOn {
+            connect_error: true,
+            timeout: true,
+            error: false,
+            http_5xx: true,
+        }
+    }
+    pub fn matches(&self, o: crate::upstream::outcome::Outcome) -> bool {
+        use crate::upstream::outcome::Outcome::*;
+        match o {
+            ConnectError => self.connect_error,
+            Timeout => self.timeout,
+            Error => self.error,
+            Http5xx => self.http_5xx,
+            Success | ClientAbort => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub key: LimitKey,
+    pub rate: u32,
+    pub per: Duration,
+    pub burst: u32,
+    pub status: u16,
+    /// Shadow: count what would be refused, refuse nothing.
+    pub shadow: bool,
+    pub max_keys: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    ClientIp,
+    /// Lower-cased header name.
+    Header(String),
+    Route,
+    Path,
+    ClientIpAndHeader(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -265,6 +349,7 @@ impl Config {
             log,
             route,
             upstream,
+            rate_limit,
         } = f;
         let root = KeyPath::root();
 
@@ -297,12 +382,21 @@ impl Config {
             }
         }
 
+        let mut rate_limits = BTreeMap::new();
+        for (name, r) in rate_limit {
+            let p = root.key("rate_limit").key(&name);
+            if !name_ok(&name) {
+                return err(p, format!("invalid rate limit name \"{name}\""));
+            }
+            rate_limits.insert(name, validate_rate_limit(r, &p)?);
+        }
+
         let mut routes = Vec::with_capacity(route.len());
         let mut names = HashSet::new();
         let mut places = HashSet::new();
         for (i, r) in route.into_iter().enumerate() {
             let p = root.key("route").index(i);
-            let r = validate_route(r, &p, &upstreams)?;
+            let r = validate_route(r, &p, &upstreams, &rate_limits)?;
             if !names.insert(r.name.clone()) {
                 return err(
                     p.key("name"),
@@ -342,6 +436,7 @@ impl Config {
             log,
             routes,
             upstreams,
+            rate_limits,
         })
     }
 }
@@ -355,6 +450,7 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         trusted_proxies,
         tls,
         debug_headers,
+        rate_limit_headers,
     } = s;
     let mut seen = HashSet::new();
     let mut addrs = Vec::new();
@@ -419,6 +515,7 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         trusted_proxies: nets,
         tls: tls_out,
         debug_headers,
+        rate_limit_headers,
     })
 }
 
@@ -515,6 +612,8 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         health_check,
         outlier,
         retry,
+        circuit_breaker,
+        max_in_flight,
     } = u;
     let balance = validate_balance(&balance, hash_key.as_deref(), p)?;
     if !(0.0..=1.0).contains(&panic_threshold) {
@@ -532,6 +631,10 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         None => None,
     };
     let retry = validate_retry(retry, &p.key("retry"))?;
+    let circuit_breaker = match circuit_breaker {
+        Some(b) => Some(validate_breaker(b, &p.key("circuit_breaker"))?),
+        None => None,
+    };
     if backends.is_empty() {
         return err(
             p.key("backends"),
@@ -576,6 +679,156 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         health_check,
         outlier,
         retry,
+        circuit_breaker,
+        max_in_flight,
+    })
+}
+
+fn ratio(p: KeyPath, v: f64) -> VResult<f64> {
+    if !(0.0..=1.0).contains(&v) {
+        return err(p, format!("{v} is outside 0.0..=1.0"));
+    }
+    Ok(v)
+}
+
+fn validate_breaker(b: FileBreaker, p: &KeyPath) -> VResult<BreakerConfig> {
+    let FileBreaker {
+        consecutive_failures,
+        failure_ratio,
+        min_requests,
+        window,
+        slow_call_duration,
+        slow_call_ratio,
+        open_duration,
+        max_open_duration,
+        half_open_requests,
+        failure_on,
+        mode,
+    } = b;
+    let failure_ratio = ratio(p.key("failure_ratio"), failure_ratio)?;
+    let slow_call_ratio = ratio(p.key("slow_call_ratio"), slow_call_ratio)?;
+    if consecutive_failures == 0 && failure_ratio == 0.0 && slow_call_ratio == 0.0 {
+        return err(p.clone(), "every trigger is off (consecutive_failures, failure_ratio and slow_call_ratio are 0): the breaker could never trip");
+    }
+    let window = positive(p.key("window"), window.0)?;
+    let open = positive(p.key("open_duration"), open_duration.0)?;
+    if max_open_duration.0 < open {
+        return err(p.key("max_open_duration"), "must be at least open_duration");
+    }
+    if half_open_requests == 0 {
+        return err(p.key("half_open_requests"), "must be at least 1");
+    }
+    let mut on = FailureOn::default();
+    for (i, f) in failure_on.iter().enumerate() {
+        match f.as_str() {
+            "connect_error" => on.connect_error = true,
+            "timeout" => on.timeout = true,
+            "error" => on.error = true,
+            "5xx" => on.http_5xx = true,
+            other => {
+                return err(
+                    p.key("failure_on").index(i),
+                    format!(
+                    "unknown failure \"{other}\": expected connect_error, timeout, error or 5xx"
+                ),
+                )
+            }
+        }
+    }
+    let mode = match mode.as_str() {
+        "enforce" => BreakerMode::Enforce,
+        "shadow" => BreakerMode::Shadow,
+        other => {
+            return err(
+                p.key("mode"),
+                format!("unknown mode \"{other}\": expected enforce or shadow"),
+            )
+        }
+    };
+    Ok(BreakerConfig {
+        consecutive_failures,
+        failure_ratio,
+        min_requests,
+        window,
+        slow_call_duration: slow_call_duration.0,
+        slow_call_ratio,
+        open_duration: open,
+        max_open_duration: max_open_duration.0,
+        half_open_requests,
+        failure_on: on,
+        mode,
+    })
+}
+
+fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<RateLimit> {
+    let FileRateLimit {
+        key,
+        rate,
+        per,
+        burst,
+        status,
+        mode,
+        max_keys,
+    } = r;
+    let header = |n: &str| -> VResult<String> {
+        if http::HeaderName::from_bytes(n.as_bytes()).is_ok() {
+            Ok(n.to_ascii_lowercase())
+        } else {
+            err(p.key("key"), format!("invalid header name \"{n}\""))
+        }
+    };
+    let key = match key.as_str() {
+        "client_ip" => LimitKey::ClientIp,
+        "route" => LimitKey::Route,
+        "path" => LimitKey::Path,
+        k => match (k.strip_prefix("header:"), k.strip_prefix("client_ip+header:")) {
+            (Some(n), _) => LimitKey::Header(header(n)?),
+            (_, Some(n)) => LimitKey::ClientIpAndHeader(header(n)?),
+            _ => {
+                return err(
+                    p.key("key"),
+                    format!("invalid key \"{k}\": expected client_ip, header:NAME, route, path or client_ip+header:NAME"),
+                )
+            }
+        },
+    };
+    if rate == 0 {
+        return err(p.key("rate"), "must be at least 1");
+    }
+    let per = positive(p.key("per"), per.0)?;
+    if burst == 0 {
+        return err(
+            p.key("burst"),
+            "must be at least 1: a bucket of 0 refuses everything",
+        );
+    }
+    if !(400..=599).contains(&status) {
+        return err(
+            p.key("status"),
+            format!("{status} is not a 4xx or 5xx status"),
+        );
+    }
+    let shadow = match mode.as_str() {
+        "enforce" => false,
+        "shadow" => true,
+        other => {
+            return err(
+                p.key("mode"),
+                format!("unknown mode \"{other}\": expected enforce or shadow"),
+            )
+        }
+    };
+    if max_keys == 0 {
+        return err(p.key("max_keys"), "must be at least 1");
+    }
+    Ok(RateLimit {
+        key,
+        rate,
+        per,
+        burst,
+        status,
+        shadow,
+        max_keys,
     })
 }
 
@@ -768,6 +1021,7 @@ fn validate_route(
     r: FileRoute,
     p: &KeyPath,
     upstreams: &BTreeMap<String, Upstream>,
+    limits: &BTreeMap<String, RateLimit>,
 ) -> VResult<Route> {
     let FileRoute {
         name,
@@ -776,7 +1030,24 @@ fn validate_route(
         upstream,
         strip_prefix,
         timeout,
+        rate_limits,
     } = r;
+    for (i, l) in rate_limits.iter().enumerate() {
+        if !limits.contains_key(l) {
+            let known: Vec<&str> = limits.keys().map(String::as_str).collect();
+            return err(
+                p.key("rate_limits").index(i),
+                format!(
+                    "route \"{name}\" names rate limit \"{l}\", which is not defined (defined: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+    }
     if !name_ok(&name) {
         return err(p.key("name"), format!("invalid route name \"{name}\": use letters, digits, '_', '-', '.', starting with a letter or digit"));
     }
@@ -807,5 +1078,6 @@ fn validate_route(
         upstream,
         strip_prefix,
         timeout: positive(p.key("timeout"), timeout.0)?,
+        rate_limits,
     })
 }

@@ -18,6 +18,7 @@ pub mod headers;
 pub mod respond;
 
 use crate::config::{Balance, HashKey};
+use crate::limit::{self, Decision};
 use crate::logging;
 use crate::metrics::RetryReason;
 use crate::runtime::Snapshot;
@@ -27,7 +28,7 @@ use crate::upstream::outcome::Outcome;
 use crate::upstream::pool::Pool;
 use async_trait::async_trait;
 use bytes::Bytes;
-use ctx::{Attempt, Ctx, GaugeGuard};
+use ctx::{Attempt, Ctx, GaugeGuard, PoolSlot};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -117,6 +118,45 @@ impl ProxyHttp for BraceProxy {
         };
         ctx.route = Some(route.clone());
 
+        // Rate limits, in the route's order; the first to refuse answers.
+        for l in &route.limits {
+            let Some(key) =
+                limit::key_value(&l.limiter.config.key, ctx.client_ip, &route.name, req)
+            else {
+                continue;
+            };
+            let d = l.limiter.check(key, crate::clock::now_us());
+            l.decisions[d.index()].inc();
+            match d {
+                Decision::Limited {
+                    retry_after_secs, ..
+                } => {
+                    let name = &l.limiter.name;
+                    let body = format!(
+                        "brace: rate limit \"{name}\" exceeded; retry in {retry_after_secs} s\n"
+                    );
+                    let extra = [
+                        ("retry-after", retry_after_secs.to_string()),
+                        ("ratelimit-policy", l.limiter.policy_header.clone()),
+                        ("ratelimit", l.limiter.header(&d)),
+                    ];
+                    let status = l.limiter.config.status;
+                    respond::text(session, status, &ctx.request_id, &body, &extra).await;
+                    return Ok(true);
+                }
+                Decision::Allowed { remaining, .. }
+                    if snap.rate_limit_headers
+                        && ctx
+                            .rate_limit_header
+                            .as_ref()
+                            .is_none_or(|(r, _)| remaining < *r) =>
+                {
+                    ctx.rate_limit_header = Some((remaining, l.limiter.header(&d)));
+                }
+                _ => {}
+            }
+        }
+
         let too_large = match req.headers.get("content-length") {
             Some(v) => std::str::from_utf8(v.as_bytes())
                 .ok()
@@ -153,6 +193,12 @@ impl ProxyHttp for BraceProxy {
             .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
         let now = now_ms();
         if ctx.tries == 0 {
+            let Some(slot) = PoolSlot::take(&route.pool) else {
+                route.pool.stats.in_flight_rejected.inc();
+                ctx.retry_after = Some(Duration::from_secs(1));
+                return Err(http_status(503, "pool at max_in_flight"));
+            };
+            ctx.pool_slot = Some(slot);
             route.pool.budget.note_request(now);
         } else {
             backoff(&route.pool.config.retry.backoff, ctx.tries).await;
@@ -160,6 +206,9 @@ impl ProxyHttp for BraceProxy {
         ctx.tries += 1;
         let key = hash_key(session, ctx, &route.pool.config.balance);
         let Some((pool, idx)) = choose(&ctx.snapshot, &route.pool, &key, &ctx.tried, now) else {
+            if route.pool.breakers_open(now) {
+                route.pool.stats.breaker_rejected.inc();
+            }
             ctx.retry_after = Some(route.pool.retry_after(now));
             return Err(http_status(503, "no backend available"));
         };
@@ -314,6 +363,9 @@ impl ProxyHttp for BraceProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some((_, v)) = &ctx.rate_limit_header {
+            resp.insert_header("ratelimit", v.as_str())?;
+        }
         if ctx.snapshot.debug_headers {
             if let (Some(pool), Some(a)) = (&ctx.pool, &ctx.attempt) {
                 resp.insert_header("x-brace-upstream", pool.name.as_str())?;
@@ -393,7 +445,20 @@ fn choose(
     tried: &[std::net::SocketAddr],
     now: u64,
 ) -> Option<(Arc<Pool>, usize)> {
-    let pick = |p: &Arc<Pool>| p.pick(key, tried, now).map(|i| (p.clone(), i));
+    let pick = |p: &Arc<Pool>| {
+        let mut skip: Option<Vec<std::net::SocketAddr>> = None;
+        for _ in 0..=p.backends.len() {
+            let i = p.pick(key, skip.as_deref().unwrap_or(tried), now)?;
+            // A half-open breaker admits only its trial calls; one that lost the race for the
+            // last permit is skipped.
+            if p.acquire(i, now) {
+                return Some((p.clone(), i));
+            }
+            skip.get_or_insert_with(|| tried.to_vec())
+                .push(p.backends[i].addr);
+        }
+        None
+    };
     pick(primary).or_else(|| {
         let backup = snap.pools.get(primary.config.backup.as_deref()?)?;
         let found = pick(backup)?;

@@ -25,7 +25,13 @@ pub async fn text(
     for (k, v) in extra {
         let _ = resp.insert_header(*k, v.as_str());
     }
-    if status >= 400 {
+    let req = session.req_header();
+    let has_body = req.headers.contains_key("transfer-encoding")
+        || req
+            .headers
+            .get("content-length")
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if status >= 400 && has_body {
         // The request body may be unread; don't risk parsing it as the next request.
         session.set_keepalive(None);
     }

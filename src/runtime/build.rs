@@ -5,13 +5,14 @@
 
 use super::snapshot::{Snapshot, UNMATCHED};
 use crate::config::{AccessLog, Loaded};
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
-use crate::route::{Route, Router};
+use crate::route::{Route, RouteLimit, Router};
 use crate::upstream::pool::Pool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub fn build(loaded: &Loaded, metrics: &Metrics, old: Option<&Snapshot>) -> Snapshot {
+pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) -> Snapshot {
     let config = Arc::new(loaded.config.clone());
     let mut pools = BTreeMap::new();
     for (name, u) in &config.upstreams {
@@ -21,6 +22,19 @@ pub fn build(loaded: &Loaded, metrics: &Metrics, old: Option<&Snapshot>) -> Snap
             _ => Arc::new(Pool::new(name, u, metrics, prev.map(|p| p.as_ref()))),
         };
         pools.insert(name.clone(), pool);
+    }
+    let mut limiters = BTreeMap::new();
+    for (name, l) in &config.rate_limits {
+        let limiter = match old.and_then(|o| o.limiters.get(name)) {
+            // Same settings: keep the buckets clients have drawn down.
+            Some(prev) if prev.config == *l => prev.clone(),
+            _ => Arc::new(Limiter::new(
+                name,
+                l,
+                metrics.rate_limit_keys.with_label_values(&[name]),
+            )),
+        };
+        limiters.insert(name.clone(), limiter);
     }
     let routes: Vec<_> = config
         .routes
@@ -34,6 +48,14 @@ pub fn build(loaded: &Loaded, metrics: &Metrics, old: Option<&Snapshot>) -> Snap
                 // Validation guarantees every route's upstream exists.
                 pool: pools[&r.upstream].clone(),
                 stats: metrics.route_stats(&r.name),
+                limits: r
+                    .rate_limits
+                    .iter()
+                    .map(|l| RouteLimit {
+                        limiter: limiters[l].clone(),
+                        decisions: metrics.limit_decisions(&r.name, l),
+                    })
+                    .collect(),
             });
             (r.clone(), route)
         })
@@ -42,6 +64,8 @@ pub fn build(loaded: &Loaded, metrics: &Metrics, old: Option<&Snapshot>) -> Snap
         router: Router::new(&routes),
         hash: loaded.hash.clone(),
         pools,
+        limiters,
+        rate_limit_headers: config.server.rate_limit_headers,
         trusted_proxies: config.server.trusted_proxies.clone(),
         client_max_body_size: config.server.client_max_body_size,
         access_log: config.log.access_log != AccessLog::Off,

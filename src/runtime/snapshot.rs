@@ -15,6 +15,8 @@ pub struct Snapshot {
     pub hash: String,
     pub router: Router,
     pub pools: BTreeMap<String, Arc<Pool>>,
+    pub limiters: BTreeMap<String, Arc<crate::limit::Limiter>>,
+    pub rate_limit_headers: bool,
     pub trusted_proxies: Vec<IpNet>,
     pub client_max_body_size: u64,
     pub access_log: bool,

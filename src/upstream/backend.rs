@@ -21,6 +21,7 @@ pub struct Backend {
     pub gauges: BackendGauges,
     pub health: Health,
     pub outlier: OutlierState,
+    pub breaker: super::breaker::Breaker,
     /// When the backend last became available (0 = since start): the slow-start ramp origin.
     pub available_since_ms: AtomicU64,
 }
@@ -41,13 +42,16 @@ impl Backend {
             gauges,
             health: Health::default(),
             outlier: OutlierState::default(),
+            breaker: Default::default(),
             available_since_ms: AtomicU64::new(0),
         }
     }
 
-    /// Available = not marked unhealthy by checks and not ejected.
+    /// Available = not marked unhealthy by checks, not ejected, and its breaker admits calls.
     pub fn available(&self, now: u64) -> bool {
-        self.health.status() != HealthStatus::Unhealthy && !self.outlier.ejected(now)
+        self.health.status() != HealthStatus::Unhealthy
+            && !self.outlier.ejected(now)
+            && self.breaker.admits(now)
     }
 
     pub fn in_flight(&self) -> i64 {

@@ -40,6 +40,9 @@ pub struct Pool {
     pub checkers: Vec<Box<dyn HealthCheck + Send + Sync>>,
     pub budget: super::retry::RetryBudget,
     pub stats: PoolStats,
+    /// Requests in flight to the pool, for `max_in_flight`.
+    pub in_flight: std::sync::atomic::AtomicU32,
+    metrics: Arc<Metrics>,
     selector: Selector,
 }
 
@@ -59,7 +62,12 @@ where
 impl Pool {
     /// Builds a pool. A backend of `old` with the same address and weight is reused as the same
     /// `Arc`, keeping its health, ejection and in-flight state.
-    pub fn new(name: &str, config: &UpstreamConfig, metrics: &Metrics, old: Option<&Pool>) -> Pool {
+    pub fn new(
+        name: &str,
+        config: &UpstreamConfig,
+        metrics: &Arc<Metrics>,
+        old: Option<&Pool>,
+    ) -> Pool {
         let mut set = BTreeSet::new();
         let mut backends = Vec::with_capacity(config.backends.len());
         for (i, b) in config.backends.iter().enumerate() {
@@ -104,6 +112,8 @@ impl Pool {
             checkers,
             budget: Default::default(),
             stats: metrics.pool_stats(name),
+            in_flight: Default::default(),
+            metrics: metrics.clone(),
             selector,
         }
     }
@@ -202,8 +212,12 @@ impl Pool {
         let ejection_end = self
             .backends
             .iter()
-            .filter(|b| b.outlier.ejected(now))
-            .map(|b| b.outlier.ejected_until() - now)
+            .filter_map(|b| {
+                let ejected = b.outlier.ejected(now).then(|| b.outlier.ejected_until());
+                let open = (!b.breaker.admits(now)).then(|| b.breaker.open_until());
+                [ejected, open].into_iter().flatten().max()
+            })
+            .map(|until| until.saturating_sub(now))
             .min();
         let check = self
             .config
@@ -219,10 +233,76 @@ impl Pool {
         Duration::from_millis(ms.max(1000))
     }
 
-    /// Records the outcome of one attempt on backend `i`: metrics, then outlier detection.
+    /// Takes the right to send one request to backend `i` (a half-open trial permit, when its
+    /// breaker is half-open). False when the breaker refuses.
+    pub fn acquire(&self, i: usize, now: u64) -> bool {
+        let Some(cfg) = &self.config.circuit_breaker else {
+            return true;
+        };
+        let b = &self.backends[i];
+        let (ok, t) = b.breaker.acquire(cfg, now);
+        if let Some(t) = t {
+            self.report(b, &t);
+        }
+        ok
+    }
+
+    /// True when some backend is unavailable because its breaker is open.
+    pub fn breakers_open(&self, now: u64) -> bool {
+        self.config.circuit_breaker.is_some()
+            && self.backends.iter().any(|b| !b.breaker.admits(now))
+    }
+
+    /// Metrics and a log line for a breaker transition (not per request: transitions only).
+    fn report(&self, b: &Backend, t: &super::breaker::Transition) {
+        let m = &self.metrics;
+        let (calls, failures, slow) = t.window;
+        if t.shadow {
+            m.breaker_shadow_trips_total
+                .with_label_values(&[&self.name, &b.label, t.reason.as_str()])
+                .inc();
+            tracing::warn!(
+                upstream = %self.name,
+                backend = %b.label,
+                "circuit breaker (shadow mode) would open: {} (window: {calls} calls, {failures} failures, {slow} slow)",
+                t.reason.as_str()
+            );
+            return;
+        }
+        b.gauges.breaker_state.set(t.to as i64);
+        m.breaker_transitions_total
+            .with_label_values(&[&self.name, &b.label, t.to.as_str(), t.reason.as_str()])
+            .inc();
+        let open_for = if t.open_ms > 0 {
+            format!(
+                "; open for {}",
+                humantime::format_duration(Duration::from_millis(t.open_ms))
+            )
+        } else {
+            String::new()
+        };
+        tracing::warn!(
+            upstream = %self.name,
+            backend = %b.label,
+            "circuit breaker -> {}: {} (window: {calls} calls, {failures} failures, {slow} slow){open_for}",
+            t.to.as_str(),
+            t.reason.as_str()
+        );
+    }
+
+    /// Records the outcome of one attempt on backend `i`: metrics, the breaker, then outlier
+    /// detection.
     pub fn record(&self, i: usize, outcome: Outcome, seconds: f64) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
+        if let Some(cfg) = &self.config.circuit_breaker {
+            if let Some(t) = b
+                .breaker
+                .on_outcome(cfg, outcome, (seconds * 1000.0) as u64, now_ms())
+            {
+                self.report(b, &t);
+            }
+        }
         let Some(cfg) = &self.config.outlier else {
             return;
         };
@@ -314,7 +394,12 @@ mod tests {
             "[[route]]\nname = \"r\"\nupstream = \"p\"\n[upstream.p]\nbackends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n{extra}"
         );
         let loaded = crate::config::parse(&text, "test", std::path::Path::new(".")).unwrap();
-        Pool::new("p", &loaded.config.upstreams["p"], &Metrics::new(), None)
+        Pool::new(
+            "p",
+            &loaded.config.upstreams["p"],
+            &Arc::new(Metrics::new()),
+            None,
+        )
     }
 
     fn share_of_second(p: &Pool, now: u64) -> f64 {

@@ -1,0 +1,264 @@
+//! Rate limits: a typed key per request, a bucket per key, a [`Decision`].
+//!
+//! Each bucket is GCRA (the generic cell rate algorithm, a token bucket kept as one number, the
+//! "theoretical arrival time"): a bucket holds `burst` requests and refills one every
+//! `per / rate`. A request costs one compare-and-swap on an `AtomicU64`; there is no lock.
+//!
+//! Keys live in a moka cache bounded by `max_keys`. Why moka rather than pingora-limits:
+//! pingora-limits' `Rate` estimates counts in fixed hashed slots (collisions make unrelated
+//! keys share a count) and cannot say when a client may come back; moka gives exact per-key
+//! state with a hard memory bound, and its eviction forgets the least recently seen keys
+//! first (TinyLFU admission may also refuse to cache a never-seen-again key, which only makes
+//! that key start a fresh bucket). A key idle for `burst × per / rate` is expired: its bucket
+//! would be full again by then, so forgetting it changes no decision.
+
+use crate::config::{LimitKey, RateLimit};
+use prometheus::IntGauge;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A request's value for a limit's key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum KeyValue {
+    Ip(IpAddr),
+    Text(Arc<str>),
+    IpText(IpAddr, Arc<str>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allowed {
+        remaining: u32,
+        reset_secs: u64,
+    },
+    Limited {
+        retry_after_secs: u64,
+        reset_secs: u64,
+    },
+    /// Shadow mode: would have been limited, let through.
+    ShadowLimited {
+        reset_secs: u64,
+    },
+}
+
+impl Decision {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Allowed { .. } => "allowed",
+            Decision::Limited { .. } => "limited",
+            Decision::ShadowLimited { .. } => "shadow_limited",
+        }
+    }
+    pub fn index(&self) -> usize {
+        match self {
+            Decision::Allowed { .. } => 0,
+            Decision::Limited { .. } => 1,
+            Decision::ShadowLimited { .. } => 2,
+        }
+    }
+}
+
+pub struct Limiter {
+    pub name: String,
+    pub config: RateLimit,
+    buckets: moka::sync::Cache<KeyValue, Arc<AtomicU64>>,
+    /// Time for one request to refill, µs.
+    interval_us: u64,
+    /// `burst × interval`, µs.
+    capacity_us: u64,
+    /// `RateLimit-Policy` value, rendered once.
+    pub policy_header: String,
+    pub keys_gauge: IntGauge,
+}
+
+fn ceil_secs(us: u64) -> u64 {
+    us.div_ceil(1_000_000)
+}
+
+impl Limiter {
+    pub fn new(name: &str, config: &RateLimit, keys_gauge: IntGauge) -> Limiter {
+        let interval_us = (config.per.as_micros() as u64 / u64::from(config.rate)).max(1);
+        let capacity_us = interval_us * u64::from(config.burst);
+        let buckets = moka::sync::Cache::builder()
+            .max_capacity(config.max_keys)
+            .time_to_idle(Duration::from_micros(capacity_us.max(1_000)))
+            .build();
+        Limiter {
+            name: name.to_owned(),
+            // draft-ietf-httpapi-ratelimit-headers-08: quota q per window w seconds.
+            policy_header: format!(
+                "\"{name}\";q={};w={}",
+                config.rate,
+                ceil_secs(config.per.as_micros() as u64).max(1)
+            ),
+            config: config.clone(),
+            buckets,
+            interval_us,
+            capacity_us,
+            keys_gauge,
+        }
+    }
+
+    /// Decides one request for `key` at `now_us` (brace's clock, µs).
+    pub fn check(&self, key: KeyValue, now_us: u64) -> Decision {
+        let bucket = self.buckets.get_with(key, || Arc::new(AtomicU64::new(0)));
+        let mut tat = bucket.load(Acquire);
+        loop {
+            let start = tat.max(now_us);
+            let new_tat = start + self.interval_us;
+            if new_tat - now_us > self.capacity_us {
+                let wait = new_tat - now_us - self.capacity_us;
+                let reset_secs = ceil_secs(start - now_us);
+                return if self.config.shadow {
+                    Decision::ShadowLimited { reset_secs }
+                } else {
+                    Decision::Limited {
+                        retry_after_secs: ceil_secs(wait).max(1),
+                        reset_secs,
+                    }
+                };
+            }
+            match bucket.compare_exchange_weak(tat, new_tat, AcqRel, Acquire) {
+                Ok(_) => {
+                    let remaining = (self.capacity_us - (new_tat - now_us)) / self.interval_us;
+                    return Decision::Allowed {
+                        remaining: remaining as u32,
+                        reset_secs: ceil_secs(new_tat - now_us),
+                    };
+                }
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// The `RateLimit` header value for a decision.
+    pub fn header(&self, d: &Decision) -> String {
+        let (r, t) = match *d {
+            Decision::Allowed {
+                remaining,
+                reset_secs,
+            } => (remaining, reset_secs),
+            Decision::Limited { reset_secs, .. } | Decision::ShadowLimited { reset_secs } => {
+                (0, reset_secs)
+            }
+        };
+        format!("\"{}\";r={r};t={t}", self.name)
+    }
+
+    /// Updates the key-count gauge (moka counts lazily; this runs its pending upkeep first).
+    pub fn refresh_gauge(&self) {
+        self.buckets.run_pending_tasks();
+        self.keys_gauge.set(self.buckets.entry_count() as i64);
+    }
+}
+
+/// The key value of a request for `key`; `None` when the request has none (a missing header),
+/// in which case the limit does not apply, as with an empty key in nginx's `limit_req`.
+pub fn key_value(
+    key: &LimitKey,
+    client: Option<IpAddr>,
+    route: &str,
+    req: &pingora::http::RequestHeader,
+) -> Option<KeyValue> {
+    let header = |n: &str| {
+        req.headers
+            .get(n)
+            .map(|v| Arc::<str>::from(String::from_utf8_lossy(v.as_bytes()).as_ref()))
+    };
+    match key {
+        LimitKey::ClientIp => client.map(KeyValue::Ip),
+        LimitKey::Route => Some(KeyValue::Text(Arc::from(route))),
+        LimitKey::Path => Some(KeyValue::Text(Arc::from(req.uri.path()))),
+        LimitKey::Header(n) => header(n).map(KeyValue::Text),
+        LimitKey::ClientIpAndHeader(n) => Some(KeyValue::IpText(client?, header(n)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rate: u32, per_ms: u64, burst: u32, shadow: bool) -> Limiter {
+        let cfg = RateLimit {
+            key: LimitKey::ClientIp,
+            rate,
+            per: Duration::from_millis(per_ms),
+            burst,
+            status: 429,
+            shadow,
+            max_keys: 1000,
+        };
+        Limiter::new("t", &cfg, IntGauge::new("g", "g").unwrap())
+    }
+
+    fn ip(n: u8) -> KeyValue {
+        KeyValue::Ip(IpAddr::from([10, 0, 0, n]))
+    }
+
+    #[test]
+    fn exactly_burst_pass_at_once_then_refill_at_rate() {
+        let l = limiter(10, 1000, 5, false); // one every 100 ms, bucket of 5
+        let t0 = 1_000_000;
+        for i in 0..5 {
+            match l.check(ip(1), t0) {
+                Decision::Allowed { remaining, .. } => assert_eq!(remaining, 4 - i),
+                d => panic!("request {i}: {d:?}"),
+            }
+        }
+        match l.check(ip(1), t0) {
+            Decision::Limited {
+                retry_after_secs, ..
+            } => assert_eq!(retry_after_secs, 1),
+            d => panic!("{d:?}"),
+        }
+        // 100 ms later exactly one more.
+        assert!(matches!(
+            l.check(ip(1), t0 + 100_000),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            l.check(ip(1), t0 + 100_000),
+            Decision::Limited { .. }
+        ));
+        // Another key has its own bucket.
+        assert!(matches!(
+            l.check(ip(2), t0),
+            Decision::Allowed { remaining: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn retry_after_is_the_wait_for_one_request() {
+        let l = limiter(1, 10_000, 1, false); // one per 10 s
+        assert!(matches!(l.check(ip(1), 1), Decision::Allowed { .. }));
+        match l.check(ip(1), 1) {
+            Decision::Limited {
+                retry_after_secs, ..
+            } => assert_eq!(retry_after_secs, 10),
+            d => panic!("{d:?}"),
+        }
+        match l.check(ip(1), 4_000_001) {
+            Decision::Limited {
+                retry_after_secs, ..
+            } => assert_eq!(retry_after_secs, 6),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn shadow_mode_passes_but_says_so() {
+        let l = limiter(1, 1000, 1, true);
+        assert!(matches!(l.check(ip(1), 1), Decision::Allowed { .. }));
+        assert!(matches!(l.check(ip(1), 1), Decision::ShadowLimited { .. }));
+    }
+
+    #[test]
+    fn headers() {
+        let l = limiter(100, 1000, 50, false);
+        assert_eq!(l.policy_header, "\"t\";q=100;w=1");
+        let d = l.check(ip(1), 1);
+        assert_eq!(l.header(&d), "\"t\";r=49;t=1");
+    }
+}
