@@ -249,3 +249,21 @@ fn load_balancing_config_errors() {
         assert!(err.contains(want), "want {want:?} in: {err}");
     }
 }
+
+#[test]
+fn breaker_and_rate_limit_config_errors() {
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{BASE}[upstream.u.circuit_breaker]\nfailure_ratio = 1.5\n"), "upstream.u.circuit_breaker.failure_ratio: 1.5 is outside 0.0..=1.0"),
+        (format!("{BASE}[upstream.u.circuit_breaker]\nhalf_open_requests = 0\n"), "half_open_requests: must be at least 1"),
+        (format!("{BASE}[upstream.u.circuit_breaker]\nmode = \"loud\"\n"), "unknown mode \"loud\""),
+        (format!("{BASE}[upstream.u.circuit_breaker]\nfailure_on = [\"4xx\"]\n"), "failure_on[0]: unknown failure \"4xx\""),
+        (format!("[rate_limit.l]\nkey = \"client_ip\"\nrate = 1\nburst = 0\n{BASE}"), "rate_limit.l.burst: must be at least 1"),
+        (format!("[rate_limit.l]\nkey = \"ip\"\nrate = 1\nburst = 1\n{BASE}"), "rate_limit.l.key: invalid key \"ip\""),
+        (format!("[rate_limit.l]\nkey = \"client_ip\"\nrate = 1\nburst = 1\nstatus = 200\n{BASE}"), "rate_limit.l.status: 200 is not a 4xx or 5xx status"),
+        ("[[route]]\nname = \"r\"\nupstream = \"u\"\nrate_limits = [\"nope\"]\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n".to_string(), "route[0].rate_limits[0]: route \"r\" names rate limit \"nope\", which is not defined (defined: none)"),
+    ];
+    for (text, want) in cases {
+        let (err, _) = check_err(&text);
+        assert!(err.contains(want), "want {want:?} in: {err}");
+    }
+}

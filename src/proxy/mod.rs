@@ -385,7 +385,9 @@ impl ProxyHttp for BraceProxy {
             let body = respond::message(code, upstream);
             let mut extra = Vec::new();
             if let (503, Some(d)) = (code, ctx.retry_after) {
-                extra.push(("retry-after", d.as_secs().max(1).to_string()));
+                // Rounded up: coming back a little late is fine, early is not.
+                let secs = (d.as_millis() as u64).div_ceil(1000).max(1);
+                extra.push(("retry-after", secs.to_string()));
             }
             respond::text(session, code, &ctx.request_id, &body, &extra).await;
         }

@@ -336,6 +336,8 @@ pub enum Mode {
     Close,
     /// Answer with a body of this many bytes.
     Large(usize),
+    /// Every other request (the 1st, 3rd, ...) gets this status; the rest 200.
+    Alternate(u16),
 }
 
 pub struct Upstream {
@@ -457,6 +459,7 @@ fn serve(
     last_head: &Mutex<String>,
     bytes: &AtomicUsize,
 ) -> std::io::Result<()> {
+    conn.set_nodelay(true)?;
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(conn);
     loop {
@@ -480,7 +483,7 @@ fn serve(
         let body = read_body(&mut r, &headers, true_if_body(&headers))?;
         bytes.fetch_add(body.len(), Ordering::SeqCst);
         *last_head.lock().unwrap() = head.to_ascii_lowercase();
-        count.fetch_add(1, Ordering::SeqCst);
+        let n = count.fetch_add(1, Ordering::SeqCst);
         let mode = mode.lock().unwrap().clone();
         let (status, body): (u16, Vec<u8>) = match mode {
             Mode::Ok => (200, format!("hello from {name}\n").into_bytes()),
@@ -500,13 +503,18 @@ fn serve(
                 return Ok(());
             }
             Mode::Large(n) => (200, vec![b'x'; n]),
+            Mode::Alternate(s) if n % 2 == 0 => (s, b"failed".to_vec()),
+            Mode::Alternate(_) => (200, format!("hello from {name}\n").into_bytes()),
         };
-        write!(
-            w,
+        // One write: a head and body in separate small writes would meet Nagle's algorithm
+        // and the peer's delayed ACK (a 40 ms stall).
+        let mut out = format!(
             "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nX-Upstream: {name}\r\n\r\n",
             body.len()
-        )?;
-        w.write_all(&body)?;
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        w.write_all(&out)?;
     }
 }
 
