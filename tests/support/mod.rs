@@ -503,7 +503,7 @@ fn serve(
                 return Ok(());
             }
             Mode::Large(n) => (200, vec![b'x'; n]),
-            Mode::Alternate(s) if n % 2 == 0 => (s, b"failed".to_vec()),
+            Mode::Alternate(s) if n.is_multiple_of(2) => (s, b"failed".to_vec()),
             Mode::Alternate(_) => (200, format!("hello from {name}\n").into_bytes()),
         };
         // One write: a head and body in separate small writes would meet Nagle's algorithm
