@@ -170,7 +170,8 @@ fn demo() -> i32 {
          backends: healthy 127.0.0.1:9001, flaky 127.0.0.1:9002 (30% 503s), slow 127.0.0.1:9003 (300 ms, 1 in 10 takes 3 s)\n\n\
          try:\n  curl -i http://{listen}/hello            # least_requests over all three; failures are retried\n  \
          for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}} ' http://{listen}/; done; echo\n  \
-         curl -s http://{admin}/api/upstreams     # health, ejections (flaky and slow get ejected, then return)\n  \
+         curl -s http://{admin}/api/upstreams     # health, ejections, breakers (flaky and slow get ejected, then return)\n  \
+         for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://{listen}/limited/; done; echo   # 5 x 200, then 429\n  \
          curl -i http://{listen}/healthy/hello    # a route to the healthy one, prefix stripped\n  \
          curl -i http://{listen}/a/../b           # refused: 400\n  \
          curl -s http://{admin}/metrics | grep ^brace_\n  \
