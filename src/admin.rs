@@ -22,17 +22,64 @@ fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u
         .expect("static response parts")
 }
 
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Vec<u8>> {
+    let body = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    text(status, "application/json", body.into_bytes())
+}
+
+/// Endpoints and the methods they take.
+const ENDPOINTS: &[(&str, &[Method])] = &[
+    ("/metrics", &[Method::GET, Method::HEAD]),
+    ("/healthz", &[Method::GET, Method::HEAD]),
+    ("/readyz", &[Method::GET, Method::HEAD]),
+    ("/api/upstreams", &[Method::GET]),
+    ("/api/config", &[Method::GET]),
+    ("/api/reload", &[Method::POST]),
+];
+
+impl Admin {
+    /// Mutating endpoints need `Authorization: Bearer TOKEN` when `admin.token` is set.
+    fn authorized(&self, s: &ServerSession) -> bool {
+        let snap = self.state.snapshot();
+        let Some(token) = &snap.config.admin.token else {
+            return true;
+        };
+        let given = s
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compare every byte, so the time taken says nothing about how much matched.
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, s: &mut ServerSession) -> Response<Vec<u8>> {
+        // Drain any request body so the connection can be reused.
+        while let Ok(Some(_)) = s.read_request_body().await {}
         let req = s.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
-        if method != Method::GET && method != Method::HEAD {
-            return text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                b"method not allowed\n".to_vec(),
-            );
+        match ENDPOINTS.iter().find(|(p, _)| *p == path) {
+            None => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    b"not found; try /metrics, /healthz, /readyz, /api/upstreams, /api/config, POST /api/reload\n".to_vec(),
+                )
+            }
+            Some((_, methods)) if !methods.contains(&method) => {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
+            }
+            Some(_) => {}
         }
         match path.as_str() {
             "/metrics" => {
@@ -46,11 +93,6 @@ impl ServeHttp for Admin {
                 )
             }
             "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-            "/api/upstreams" => text(
-                StatusCode::OK,
-                "application/json",
-                upstreams_json(&self.state).into_bytes(),
-            ),
             "/readyz" if self.state.is_ready() => {
                 text(StatusCode::OK, "text/plain", b"ready\n".to_vec())
             }
@@ -62,11 +104,60 @@ impl ServeHttp for Admin {
                 };
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", why.to_vec())
             }
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                b"not found; try /metrics, /healthz, /readyz, /api/upstreams\n".to_vec(),
+            "/api/upstreams" => text(
+                StatusCode::OK,
+                "application/json",
+                upstreams_json(&self.state).into_bytes(),
             ),
+            "/api/config" => {
+                let snap = self.state.snapshot();
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "hash": snap.hash,
+                        "path": self.state.config_path,
+                        "toml": crate::config::redacted(&snap.source),
+                    }),
+                )
+            }
+            "/api/reload" => {
+                if !self.authorized(s) {
+                    let mut r = json(
+                        StatusCode::UNAUTHORIZED,
+                        &serde_json::json!({"error": "missing or wrong bearer token (admin.token)"}),
+                    );
+                    r.headers_mut()
+                        .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
+                    return r;
+                }
+                let state = self.state.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    crate::runtime::reload::reload(&state, "api")
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                match result {
+                    Ok(plan) => json(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "result": "applied",
+                            "hash": self.state.snapshot().hash,
+                            "summary": plan.summary(),
+                            "not_applied_until_restart": plan.restart_required,
+                            "plan": plan,
+                        }),
+                    ),
+                    Err(e) => json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &serde_json::json!({
+                            "result": "failed",
+                            "error": e,
+                            "message": "kept the running config",
+                        }),
+                    ),
+                }
+            }
+            _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
     }
 }

@@ -23,11 +23,18 @@ pub struct Cli {
 enum Command {
     /// Start the proxy (the default when no subcommand is given).
     Run(RunArgs),
-    /// Load and fully validate a config file without starting; exit 1 on any error.
+    /// Load and fully validate a config file without starting; exit 1 on any error. With
+    /// --against, also print what it would change.
     Check {
         /// The config file.
         #[arg(short = 'c', long = "config", default_value = "/etc/brace/brace.toml")]
         config: PathBuf,
+        /// Compare with this config: a file, or `running` to ask a running brace's admin API.
+        #[arg(long)]
+        against: Option<String>,
+        /// Admin address of the running brace (default: the new config's admin.listen).
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Start brace on the embedded demo config with three demo app servers on loopback.
     Demo,
@@ -52,7 +59,11 @@ pub fn main() -> i32 {
     match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
-        Some(Command::Check { config }) => check(&config),
+        Some(Command::Check {
+            config,
+            against,
+            admin,
+        }) => check(&config, against.as_deref(), admin.as_deref()),
         Some(Command::Demo) => demo(),
     }
 }
@@ -71,6 +82,7 @@ fn run(args: RunArgs) -> i32 {
             upgrade: args.upgrade,
             demo: false,
             upgrade_sock: args.upgrade_sock,
+            config_path: Some(args.config),
         },
     )
 }
@@ -85,10 +97,32 @@ fn start(loaded: Loaded, opts: RunOptions) -> i32 {
     }
 }
 
-fn check(path: &Path) -> i32 {
-    match config::load(path) {
-        Ok(l) => {
-            println!("{}", summary(&l));
+fn check(path: &Path, against: Option<&str>, admin: Option<&str>) -> i32 {
+    let new = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    println!("{}", summary(&new));
+    let Some(against) = against else { return 0 };
+    let old = match against {
+        "running" => {
+            let addr = admin.map_or_else(|| new.config.admin.listen.to_string(), str::to_owned);
+            running_config(&addr)
+        }
+        file => config::load(Path::new(file)).map_err(|e| e.to_string()),
+    };
+    match old {
+        Ok(old) => {
+            let plan = crate::runtime::plan::Plan::between(&old.config, &new.config);
+            println!(
+                "Changes from {} to {}:\n{}",
+                old.origin,
+                new.origin,
+                plan.render()
+            );
             0
         }
         Err(e) => {
@@ -96,6 +130,36 @@ fn check(path: &Path) -> i32 {
             1
         }
     }
+}
+
+/// Fetches and parses the running config from a brace admin listener (`GET /api/config`).
+fn running_config(addr: &str) -> Result<Loaded, String> {
+    use std::io::{Read, Write};
+    let fail = |e: &dyn std::fmt::Display| format!("asking the running brace at {addr}: {e}");
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| fail(&e))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| fail(&e))?;
+    write!(
+        s,
+        "GET /api/config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| fail(&e))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| fail(&e))?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or_else(|| fail(&"no HTTP response"))?;
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| fail(&e))?;
+    let toml = v["toml"]
+        .as_str()
+        .ok_or_else(|| fail(&"no config in the answer"))?;
+    let base = v["path"]
+        .as_str()
+        .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    config::parse(toml, &format!("running brace at {addr}"), &base).map_err(|e| e.to_string())
 }
 
 /// One paragraph: listeners, routes, upstreams.
@@ -183,6 +247,7 @@ fn demo() -> i32 {
             upgrade: false,
             demo: true,
             upgrade_sock: "/tmp/brace_demo_upgrade.sock".into(),
+            config_path: None,
         },
     )
 }

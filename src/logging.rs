@@ -3,74 +3,131 @@
 
 use crate::config::{AccessLog, Log};
 use crate::proxy::ctx::Ctx;
+use arc_swap::ArcSwap;
 use pingora::proxy::Session;
 use std::io::LineWriter;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::prelude::*;
 
 /// The `tracing` target of access records.
 pub const ACCESS_TARGET: &str = "brace::access";
 
-/// Installs the subscribers. Fails when the access log file cannot be opened.
-pub fn init(log: &Log) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&log.level)
+/// Where access records go; swapped whole on reload.
+enum AccessTarget {
+    Off,
+    Stdout,
+    File(Mutex<LineWriter<std::fs::File>>),
+}
+
+/// Handles to change logging while running: the process log's level and the access log's
+/// target. A reload applies both or neither.
+pub struct LogControl {
+    level: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    access: Arc<ArcSwap<AccessTarget>>,
+}
+
+fn filter(level: &str) -> Result<EnvFilter, String> {
+    Ok(EnvFilter::try_new(level)
         .map_err(|e| format!("log.level: {e}"))?
         .add_directive(
             format!("{ACCESS_TARGET}=off")
                 .parse()
                 .expect("static directive"),
-        );
-    let process = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter);
-    let access_filter = Targets::new().with_target(ACCESS_TARGET, tracing::Level::INFO);
-    let access = match &log.access_log {
-        AccessLog::Off => None,
-        AccessLog::Stdout => Some(
-            json_layer()
-                .with_writer(std::io::stdout)
-                .with_filter(access_filter)
-                .boxed(),
-        ),
+        ))
+}
+
+fn target(a: &AccessLog) -> Result<AccessTarget, String> {
+    Ok(match a {
+        AccessLog::Off => AccessTarget::Off,
+        AccessLog::Stdout => AccessTarget::Stdout,
         AccessLog::File(path) => {
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("log.access_log: cannot open {}: {e}", path.display()))?;
-            Some(
-                json_layer()
-                    .with_writer(Mutex::new(LineWriter::new(f)))
-                    .with_filter(access_filter)
-                    .boxed(),
-            )
+            AccessTarget::File(Mutex::new(LineWriter::new(f)))
         }
-    };
-    // A second init (tests calling into the library twice) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(process)
-        .with(access)
-        .try_init();
-    Ok(())
+    })
 }
 
-fn json_layer<S>() -> tracing_subscriber::fmt::Layer<
-    S,
-    tracing_subscriber::fmt::format::JsonFields,
-    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
->
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    tracing_subscriber::fmt::layer()
+impl LogControl {
+    /// Applies a new `[log]` section. Opens the new access log file first, so a failure
+    /// changes nothing.
+    pub fn apply(&self, log: &Log) -> Result<(), String> {
+        let new_target = target(&log.access_log)?;
+        let new_filter = filter(&log.level)?;
+        self.level
+            .reload(new_filter)
+            .map_err(|e| format!("log.level: {e}"))?;
+        self.access.store(Arc::new(new_target));
+        Ok(())
+    }
+}
+
+/// `MakeWriter` over the current access target.
+#[derive(Clone)]
+struct AccessWriter(Arc<ArcSwap<AccessTarget>>);
+
+struct AccessLine(Arc<AccessTarget>);
+
+impl std::io::Write for AccessLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &*self.0 {
+            AccessTarget::Off => Ok(buf.len()),
+            AccessTarget::Stdout => std::io::stdout().write(buf),
+            AccessTarget::File(f) => f
+                .lock()
+                .map_err(|_| std::io::Error::other("access log lock poisoned"))?
+                .write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &*self.0 {
+            AccessTarget::Off => Ok(()),
+            AccessTarget::Stdout => std::io::stdout().flush(),
+            AccessTarget::File(f) => f
+                .lock()
+                .map_err(|_| std::io::Error::other("access log lock poisoned"))?
+                .flush(),
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AccessWriter {
+    type Writer = AccessLine;
+    fn make_writer(&'a self) -> AccessLine {
+        AccessLine(self.0.load_full())
+    }
+}
+
+/// Installs the subscribers. Fails when the access log file cannot be opened.
+pub fn init(log: &Log) -> Result<LogControl, String> {
+    let (level, handle) = tracing_subscriber::reload::Layer::new(filter(&log.level)?);
+    let process = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(level);
+    let access = Arc::new(ArcSwap::from_pointee(target(&log.access_log)?));
+    let access_layer = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
         .with_level(false)
+        .with_writer(AccessWriter(access.clone()))
+        .with_filter(Targets::new().with_target(ACCESS_TARGET, tracing::Level::INFO));
+    // A second init (tests calling into the library twice) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(process)
+        .with(access_layer)
+        .try_init();
+    Ok(LogControl {
+        level: handle,
+        access,
+    })
 }
 
 /// Emits one access record.

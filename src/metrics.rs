@@ -47,6 +47,10 @@ pub struct Metrics {
     pub in_flight_rejected_total: IntCounterVec,
     pub rate_limit_decisions_total: IntCounterVec,
     pub rate_limit_keys: IntGaugeVec,
+    pub config_reloads_total: IntCounterVec,
+    pub config_last_reload_success: IntGauge,
+    pub config_last_reload_successful: IntGauge,
+    pub config_restart_required: IntGauge,
 }
 
 impl Metrics {
@@ -188,6 +192,35 @@ impl Metrics {
             "Keys with a bucket in memory (at most max_keys)",
             &["limit"],
         );
+        let config_reloads_total = counter(
+            "brace_config_reloads_total",
+            "Config reloads, by result (success, failure)",
+            &["result"],
+        );
+        let config_last_reload_success = IntGauge::new(
+            "brace_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful reload (0 = none yet)",
+        )
+        .expect("static metric definition");
+        let config_last_reload_successful = IntGauge::new(
+            "brace_config_last_reload_successful",
+            "1 when the last reload succeeded (or none was tried), 0 when it failed",
+        )
+        .expect("static metric definition");
+        config_last_reload_successful.set(1);
+        let config_restart_required = IntGauge::new(
+            "brace_config_restart_required",
+            "1 when the last applied config changed keys that only a restart applies",
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(config_reloads_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(config_last_reload_success.clone()),
+            Box::new(config_last_reload_successful.clone()),
+            Box::new(config_restart_required.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
         for c in [
             Box::new(breaker_state.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(breaker_transitions_total.clone()),
@@ -251,6 +284,10 @@ impl Metrics {
             in_flight_rejected_total,
             rate_limit_decisions_total,
             rate_limit_keys,
+            config_reloads_total,
+            config_last_reload_success,
+            config_last_reload_successful,
+            config_restart_required,
         }
     }
 

@@ -29,12 +29,14 @@ pub struct RunOptions {
     pub demo: bool,
     /// Where the upgrade socket lives.
     pub upgrade_sock: String,
+    /// The config file, for reloads (`None` for the embedded demo config).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// Starts brace and never returns on success (the process exits when it is told to stop).
 pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     let config = &loaded.config;
-    crate::logging::init(&config.log)?;
+    let log = crate::logging::init(&config.log)?;
 
     let mut addrs: Vec<SocketAddr> = config.server.listen.clone();
     addrs.extend(config.server.tls.iter().map(|t| t.listen));
@@ -55,7 +57,12 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     }
 
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State::new(build(&loaded, &metrics, None), metrics));
+    let state = Arc::new(State::new(
+        build(&loaded, &metrics, None),
+        metrics,
+        opts.config_path.clone(),
+        Some(log),
+    ));
 
     let mut conf = ServerConf {
         threads: config.server.threads,
@@ -123,11 +130,16 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         },
     ));
     server.add_service(background_service(
+        "config reloader",
+        crate::runtime::reload::Reloader {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "lifecycle",
         Lifecycle {
             state,
             listeners: addrs,
-            grace: config.server.grace_period,
         },
     ));
 
@@ -181,7 +193,6 @@ impl ShutdownSignalWatch for Signals {
 struct Lifecycle {
     state: Arc<State>,
     listeners: Vec<SocketAddr>,
-    grace: Duration,
 }
 
 /// How often the drain loop looks at the in-flight count.
@@ -218,7 +229,8 @@ impl BackgroundService for Lifecycle {
 
         let _ = shutdown.changed().await;
         self.state.set_draining();
-        let deadline = Instant::now() + self.grace;
+        // The grace period in force now: a reload may have changed it.
+        let deadline = Instant::now() + self.state.snapshot().config.server.grace_period;
         let in_flight = &self.state.metrics.requests_in_flight;
         while in_flight.get() > 0 && Instant::now() < deadline {
             tokio::time::sleep(DRAIN_POLL).await;

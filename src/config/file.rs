@@ -45,6 +45,8 @@ pub struct FileServer {
     pub debug_headers: bool,
     #[serde(default)]
     pub rate_limit_headers: bool,
+    #[serde(default)]
+    pub watch_config: bool,
 }
 
 impl Default for FileServer {
@@ -58,6 +60,7 @@ impl Default for FileServer {
             tls: Vec::new(),
             debug_headers: false,
             rate_limit_headers: false,
+            watch_config: false,
         }
     }
 }

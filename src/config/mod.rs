@@ -75,6 +75,8 @@ pub struct Loaded {
     /// Stable hash of the file's bytes (FNV-1a 64, hex), exported as `brace_config_info{hash}`.
     pub hash: String,
     pub origin: String,
+    /// The file's text.
+    pub source: String,
 }
 
 /// Reads, parses and validates a config file.
@@ -125,6 +127,7 @@ pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Loaded, ConfigErro
         config,
         hash: fnv1a_hex(text.as_bytes()),
         origin: origin.to_owned(),
+        source: text.to_owned(),
     })
 }
 
@@ -162,11 +165,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// FNV-1a, 64 bit: a stable content hash (std's hasher may change between releases).
-fn fnv1a_hex(bytes: &[u8]) -> String {
+pub fn fnv1a_hex(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x100000001b3);
     }
     format!("{h:016x}")
+}
+
+/// The config text with secrets (the admin token) replaced by `"<redacted>"`.
+pub fn redacted(text: &str) -> String {
+    match text.parse::<toml_edit::DocumentMut>() {
+        Ok(mut doc) => {
+            if let Some(t) = doc.get_mut("admin").and_then(|a| a.get_mut("token")) {
+                *t = toml_edit::value("<redacted>");
+            }
+            doc.to_string()
+        }
+        Err(_) => String::new(),
+    }
 }

@@ -33,6 +33,8 @@ pub struct Server {
     pub tls: Vec<TlsListener>,
     pub debug_headers: bool,
     pub rate_limit_headers: bool,
+    /// Reload when the config file changes.
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -451,6 +453,7 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         tls,
         debug_headers,
         rate_limit_headers,
+        watch_config,
     } = s;
     let mut seen = HashSet::new();
     let mut addrs = Vec::new();
@@ -516,6 +519,7 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         tls: tls_out,
         debug_headers,
         rate_limit_headers,
+        watch_config,
     })
 }
 

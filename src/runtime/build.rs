@@ -63,6 +63,7 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
     Snapshot {
         router: Router::new(&routes),
         hash: loaded.hash.clone(),
+        source: Arc::from(loaded.source.as_str()),
         pools,
         limiters,
         rate_limit_headers: config.server.rate_limit_headers,

@@ -2,6 +2,8 @@
 //! place it is held ([`State::store`]).
 
 pub mod build;
+pub mod plan;
+pub mod reload;
 pub mod snapshot;
 pub mod store;
 

@@ -13,6 +13,8 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Hash of the config file that built this snapshot.
     pub hash: String,
+    /// The text of that file, for `GET /api/config`.
+    pub source: Arc<str>,
     pub router: Router,
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub limiters: BTreeMap<String, Arc<crate::limit::Limiter>>,

@@ -2,25 +2,41 @@
 //! and the lifecycle flags the admin endpoints report.
 
 use super::Snapshot;
+use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub struct State {
     /// The only `ArcSwap` in brace: a reload stores a whole new snapshot here in one step.
     pub store: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
+    /// The file a reload reads; `None` for the embedded demo config.
+    pub config_path: Option<PathBuf>,
+    /// Live logging settings; `None` when logging was not set up by brace (benches, tests).
+    pub log: Option<LogControl>,
+    /// Serialises reloads (rare; never taken on the request path).
+    pub reload_lock: Mutex<()>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
 
 impl State {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> State {
+    pub fn new(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        config_path: Option<PathBuf>,
+        log: Option<LogControl>,
+    ) -> State {
         metrics.set_config_hash(&snapshot.hash);
         State {
             store: ArcSwap::from_pointee(snapshot),
             metrics,
+            config_path,
+            log,
+            reload_lock: Mutex::new(()),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }

@@ -42,6 +42,8 @@ pub struct Brace {
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// The `[server]`, `[admin]` and `[log]` part `start_with` wrote, for `rewrite`.
+    pub head: String,
 }
 
 impl Brace {
@@ -54,11 +56,13 @@ impl Brace {
     pub fn start_with(body: &str, server_extra: &str) -> Brace {
         let port = free_port();
         let admin_port = free_port();
-        let text = format!(
+        let head = format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"5s\"\n{server_extra}\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n\n{body}"
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n\n"
         );
-        Brace::start_raw(&text, port, admin_port)
+        let mut b = Brace::start_raw(&format!("{head}{body}"), port, admin_port);
+        b.head = head;
+        b
     }
 
     /// Starts brace on a complete config text whose ports the caller chose.
@@ -82,6 +86,7 @@ impl Brace {
             admin_port,
             dir,
             config_path,
+            head: String::new(),
         };
         let end = Instant::now() + Duration::from_secs(20);
         loop {
@@ -134,6 +139,19 @@ impl Brace {
             assert!(Instant::now() < end, "{sample} is {got}, want {want}");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Replaces the config file: the same head as at start, a new body.
+    pub fn rewrite(&self, body: &str) {
+        // Write then rename, as editors and config managers do.
+        let tmp = self.dir.path().join("brace.toml.new");
+        std::fs::write(&tmp, format!("{}{body}", self.head)).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    /// `POST /api/reload`.
+    pub fn reload(&self) -> Response {
+        post(self.admin(), "/api/reload", "")
     }
 
     pub fn signal(&self, sig: &str) {
@@ -232,6 +250,14 @@ impl Response {
 
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     try_get(addr, path).unwrap()
+}
+
+pub fn post(addr: SocketAddr, path: &str, extra_headers: &str) -> Response {
+    send(
+        addr,
+        format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap()
 }
 
 pub fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {

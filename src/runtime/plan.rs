@@ -1,0 +1,260 @@
+//! What a new config changes compared with the running one: routes, upstreams, backends, rate
+//! limits and settings (old → new), and which changes need a restart. Used by reloads (applied,
+//! reported) and by `brace check --against` (only printed).
+
+use crate::config::Config;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Plan {
+    pub routes_added: Vec<String>,
+    pub routes_removed: Vec<String>,
+    pub routes_changed: Vec<Change>,
+    pub upstreams_added: Vec<String>,
+    pub upstreams_removed: Vec<String>,
+    pub upstreams_changed: Vec<Change>,
+    pub backends_added: Vec<String>,
+    pub backends_removed: Vec<String>,
+    pub rate_limits_added: Vec<String>,
+    pub rate_limits_removed: Vec<String>,
+    pub rate_limits_changed: Vec<Change>,
+    /// Settings outside routes, upstreams and limits that change live.
+    pub settings_changed: Vec<Change>,
+    /// Changes that take effect only after a restart (or a graceful upgrade).
+    pub restart_required: Vec<Change>,
+}
+
+/// One key that changes, with its old and new values.
+#[derive(Debug, Serialize, PartialEq, Clone)]
+pub struct Change {
+    pub key: String,
+    pub old: String,
+    pub new: String,
+}
+
+fn fields<T: std::fmt::Debug>(pairs: &[(&str, &T, &T)], prefix: &str, out: &mut Vec<Change>) {
+    for (k, a, b) in pairs {
+        let (a, b) = (format!("{a:?}"), format!("{b:?}"));
+        if a != b {
+            out.push(Change {
+                key: format!("{prefix}{k}"),
+                old: a,
+                new: b,
+            });
+        }
+    }
+}
+
+macro_rules! diff_fields {
+    ($out:expr, $prefix:expr, $a:expr, $b:expr, [$($f:ident),* $(,)?]) => {{
+        $( fields(&[(stringify!($f), &$a.$f, &$b.$f)], $prefix, $out); )*
+    }};
+}
+
+fn keyed<T: PartialEq>(
+    old: &BTreeMap<String, T>,
+    new: &BTreeMap<String, T>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let added = new
+        .keys()
+        .filter(|k| !old.contains_key(*k))
+        .cloned()
+        .collect();
+    let removed = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
+    let changed = new
+        .iter()
+        .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    (added, removed, changed)
+}
+
+impl Plan {
+    pub fn between(old: &Config, new: &Config) -> Plan {
+        let mut p = Plan::default();
+
+        let r_old: BTreeMap<String, _> = old.routes.iter().map(|r| (r.name.clone(), r)).collect();
+        let r_new: BTreeMap<String, _> = new.routes.iter().map(|r| (r.name.clone(), r)).collect();
+        let (a, r, c) = keyed(&r_old, &r_new);
+        (p.routes_added, p.routes_removed) = (a, r);
+        for name in c {
+            let (x, y) = (r_old[&name], r_new[&name]);
+            diff_fields!(
+                &mut p.routes_changed,
+                &format!("route.{name}."),
+                x,
+                y,
+                [
+                    hosts,
+                    path_prefix,
+                    upstream,
+                    strip_prefix,
+                    timeout,
+                    rate_limits
+                ]
+            );
+        }
+        // Order matters too: the same routes in another order match the same way, so a pure
+        // reordering is not reported.
+
+        let (a, r, c) = keyed(&old.upstreams, &new.upstreams);
+        (p.upstreams_added, p.upstreams_removed) = (a, r);
+        for name in c {
+            let (x, y) = (&old.upstreams[&name], &new.upstreams[&name]);
+            let prefix = format!("upstream.{name}.");
+            let addrs =
+                |u: &crate::config::Upstream| u.backends.iter().map(|b| b.addr).collect::<Vec<_>>();
+            for b in addrs(y).iter().filter(|b| !addrs(x).contains(b)) {
+                p.backends_added.push(format!("{name}/{b}"));
+            }
+            for b in addrs(x).iter().filter(|b| !addrs(y).contains(b)) {
+                p.backends_removed.push(format!("{name}/{b}"));
+            }
+            diff_fields!(
+                &mut p.upstreams_changed,
+                &prefix,
+                x,
+                y,
+                [
+                    backends,
+                    connect_timeout,
+                    read_timeout,
+                    keepalive,
+                    balance,
+                    backup,
+                    slow_start,
+                    panic_threshold,
+                    health_check,
+                    outlier,
+                    retry,
+                    circuit_breaker,
+                    max_in_flight
+                ]
+            );
+        }
+
+        let (a, r, c) = keyed(&old.rate_limits, &new.rate_limits);
+        (p.rate_limits_added, p.rate_limits_removed) = (a, r);
+        for name in c {
+            let (x, y) = (&old.rate_limits[&name], &new.rate_limits[&name]);
+            diff_fields!(
+                &mut p.rate_limits_changed,
+                &format!("rate_limit.{name}."),
+                x,
+                y,
+                [key, rate, per, burst, status, shadow, max_keys]
+            );
+        }
+
+        let (s, t) = (&old.server, &new.server);
+        diff_fields!(
+            &mut p.settings_changed,
+            "server.",
+            s,
+            t,
+            [
+                grace_period,
+                client_max_body_size,
+                trusted_proxies,
+                debug_headers,
+                rate_limit_headers,
+                watch_config
+            ]
+        );
+        diff_fields!(
+            &mut p.restart_required,
+            "server.",
+            s,
+            t,
+            [listen, threads, tls]
+        );
+        diff_fields!(
+            &mut p.restart_required,
+            "admin.",
+            old.admin,
+            new.admin,
+            [listen]
+        );
+        diff_fields!(
+            &mut p.settings_changed,
+            "log.",
+            old.log,
+            new.log,
+            [level, access_log]
+        );
+        if old.admin.token != new.admin.token {
+            p.settings_changed.push(Change {
+                key: "admin.token".into(),
+                old: "<redacted>".into(),
+                new: "<redacted>".into(),
+            });
+        }
+        p
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Plan::default()
+    }
+
+    /// The plan as text, one change per line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let list = |out: &mut String, what: &str, items: &[String]| {
+            for i in items {
+                out.push_str(&format!("  {what} {i}\n"));
+            }
+        };
+        list(&mut out, "+ route", &self.routes_added);
+        list(&mut out, "- route", &self.routes_removed);
+        list(&mut out, "+ upstream", &self.upstreams_added);
+        list(&mut out, "- upstream", &self.upstreams_removed);
+        list(&mut out, "+ backend", &self.backends_added);
+        list(&mut out, "- backend", &self.backends_removed);
+        list(&mut out, "+ rate_limit", &self.rate_limits_added);
+        list(&mut out, "- rate_limit", &self.rate_limits_removed);
+        for c in self
+            .routes_changed
+            .iter()
+            .chain(&self.upstreams_changed)
+            .chain(&self.rate_limits_changed)
+            .chain(&self.settings_changed)
+        {
+            out.push_str(&format!("  ~ {}: {} -> {}\n", c.key, c.old, c.new));
+        }
+        for c in &self.restart_required {
+            out.push_str(&format!(
+                "  ! {}: {} -> {} (needs a restart; not applied by a reload)\n",
+                c.key, c.old, c.new
+            ));
+        }
+        if out.is_empty() {
+            out.push_str("  no changes\n");
+        }
+        out
+    }
+
+    /// One line for the log: counts of each kind of change.
+    pub fn summary(&self) -> String {
+        format!(
+            "routes +{} -{} ~{}; upstreams +{} -{} ~{}; backends +{} -{}; rate limits +{} -{} ~{}; settings ~{}; needing restart {}",
+            self.routes_added.len(),
+            self.routes_removed.len(),
+            self.routes_changed.len(),
+            self.upstreams_added.len(),
+            self.upstreams_removed.len(),
+            self.upstreams_changed.len(),
+            self.backends_added.len(),
+            self.backends_removed.len(),
+            self.rate_limits_added.len(),
+            self.rate_limits_removed.len(),
+            self.rate_limits_changed.len(),
+            self.settings_changed.len(),
+            self.restart_required.len()
+        )
+    }
+}

@@ -1,0 +1,161 @@
+//! The one reload path, whatever the trigger (SIGHUP, `POST /api/reload`, the file watcher):
+//! read → parse → validate → plan → build the new snapshot, reusing unchanged parts → swap the
+//! one `ArcSwap` → report. Any failure keeps the running snapshot untouched.
+//!
+//! Keys that only a restart can apply (listeners, threads, TLS listeners, the admin listener)
+//! are carried over from the running config, so the snapshot always says what is in force,
+//! and the plan lists them as not applied.
+
+use super::build::build;
+use super::plan::Plan;
+use super::State;
+use crate::config::{self, Loaded};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Reloads the config file; returns the plan that was applied, or why nothing was.
+pub fn reload(state: &State, trigger: &str) -> Result<Plan, String> {
+    let _one_at_a_time = state.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let result = apply(state);
+    let m = &state.metrics;
+    match &result {
+        Ok(plan) => {
+            m.config_reloads_total.with_label_values(&["success"]).inc();
+            m.config_last_reload_successful.set(1);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            m.config_last_reload_success.set(now as i64);
+            m.config_restart_required
+                .set(i64::from(!plan.restart_required.is_empty()));
+            tracing::info!(trigger, hash = %state.snapshot().hash, "config reloaded: {}", plan.summary());
+            for c in &plan.restart_required {
+                tracing::warn!(
+                    trigger,
+                    "not applied until restart: {}: {} -> {}",
+                    c.key,
+                    c.old,
+                    c.new
+                );
+            }
+        }
+        Err(e) => {
+            m.config_reloads_total.with_label_values(&["failure"]).inc();
+            m.config_last_reload_successful.set(0);
+            tracing::error!(
+                trigger,
+                "config reload failed, kept the running config: {e}"
+            );
+        }
+    }
+    result
+}
+
+fn apply(state: &State) -> Result<Plan, String> {
+    let Some(path) = &state.config_path else {
+        return Err(
+            "this brace runs on the embedded demo config; there is no file to reload".into(),
+        );
+    };
+    let loaded = config::load(path).map_err(|e| e.to_string())?;
+    let old = state.snapshot();
+    let plan = Plan::between(&old.config, &loaded.config);
+
+    let mut cfg = loaded.config;
+    let running = &old.config;
+    cfg.server.listen = running.server.listen.clone();
+    cfg.server.threads = running.server.threads;
+    cfg.server.tls = running.server.tls.clone();
+    cfg.admin.listen = running.admin.listen;
+
+    if let Some(log) = &state.log {
+        log.apply(&cfg.log)?;
+    }
+    let next = Loaded {
+        config: cfg,
+        ..loaded
+    };
+    let snapshot = build(&next, &state.metrics, Some(&old));
+
+    // Series of backends that left the config would otherwise report their last values forever.
+    let kept: HashSet<(String, String)> = snapshot
+        .pools
+        .iter()
+        .flat_map(|(n, p)| p.backends.iter().map(move |b| (n.clone(), b.label.clone())))
+        .collect();
+    for (n, p) in &old.pools {
+        for b in &p.backends {
+            if !kept.contains(&(n.clone(), b.label.clone())) {
+                state.metrics.forget_backend(n, &b.label);
+            }
+        }
+    }
+    state.metrics.set_config_hash(&snapshot.hash);
+    state.store.store(Arc::new(snapshot));
+    Ok(plan)
+}
+
+/// The background service behind two triggers: SIGHUP, and (with `[server] watch_config`) a
+/// poll of the config file.
+///
+/// The watcher reads the file every [`WATCH_POLL`] and reloads once its content has changed and
+/// then stayed the same for one more poll. An editor's write-then-rename, or a burst of writes,
+/// therefore causes one reload. Polling (rather than inotify) needs no extra dependency and
+/// follows a file that is replaced, as with Kubernetes ConfigMap updates.
+pub struct Reloader {
+    pub state: Arc<State>,
+}
+
+pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(WATCH_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // (content hash seen on the last poll, hash last tried)
+        let mut seen: Option<String> = None;
+        let mut tried: Option<String> = None;
+        loop {
+            let hup_recv = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = hup_recv => {
+                    let state = self.state.clone();
+                    let _ = tokio::task::spawn_blocking(move || reload(&state, "SIGHUP")).await;
+                }
+                _ = tick.tick() => {
+                    let snap = self.state.snapshot();
+                    let (Some(path), true) = (&self.state.config_path, snap.config.server.watch_config) else {
+                        continue;
+                    };
+                    let Ok(bytes) = std::fs::read(path) else { continue };
+                    let hash = config::fnv1a_hex(&bytes);
+                    let stable = seen.as_deref() == Some(hash.as_str());
+                    seen = Some(hash.clone());
+                    if stable && hash != snap.hash && tried.as_deref() != Some(hash.as_str()) {
+                        tried = Some(hash);
+                        let state = self.state.clone();
+                        let _ = tokio::task::spawn_blocking(move || reload(&state, "file watch")).await;
+                    }
+                }
+            }
+        }
+    }
+}
