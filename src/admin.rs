@@ -35,9 +35,67 @@ const ENDPOINTS: &[(&str, &[Method])] = &[
     ("/api/upstreams", &[Method::GET]),
     ("/api/config", &[Method::GET]),
     ("/api/reload", &[Method::POST]),
+    ("/api/cache/purge", &[Method::POST]),
+    ("/api/cache/clear", &[Method::POST]),
 ];
 
 impl Admin {
+    /// `POST /api/cache/purge` with `{"url": "..."}` (one URL, all its variants) or
+    /// `{"prefix": "..."}`; `POST /api/cache/clear`. Answers with how many entries went.
+    fn purge(&self, path: &str, body: &[u8]) -> Response<Vec<u8>> {
+        let snap = self.state.snapshot();
+        let Some(cache) = &snap.cache else {
+            return json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "no [cache] is configured"}),
+            );
+        };
+        let removed = if path == "/api/cache/clear" {
+            cache.storage.clear()
+        } else {
+            let req: serde_json::Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({"error": format!("body is not JSON ({e}); send {{\"url\": \"http://host/path\"}} or {{\"prefix\": \"http://host/path/\"}}")}),
+                    )
+                }
+            };
+            // Keys hold the scheme and host lower-cased; so does the match.
+            let norm = |u: &str| match u.split_once("://") {
+                Some((scheme, rest)) => {
+                    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    format!(
+                        "{}://{}{}",
+                        scheme.to_ascii_lowercase(),
+                        host.to_ascii_lowercase(),
+                        path
+                    )
+                }
+                None => u.to_owned(),
+            };
+            match (req["url"].as_str(), req["prefix"].as_str()) {
+                (Some(u), None) => {
+                    let u = norm(u);
+                    cache.storage.purge_where(|e| e == u)
+                }
+                (None, Some(p)) => {
+                    let p = norm(p);
+                    cache.storage.purge_where(|e| e.starts_with(&p))
+                }
+                _ => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({"error": "give exactly one of \"url\" or \"prefix\""}),
+                    )
+                }
+            }
+        };
+        self.state.metrics.cache_purged_total.inc_by(removed);
+        json(StatusCode::OK, &serde_json::json!({ "purged": removed }))
+    }
+
     /// Mutating endpoints need `Authorization: Bearer TOKEN` when `admin.token` is set.
     fn authorized(&self, s: &ServerSession) -> bool {
         let snap = self.state.snapshot();
@@ -64,8 +122,13 @@ impl Admin {
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, s: &mut ServerSession) -> Response<Vec<u8>> {
-        // Drain any request body so the connection can be reused.
-        while let Ok(Some(_)) = s.read_request_body().await {}
+        // Read the request body (purge requests carry JSON), at most 64 KiB.
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = s.read_request_body().await {
+            if body.len() + chunk.len() <= 64 * 1024 {
+                body.extend_from_slice(&chunk);
+            }
+        }
         let req = s.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
         match ENDPOINTS.iter().find(|(p, _)| *p == path) {
@@ -73,7 +136,7 @@ impl ServeHttp for Admin {
                 return text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
-                    b"not found; try /metrics, /healthz, /readyz, /api/upstreams, /api/config, POST /api/reload\n".to_vec(),
+                    b"not found; try /metrics, /healthz, /readyz, /api/upstreams, /api/config, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear\n".to_vec(),
                 )
             }
             Some((_, methods)) if !methods.contains(&method) => {
@@ -83,8 +146,14 @@ impl ServeHttp for Admin {
         }
         match path.as_str() {
             "/metrics" => {
-                for l in self.state.snapshot().limiters.values() {
+                let snap = self.state.snapshot();
+                for l in snap.limiters.values() {
                     l.refresh_gauge();
+                }
+                if let Some(c) = &snap.cache {
+                    let m = &self.state.metrics;
+                    m.cache_stored_bytes.set(c.storage.stored_bytes() as i64);
+                    m.cache_entries.set(c.storage.entry_count() as i64);
                 }
                 text(
                     StatusCode::OK,
@@ -120,16 +189,17 @@ impl ServeHttp for Admin {
                     }),
                 )
             }
+            "/api/reload" | "/api/cache/purge" | "/api/cache/clear" if !self.authorized(s) => {
+                let mut r = json(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({"error": "missing or wrong bearer token (admin.token)"}),
+                );
+                r.headers_mut()
+                    .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
+                r
+            }
+            "/api/cache/purge" | "/api/cache/clear" => self.purge(&path, &body),
             "/api/reload" => {
-                if !self.authorized(s) {
-                    let mut r = json(
-                        StatusCode::UNAUTHORIZED,
-                        &serde_json::json!({"error": "missing or wrong bearer token (admin.token)"}),
-                    );
-                    r.headers_mut()
-                        .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
-                    return r;
-                }
                 let state = self.state.clone();
                 let result = tokio::task::spawn_blocking(move || {
                     crate::runtime::reload::reload(&state, "api")

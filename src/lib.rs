@@ -17,6 +17,7 @@
 //! pingora), [`cli`], [`demo`].
 
 pub mod admin;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -34,6 +34,13 @@ fn filter(level: &str) -> Result<EnvFilter, String> {
             format!("{ACCESS_TARGET}=off")
                 .parse()
                 .expect("static directive"),
+        )
+        // pingora-cache warns once at start that no header-compression dictionary is set;
+        // brace does not use one, so that warning says nothing to an operator.
+        .add_directive(
+            "pingora_cache::meta=error"
+                .parse()
+                .expect("static directive"),
         ))
 }
 

@@ -51,6 +51,13 @@ pub struct Metrics {
     pub config_last_reload_success: IntGauge,
     pub config_last_reload_successful: IntGauge,
     pub config_restart_required: IntGauge,
+    pub cache_requests_total: IntCounterVec,
+    pub cache_not_stored_total: IntCounterVec,
+    pub cache_stored_bytes: IntGauge,
+    pub cache_entries: IntGauge,
+    pub cache_evictions_total: IntCounter,
+    pub cache_purged_total: IntCounter,
+    pub cache_lock_waits_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -213,6 +220,49 @@ impl Metrics {
             "1 when the last applied config changed keys that only a restart applies",
         )
         .expect("static metric definition");
+        let cache_requests_total = counter(
+            "brace_cache_requests_total",
+            "Requests on caching routes, by cache status (HIT, MISS, EXPIRED, STALE, REVALIDATED, BYPASS, UNCACHEABLE)",
+            &["route", "status"],
+        );
+        let cache_not_stored_total = counter(
+            "brace_cache_not_stored_total",
+            "Responses not stored, by reason",
+            &["route", "reason"],
+        );
+        let cache_stored_bytes = IntGauge::new(
+            "brace_cache_stored_bytes",
+            "Bytes held by the cache (headers, bodies, keys), counted when /metrics is read",
+        )
+        .expect("static metric definition");
+        let cache_entries = IntGauge::new("brace_cache_entries", "Entries in the cache")
+            .expect("static metric definition");
+        let cache_evictions_total = IntCounter::new(
+            "brace_cache_evictions_total",
+            "Entries evicted to stay within max_size",
+        )
+        .expect("static metric definition");
+        let cache_purged_total = IntCounter::new(
+            "brace_cache_purged_total",
+            "Entries removed by purge, clear or invalidation by unsafe methods",
+        )
+        .expect("static metric definition");
+        let cache_lock_waits_total = counter(
+            "brace_cache_lock_waits_total",
+            "Requests that waited on another request's fill, by result (served_from_cache, went_upstream)",
+            &["route", "result"],
+        );
+        for c in [
+            Box::new(cache_requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_not_stored_total.clone()),
+            Box::new(cache_stored_bytes.clone()),
+            Box::new(cache_entries.clone()),
+            Box::new(cache_evictions_total.clone()),
+            Box::new(cache_purged_total.clone()),
+            Box::new(cache_lock_waits_total.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
         for c in [
             Box::new(config_reloads_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(config_last_reload_success.clone()),
@@ -288,6 +338,13 @@ impl Metrics {
             config_last_reload_success,
             config_last_reload_successful,
             config_restart_required,
+            cache_requests_total,
+            cache_not_stored_total,
+            cache_stored_bytes,
+            cache_entries,
+            cache_evictions_total,
+            cache_purged_total,
+            cache_lock_waits_total,
         }
     }
 

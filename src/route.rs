@@ -22,6 +22,8 @@ pub struct Route {
     pub stats: RouteStats,
     /// Rate limits in the order the route names them.
     pub limits: Vec<RouteLimit>,
+    /// This route's cache policy; `None` = this route does not cache.
+    pub cache: Option<crate::config::RouteCache>,
 }
 
 /// A rate limit as applied on one route, with its decision counters resolved.

@@ -24,6 +24,99 @@ pub struct FileConfig {
     pub upstream: BTreeMap<String, FileUpstream>,
     #[serde(default)]
     pub rate_limit: BTreeMap<String, FileRateLimit>,
+    #[serde(default)]
+    pub cache: Option<FileCache>,
+}
+
+/// `[cache]`: the shared response store.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileCache {
+    #[serde(default = "default_cache_size")]
+    pub max_size: Size,
+    #[serde(default = "default_cache_object")]
+    pub max_object_size: Size,
+}
+
+fn default_cache_size() -> Size {
+    Size(256 * 1024 * 1024)
+}
+fn default_cache_object() -> Size {
+    Size(8 * 1024 * 1024)
+}
+
+/// `[route.cache]`: this route's caching policy.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileRouteCache {
+    #[serde(default = "zero_duration")]
+    pub default_ttl: Dur,
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: Dur,
+    #[serde(default = "zero_duration")]
+    pub stale_while_revalidate: Dur,
+    #[serde(default = "default_stale_if_error")]
+    pub stale_if_error: Dur,
+    #[serde(default)]
+    pub key_query: FileKeyQuery,
+    #[serde(default)]
+    pub key_headers: Vec<String>,
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: Dur,
+    #[serde(default = "default_true")]
+    pub status_header: bool,
+}
+
+fn default_max_ttl() -> Dur {
+    Dur(Duration::from_secs(3600))
+}
+fn default_stale_if_error() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_lock_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `key_query`: `"all"`, `"none"`, or a list of parameter names to keep.
+#[derive(Debug)]
+pub enum FileKeyQuery {
+    Word(String),
+    Names(Vec<String>),
+}
+
+impl Default for FileKeyQuery {
+    fn default() -> Self {
+        FileKeyQuery::Word("all".into())
+    }
+}
+
+impl<'de> Deserialize<'de> for FileKeyQuery {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileKeyQuery;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"all\", \"none\" or a list of query parameter names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileKeyQuery, E> {
+                Ok(FileKeyQuery::Word(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<FileKeyQuery, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = a.next_element::<String>()? {
+                    names.push(n);
+                }
+                Ok(FileKeyQuery::Names(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -148,6 +241,8 @@ pub struct FileRoute {
     pub timeout: Dur,
     #[serde(default)]
     pub rate_limits: Vec<String>,
+    #[serde(default)]
+    pub cache: Option<FileRouteCache>,
 }
 
 fn default_prefix() -> String {

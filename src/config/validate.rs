@@ -20,6 +20,37 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Upstream>,
     pub rate_limits: BTreeMap<String, RateLimit>,
+    pub cache: Option<CacheConfig>,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    pub max_size: u64,
+    pub max_object_size: u64,
+}
+
+/// `[route.cache]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCache {
+    /// Freshness for responses that carry none; zero = don't store them.
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    pub key_query: KeyQuery,
+    /// Lower-cased header names.
+    pub key_headers: Vec<String>,
+    pub lock_timeout: Duration,
+    pub status_header: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyQuery {
+    All,
+    None,
+    /// Keep only these parameters (sorted, so order in the URL does not split the key).
+    Only(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +105,7 @@ pub struct Route {
     pub timeout: Duration,
     /// Names of `[rate_limit.NAME]` sections, applied in order.
     pub rate_limits: Vec<String>,
+    pub cache: Option<RouteCache>,
 }
 
 /// A `hosts` entry: `api.example.com` (exact) or `*.example.org` (any subdomain, kept as
@@ -352,7 +384,34 @@ impl Config {
             route,
             upstream,
             rate_limit,
+            cache,
         } = f;
+        let cache = match cache {
+            Some(c) => {
+                let super::file::FileCache {
+                    max_size,
+                    max_object_size,
+                } = c;
+                let p = KeyPath::root().key("cache");
+                if max_size.0 == 0 {
+                    return err(p.key("max_size"), "must be greater than 0");
+                }
+                if max_object_size.0 == 0 || max_object_size.0 > max_size.0 {
+                    return err(
+                        p.key("max_object_size"),
+                        "must be greater than 0 and at most max_size",
+                    );
+                }
+                if max_object_size.0 > u64::from(u32::MAX) {
+                    return err(p.key("max_object_size"), "at most 4GiB");
+                }
+                Some(CacheConfig {
+                    max_size: max_size.0,
+                    max_object_size: max_object_size.0,
+                })
+            }
+            None => None,
+        };
         let root = KeyPath::root();
 
         let server = validate_server(server, &root.key("server"), base)?;
@@ -398,7 +457,7 @@ impl Config {
         let mut places = HashSet::new();
         for (i, r) in route.into_iter().enumerate() {
             let p = root.key("route").index(i);
-            let r = validate_route(r, &p, &upstreams, &rate_limits)?;
+            let r = validate_route(r, &p, &upstreams, &rate_limits, cache.is_some())?;
             if !names.insert(r.name.clone()) {
                 return err(
                     p.key("name"),
@@ -439,6 +498,7 @@ impl Config {
             routes,
             upstreams,
             rate_limits,
+            cache,
         })
     }
 }
@@ -1026,6 +1086,7 @@ fn validate_route(
     p: &KeyPath,
     upstreams: &BTreeMap<String, Upstream>,
     limits: &BTreeMap<String, RateLimit>,
+    store: bool,
 ) -> VResult<Route> {
     let FileRoute {
         name,
@@ -1035,7 +1096,18 @@ fn validate_route(
         strip_prefix,
         timeout,
         rate_limits,
+        cache,
     } = r;
+    let cache = match cache {
+        Some(_) if !store => {
+            return err(
+                p.key("cache"),
+                "route caching needs the shared store: add a [cache] section",
+            );
+        }
+        Some(c) => Some(validate_route_cache(c, &p.key("cache"))?),
+        None => None,
+    };
     for (i, l) in rate_limits.iter().enumerate() {
         if !limits.contains_key(l) {
             let known: Vec<&str> = limits.keys().map(String::as_str).collect();
@@ -1083,5 +1155,58 @@ fn validate_route(
         strip_prefix,
         timeout: positive(p.key("timeout"), timeout.0)?,
         rate_limits,
+        cache,
+    })
+}
+
+fn validate_route_cache(c: super::file::FileRouteCache, p: &KeyPath) -> VResult<RouteCache> {
+    let super::file::FileRouteCache {
+        default_ttl,
+        max_ttl,
+        stale_while_revalidate,
+        stale_if_error,
+        key_query,
+        key_headers,
+        lock_timeout,
+        status_header,
+    } = c;
+    let max_ttl = positive(p.key("max_ttl"), max_ttl.0)?;
+    if default_ttl.0 > max_ttl {
+        return err(p.key("default_ttl"), "is longer than max_ttl");
+    }
+    let key_query = match key_query {
+        super::file::FileKeyQuery::Word(w) if w == "all" => KeyQuery::All,
+        super::file::FileKeyQuery::Word(w) if w == "none" => KeyQuery::None,
+        super::file::FileKeyQuery::Word(w) => {
+            return err(
+                p.key("key_query"),
+                format!("\"{w}\": expected \"all\", \"none\" or a list of parameter names"),
+            )
+        }
+        super::file::FileKeyQuery::Names(mut n) => {
+            n.sort();
+            n.dedup();
+            KeyQuery::Only(n)
+        }
+    };
+    let mut headers = Vec::new();
+    for (i, h) in key_headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            return err(
+                p.key("key_headers").index(i),
+                format!("invalid header name \"{h}\""),
+            );
+        }
+        headers.push(h.to_ascii_lowercase());
+    }
+    Ok(RouteCache {
+        default_ttl: default_ttl.0,
+        max_ttl,
+        stale_while_revalidate: stale_while_revalidate.0,
+        stale_if_error: stale_if_error.0,
+        key_query,
+        key_headers: headers,
+        lock_timeout: positive(p.key("lock_timeout"), lock_timeout.0)?,
+        status_header,
     })
 }

@@ -35,6 +35,12 @@ pub struct Ctx {
     pub pool_slot: Option<PoolSlot>,
     /// `RateLimit` header for the response (`rate_limit_headers = true`): the tightest limit.
     pub rate_limit_header: Option<(u32, String)>,
+    /// The request's host as the client named it (for the cache key).
+    pub host: String,
+    /// Why the cache was bypassed for this request (unsafe method, request `no-store`).
+    pub cache_bypass: Option<&'static str>,
+    /// The upstream's `Brace-Cache-Control`, taken off the response before it is stored.
+    pub brace_cache_control: Option<http::HeaderValue>,
     pub upstream_status: Option<u16>,
     pub body_bytes: u64,
     pub connection: Option<Arc<GaugeGuard>>,
@@ -58,6 +64,9 @@ impl Ctx {
             retry_after: None,
             pool_slot: None,
             rate_limit_header: None,
+            host: String::new(),
+            cache_bypass: None,
+            brace_cache_control: None,
             upstream_status: None,
             body_bytes: 0,
             connection: None,

@@ -17,6 +17,7 @@ pub mod ctx;
 pub mod headers;
 pub mod respond;
 
+use crate::cache;
 use crate::config::{Balance, HashKey};
 use crate::limit::{self, Decision};
 use crate::logging;
@@ -29,6 +30,8 @@ use crate::upstream::pool::Pool;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{Attempt, Ctx, GaugeGuard, PoolSlot};
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -111,6 +114,7 @@ impl ProxyHttp for BraceProxy {
             return Err(http_status(400, "dot segment in path"));
         }
         let path = req.uri.path();
+        ctx.host.clone_from(&host);
         let Some(route) = snap.router.find(&crate::route::normalize_host(&host), path) else {
             let body = format!("brace: no route for host \"{host}\" and path \"{path}\"\n");
             respond::text(session, 404, &ctx.request_id, &body, &[]).await;
@@ -184,6 +188,62 @@ impl ProxyHttp for BraceProxy {
             }
         }
         Ok(())
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        cache::policy::enable(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        Ok(cache::policy::key(session, ctx))
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        _is_fresh: bool,
+        _ctx: &mut Ctx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(cache::policy::hit(session, meta))
+    }
+
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if session.cache.enabled() && cache::policy::only_if_cached(session) {
+            let body = "brace: not in cache (only-if-cached)\n";
+            respond::text(session, 504, &ctx.request_id, body, &[]).await;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        Ok(cache::policy::cacheable(session, resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::policy::variance(meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        cache::policy::serve_stale(error)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -329,6 +389,8 @@ impl ProxyHttp for BraceProxy {
         if resp.status.is_informational() {
             return Ok(());
         }
+        // Brace-Cache-Control is for brace alone: read it, never store or forward it.
+        ctx.brace_cache_control = resp.remove_header("brace-cache-control");
         ctx.upstream_status = Some(code);
         let retry_on = ctx
             .route
@@ -358,13 +420,31 @@ impl ProxyHttp for BraceProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Speak brace's own HTTP version to the client, whatever the upstream spoke (an
+        // HTTP/1.0 origin must not turn a keep-alive HTTP/1.1 client connection into 1.0).
+        if session.req_header().version == http::Version::HTTP_11 {
+            resp.set_version(http::Version::HTTP_11);
+        }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some((_, v)) = &ctx.rate_limit_header {
             resp.insert_header("ratelimit", v.as_str())?;
+        }
+        if let Some((status, reason)) = cache::policy::status(session, ctx) {
+            if ctx
+                .route
+                .as_ref()
+                .and_then(|r| r.cache.as_ref())
+                .is_some_and(|c| c.status_header)
+            {
+                resp.insert_header("x-cache-status", status.as_str())?;
+                if let Some(r) = reason {
+                    resp.insert_header("x-cache-reason", r)?;
+                }
+            }
         }
         if ctx.snapshot.debug_headers {
             if let (Some(pool), Some(a)) = (&ctx.pool, &ctx.attempt) {
@@ -405,6 +485,9 @@ impl ProxyHttp for BraceProxy {
         match &ctx.route {
             Some(r) => r.stats.record(status, elapsed),
             None => ctx.snapshot.unmatched.record(status, elapsed),
+        }
+        if let Some((cs, reason)) = cache::policy::status(session, ctx) {
+            record_cache(session, ctx, cs, reason, status);
         }
         if ctx.snapshot.access_log {
             logging::access(session, ctx, status);
@@ -550,5 +633,40 @@ fn hash_key(session: &Session, ctx: &Ctx, balance: &Balance) -> Vec<u8> {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_bytes().to_vec())
             .unwrap_or_default(),
+    }
+}
+
+/// Cache metrics for one request, and invalidation by a successful unsafe request.
+fn record_cache(
+    session: &Session,
+    ctx: &Ctx,
+    cs: cache::CacheStatus,
+    reason: Option<&str>,
+    status: u16,
+) {
+    let Some(route) = &ctx.route else { return };
+    let m = &ctx.snapshot.metrics;
+    m.cache_requests_total
+        .with_label_values(&[&route.name, cs.as_str()])
+        .inc();
+    if let Some(r) = reason {
+        m.cache_not_stored_total
+            .with_label_values(&[&route.name, r])
+            .inc();
+    }
+    if session.cache.lock_duration().is_some() {
+        let result = match cs {
+            cache::CacheStatus::Hit
+            | cache::CacheStatus::Stale
+            | cache::CacheStatus::Revalidated => "served_from_cache",
+            _ => "went_upstream",
+        };
+        m.cache_lock_waits_total
+            .with_label_values(&[&route.name, result])
+            .inc();
+    }
+    let purged = cache::policy::invalidate(session, ctx, status);
+    if purged > 0 {
+        m.cache_purged_total.inc_by(purged);
     }
 }

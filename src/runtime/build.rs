@@ -36,6 +36,19 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
         };
         limiters.insert(name.clone(), limiter);
     }
+    let cache = config
+        .cache
+        .as_ref()
+        .map(|c| match old.and_then(|o| o.cache.as_ref()) {
+            // The store and its entries outlive a reload unless its size settings change.
+            Some(prev) if prev.config == *c => prev.clone(),
+            prev => {
+                if let Some(p) = prev {
+                    p.storage.clear();
+                }
+                Arc::new(crate::cache::Store::new(c, metrics))
+            }
+        });
     let routes: Vec<_> = config
         .routes
         .iter()
@@ -56,6 +69,7 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
                         decisions: metrics.limit_decisions(&r.name, l),
                     })
                     .collect(),
+                cache: r.cache.clone(),
             });
             (r.clone(), route)
         })
@@ -66,6 +80,8 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
         source: Arc::from(loaded.source.as_str()),
         pools,
         limiters,
+        metrics: metrics.clone(),
+        cache,
         rate_limit_headers: config.server.rate_limit_headers,
         trusted_proxies: config.server.trusted_proxies.clone(),
         client_max_body_size: config.server.client_max_body_size,

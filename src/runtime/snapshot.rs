@@ -18,6 +18,10 @@ pub struct Snapshot {
     pub router: Router,
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub limiters: BTreeMap<String, Arc<crate::limit::Limiter>>,
+    /// The process's metrics (the same for every snapshot).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The shared response store, when `[cache]` is configured.
+    pub cache: Option<Arc<crate::cache::Store>>,
     pub rate_limit_headers: bool,
     pub trusted_proxies: Vec<IpNet>,
     pub client_max_body_size: u64,

@@ -1,0 +1,39 @@
+//! The bare pingora contender for the load harness: a proxy with one fixed peer and nothing
+//! else (no routing, balancing, health, breakers or metrics), built with brace's profile.
+//! Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::{Opt, ServerConf};
+
+struct Fixed(String);
+
+#[async_trait]
+impl ProxyHttp for Fixed {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.0.as_str(),
+            false,
+            String::new(),
+        )))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (listen, upstream) = (args[1].clone(), args[2].clone());
+    let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let conf = ServerConf {
+        threads,
+        upstream_keepalive_pool_size: 2048,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+    let mut svc = http_proxy_service(&server.configuration, Fixed(upstream));
+    svc.add_tcp(&listen);
+    server.add_service(svc);
+    server.run_forever();
+}

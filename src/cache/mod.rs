@@ -1,0 +1,86 @@
+//! The response cache: RFC 9111 semantics from pingora-cache, storage in moka, per-route policy.
+//!
+//! ```text
+//! request_cache_filter  policy::enable        route has [route.cache], GET/HEAD, no `no-store`
+//! cache_key_callback    policy::key           scheme + host + path + kept query + key headers
+//! cache_hit_filter      policy::hit           request no-cache / max-age → revalidate
+//! proxy_upstream_filter policy::only_if_cached  miss + only-if-cached → 504
+//! response_cache_filter policy::cacheable     targeted fields, reasons, ttl caps, stale defaults
+//! cache_vary_filter     policy::variance      Vary (normalised) → variance key
+//! should_serve_stale    policy::serve_stale   stale-if-error on upstream failure
+//! response_filter       X-Cache-Status / X-Cache-Reason
+//! logging               metrics; unsafe methods invalidate (RFC 9111 §4.4)
+//! ```
+//!
+//! One store per process. pingora-cache wants `&'static` storage and lock, so a [`Store`] is
+//! leaked when built; a reload that changes `[cache]` builds a new one and empties the old.
+
+pub mod policy;
+pub mod storage;
+
+use crate::config::CacheConfig;
+use crate::metrics::Metrics;
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use std::time::Duration;
+use storage::MokaStorage;
+
+pub struct Store {
+    pub config: CacheConfig,
+    pub storage: &'static MokaStorage,
+    pub lock: &'static CacheKeyLockImpl,
+}
+
+/// How long a cache-lock writer may hold a key before readers stop waiting for it, whatever
+/// a route's `lock_timeout` says.
+const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Store {
+    pub fn new(config: &CacheConfig, metrics: &Metrics) -> Store {
+        let storage: &'static MokaStorage = Box::leak(Box::new(MokaStorage::new(
+            config.max_size,
+            metrics.cache_evictions_total.clone(),
+        )));
+        let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
+        Store {
+            config: config.clone(),
+            storage,
+            lock,
+        }
+    }
+}
+
+/// What the cache did for a response, as `X-Cache-Status` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Expired,
+    Stale,
+    Revalidated,
+    Bypass,
+    Uncacheable,
+}
+
+impl CacheStatus {
+    pub const ALL: [CacheStatus; 7] = [
+        CacheStatus::Hit,
+        CacheStatus::Miss,
+        CacheStatus::Expired,
+        CacheStatus::Stale,
+        CacheStatus::Revalidated,
+        CacheStatus::Bypass,
+        CacheStatus::Uncacheable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Expired => "EXPIRED",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Bypass => "BYPASS",
+            CacheStatus::Uncacheable => "UNCACHEABLE",
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! A route's cache policy applied through pingora-cache's hooks. pingora-cache does freshness
+//! arithmetic, conditional revalidation (304 merging), stale serving and the cache lock; this
+//! module decides *what* may be stored and under which key, following RFC 9111, and adds what
+//! pingora leaves to the application: targeted fields (RFC 9213), request directives, Vary
+//! normalisation, and the reasons brace reports.
+
+use super::{CacheStatus, Store};
+use crate::config::{KeyQuery, RouteCache};
+use crate::proxy::ctx::Ctx;
+use http::Method;
+use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
+use pingora::cache::key::HashBinary;
+use pingora::cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, NoCacheReason,
+    RespCacheable, VarianceBuilder,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource};
+use std::time::{Duration, SystemTime};
+
+fn policy_and_store(ctx: &Ctx) -> Option<(&RouteCache, &Store)> {
+    let policy = ctx.route.as_ref()?.cache.as_ref()?;
+    let store = ctx.snapshot.cache.as_deref()?;
+    Some((policy, store))
+}
+
+/// `request_cache_filter`: turns caching on for GET and HEAD on a route with a cache policy,
+/// unless the request says `no-store`.
+pub fn enable(session: &mut Session, ctx: &mut Ctx) {
+    let Some((policy, store)) = policy_and_store(ctx) else {
+        return;
+    };
+    let req = session.req_header();
+    if req.method != Method::GET && req.method != Method::HEAD {
+        ctx.cache_bypass = Some("method");
+        return;
+    }
+    if CacheControl::from_req_headers(req).is_some_and(|cc| cc.no_store()) {
+        ctx.cache_bypass = Some("no-store");
+        return;
+    }
+    let mut overrides = CacheOptionOverrides::default();
+    overrides.wait_timeout = Some(policy.lock_timeout);
+    session
+        .cache
+        .enable(store.storage, None, None, Some(store.lock), Some(overrides));
+    session
+        .cache
+        .set_max_file_size_bytes(store.config.max_object_size as usize);
+}
+
+/// `scheme://host/path?query` as the cache sees it: the host lower-cased, the query filtered
+/// by `key_query` (kept parameters sorted, so their order does not split the key).
+pub fn url(session: &Session, ctx: &Ctx, policy: &RouteCache) -> String {
+    let req = session.req_header();
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let mut u = format!(
+        "{}://{}{}",
+        if tls { "https" } else { "http" },
+        ctx.host.to_ascii_lowercase(),
+        req.uri.path()
+    );
+    if let Some(q) = req.uri.query() {
+        match &policy.key_query {
+            KeyQuery::All => {
+                u.push('?');
+                u.push_str(q);
+            }
+            KeyQuery::None => {}
+            KeyQuery::Only(names) => {
+                let mut kept: Vec<&str> = q
+                    .split('&')
+                    .filter(|p| {
+                        names
+                            .iter()
+                            .any(|n| p.split('=').next() == Some(n.as_str()))
+                    })
+                    .collect();
+                kept.sort_unstable();
+                if !kept.is_empty() {
+                    u.push('?');
+                    u.push_str(&kept.join("&"));
+                }
+            }
+        }
+    }
+    u
+}
+
+/// `cache_key_callback`: the URL, then one line per `key_headers` entry. The scheme and Host
+/// are always part of it, so one host's content is never served for another.
+pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
+    let Some((policy, _)) = policy_and_store(ctx) else {
+        return CacheKey::new("", "");
+    };
+    let mut primary = url(session, ctx, policy);
+    let req = session.req_header();
+    for h in &policy.key_headers {
+        let values: Vec<&[u8]> = req
+            .headers
+            .get_all(h.as_str())
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        primary.push('\n');
+        primary.push_str(h);
+        primary.push(':');
+        primary.push_str(&String::from_utf8_lossy(&values.join(&b","[..])));
+    }
+    CacheKey::new(primary, "")
+}
+
+/// `cache_hit_filter`: request directives. `no-cache` (or `Pragma: no-cache` without
+/// Cache-Control) and a `max-age` the stored response exceeds make brace revalidate.
+pub fn hit(session: &Session, meta: &CacheMeta) -> Option<ForcedFreshness> {
+    let req = session.req_header();
+    let revalidate = match CacheControl::from_req_headers(req) {
+        Some(cc) => {
+            cc.no_cache()
+                || cc
+                    .max_age()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|max| meta.age().as_secs() > u64::from(max))
+        }
+        None => req
+            .headers
+            .get("pragma")
+            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"no-cache")),
+    };
+    revalidate.then_some(ForcedFreshness::ForceExpired)
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` and nothing usable stored → 504 (checked after a miss).
+pub fn only_if_cached(session: &Session) -> bool {
+    CacheControl::from_req_headers(session.req_header()).is_some_and(|cc| cc.only_if_cached())
+}
+
+/// Statuses a cache may store without explicit freshness (RFC 9110 §15.1, "heuristically
+/// cacheable"); `default_ttl` applies only to these.
+fn heuristically_cacheable(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// The freshness rules of a response: `Brace-Cache-Control` (brace alone) over
+/// `CDN-Cache-Control` (RFC 9213) over `Cache-Control`. A targeted field that is present
+/// replaces Cache-Control entirely for brace's decision.
+fn rules(resp: &ResponseHeader, brace_cc: Option<&http::HeaderValue>) -> Option<CacheControl> {
+    if let Some(v) = brace_cc {
+        let mut map = http::HeaderMap::new();
+        map.insert("brace-cache-control", v.clone());
+        if let Some(cc) = CacheControl::from_headers_named("brace-cache-control", &map) {
+            return Some(cc);
+        }
+    }
+    CacheControl::from_resp_headers_named("cdn-cache-control", resp)
+        .or_else(|| CacheControl::from_resp_headers(resp))
+}
+
+fn header_secs(resp: &ResponseHeader, name: &str) -> Option<u64> {
+    resp.headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn header_date(resp: &ResponseHeader, name: &str) -> Option<SystemTime> {
+    let v = resp.headers.get(name)?.to_str().ok()?;
+    httpdate_parse(v)
+}
+
+fn httpdate_parse(v: &str) -> Option<SystemTime> {
+    httpdate::parse_http_date(v.trim()).ok()
+}
+
+/// `response_cache_filter`: may this response be stored, and for how long?
+pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCacheable {
+    use NoCacheReason::Custom;
+    let Some((policy, _)) = policy_and_store(ctx) else {
+        return RespCacheable::Uncacheable(Custom("method"));
+    };
+    let status = resp.status.as_u16();
+    if status == 206 {
+        return RespCacheable::Uncacheable(Custom("status"));
+    }
+    let cc = rules(resp, ctx.brace_cache_control.as_ref());
+    if let Some(cc) = &cc {
+        if cc.no_store() {
+            return RespCacheable::Uncacheable(Custom("no-store"));
+        }
+        if cc.private() {
+            return RespCacheable::Uncacheable(Custom("private"));
+        }
+    }
+    let vary_star = resp.headers.get_all("vary").iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii() == b"*")
+    });
+    if vary_star {
+        return RespCacheable::Uncacheable(Custom("vary"));
+    }
+    if resp.headers.contains_key("set-cookie") && policy.key_headers.is_empty() {
+        return RespCacheable::Uncacheable(Custom("set-cookie"));
+    }
+    if session.req_header().headers.contains_key("authorization")
+        && !cc
+            .as_ref()
+            .is_some_and(|c| c.allow_caching_authorized_req())
+    {
+        return RespCacheable::Uncacheable(Custom("authorization"));
+    }
+
+    let now = SystemTime::now();
+    // The response's age when it arrived (RFC 9111 §4.2.3, without transit delay).
+    let age = Duration::from_secs(header_secs(resp, "age").unwrap_or(0));
+    let date = header_date(resp, "date").unwrap_or(now);
+    let fresh = cc
+        .as_ref()
+        .and_then(|c| c.fresh_duration())
+        .or_else(|| {
+            // Expires: freshness is Expires - Date (RFC 9111 §4.2.1); an invalid date is past.
+            let mut all = resp.headers.get_all("expires").iter();
+            match (all.next(), all.next()) {
+                (Some(v), None) => Some(
+                    v.to_str()
+                        .ok()
+                        .and_then(httpdate_parse)
+                        .and_then(|e| e.duration_since(date).ok())
+                        .unwrap_or(Duration::ZERO),
+                ),
+                _ => None,
+            }
+        })
+        .or_else(|| {
+            (!policy.default_ttl.is_zero() && heuristically_cacheable(status))
+                .then_some(policy.default_ttl)
+        });
+    let Some(fresh) = fresh else {
+        return RespCacheable::Uncacheable(Custom("no-freshness"));
+    };
+    if fresh.is_zero() && !cc.as_ref().is_some_and(|c| c.no_cache()) {
+        // max-age=0 / an Expires in the past: stale at once; storing it only helps revalidation
+        // when there is a validator.
+        let validator =
+            resp.headers.contains_key("etag") || resp.headers.contains_key("last-modified");
+        if !validator {
+            return RespCacheable::Uncacheable(Custom("no-freshness"));
+        }
+    }
+    let fresh = fresh.min(policy.max_ttl);
+    let created = now.checked_sub(age).unwrap_or(now);
+    let fresh_until = if fresh.is_zero() {
+        created
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(created)
+    } else {
+        created + fresh
+    };
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    let swr = cc
+        .as_ref()
+        .and_then(|c| c.serve_stale_while_revalidate_duration())
+        .unwrap_or(policy.stale_while_revalidate);
+    let sie = cc
+        .as_ref()
+        .and_then(|c| c.serve_stale_if_error_duration())
+        .unwrap_or(policy.stale_if_error);
+    // no-cache responses are stored but always revalidated; never served stale.
+    let (swr, sie) = if cc.as_ref().is_some_and(|c| c.no_cache()) {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (swr, sie)
+    };
+    let mut header = resp.clone();
+    if let Some(cc) = &cc {
+        cc.strip_private_headers(&mut header);
+    }
+    RespCacheable::Cacheable(CacheMeta::new(
+        fresh_until,
+        created,
+        secs(swr),
+        secs(sie),
+        header,
+    ))
+}
+
+/// `cache_vary_filter`: the request's values of the response's `Vary` headers, with names
+/// lower-cased and list values' whitespace normalised, so `gzip,deflate` and `gzip, deflate`
+/// share a variant.
+pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+    let names: Vec<String> = meta
+        .headers()
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut vb = VarianceBuilder::new();
+    for n in names {
+        let joined: Vec<String> = req
+            .headers
+            .get_all(n.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|p| !p.is_empty())
+            .collect();
+        vb.add_owned_name_value(n, joined.join(",").into_bytes());
+    }
+    vb.finalize()
+}
+
+/// `should_serve_stale`: during revalidation (no error) as the response allows, and on any
+/// failure that is not the client's (refused, timed out, 5xx, no available backend).
+pub fn serve_stale(error: Option<&Error>) -> bool {
+    error.is_none_or(|e| e.esource() != &ErrorSource::Downstream)
+}
+
+/// What the cache did for this request, and why nothing was stored; `None` when the route
+/// does not cache.
+pub fn status(session: &Session, ctx: &Ctx) -> Option<(CacheStatus, Option<&'static str>)> {
+    ctx.route.as_ref()?.cache.as_ref()?;
+    if let Some(why) = ctx.cache_bypass {
+        return Some((CacheStatus::Bypass, Some(why)));
+    }
+    Some(match session.cache.phase() {
+        CachePhase::Hit => (CacheStatus::Hit, None),
+        CachePhase::Miss => (CacheStatus::Miss, None),
+        CachePhase::Expired => (CacheStatus::Expired, None),
+        CachePhase::Stale | CachePhase::StaleUpdating => (CacheStatus::Stale, None),
+        CachePhase::Revalidated => (CacheStatus::Revalidated, None),
+        CachePhase::RevalidatedNoCache(r) => (CacheStatus::Revalidated, Some(reason(&r))),
+        CachePhase::Bypass => (CacheStatus::Bypass, None),
+        CachePhase::Disabled(NoCacheReason::NeverEnabled)
+        | CachePhase::Uninit
+        | CachePhase::CacheKey => (CacheStatus::Bypass, None),
+        CachePhase::Disabled(r) => (CacheStatus::Uncacheable, Some(reason(&r))),
+    })
+}
+
+fn reason(r: &NoCacheReason) -> &'static str {
+    match r {
+        NoCacheReason::Custom(s) => s,
+        NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => "too-large",
+        NoCacheReason::OriginNotCache => "no-freshness",
+        NoCacheReason::UpstreamError => "upstream-error",
+        NoCacheReason::CacheLockTimeout | NoCacheReason::CacheLockGiveUp => "lock-timeout",
+        other => other.as_str(),
+    }
+}
+
+/// RFC 9111 §4.4: a successful unsafe request invalidates the stored responses for its URL
+/// and for `Location`/`Content-Location` on the same host. Returns how many were removed.
+pub fn invalidate(session: &Session, ctx: &Ctx, status: u16) -> u64 {
+    let Some((policy, store)) = policy_and_store(ctx) else {
+        return 0;
+    };
+    let m = &session.req_header().method;
+    let unsafe_method =
+        !(m == Method::GET || m == Method::HEAD || m == Method::OPTIONS || m == Method::TRACE);
+    if !unsafe_method || !(200..400).contains(&status) {
+        return 0;
+    }
+    let own = url(session, ctx, policy);
+    let origin_end = own.find("://").map_or(0, |i| i + 3) + ctx.host.len();
+    let origin = &own[..origin_end.min(own.len())];
+    let mut targets = vec![own.clone()];
+    if let Some(resp) = session.response_written() {
+        for h in ["location", "content-location"] {
+            if let Some(v) = resp.headers.get(h).and_then(|v| v.to_str().ok()) {
+                if v.starts_with('/') {
+                    targets.push(format!("{origin}{v}"));
+                } else if v
+                    .to_ascii_lowercase()
+                    .starts_with(&origin.to_ascii_lowercase())
+                {
+                    targets.push(v.to_owned());
+                }
+            }
+        }
+    }
+    store
+        .storage
+        .purge_where(|u| targets.iter().any(|t| t == u))
+}
