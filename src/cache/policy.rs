@@ -122,7 +122,9 @@ pub fn hit(session: &Session, meta: &CacheMeta) -> Option<ForcedFreshness> {
                     .max_age()
                     .ok()
                     .flatten()
-                    .is_some_and(|max| meta.age().as_secs() > u64::from(max))
+                    // Exact age, not whole seconds: `max-age=0` must revalidate an entry stored
+                    // a moment ago.
+                    .is_some_and(|max| meta.age() > Duration::from_secs(u64::from(max)))
         }
         None => req
             .headers
@@ -274,6 +276,20 @@ pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCac
         (swr, sie)
     };
     let mut header = resp.clone();
+    // pingora merges only a few fields of a 304 into the stored header (Cache-Control,
+    // Expires, ETag, ...). RFC 9111 §3.2 asks for every field the 304 carries except
+    // Content-Length (and hop-by-hop fields, already stripped), so add the rest here.
+    if let Some(fresh_304) = &ctx.revalidation_headers {
+        for name in fresh_304.keys() {
+            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+                continue;
+            }
+            header.remove_header(name);
+            for v in fresh_304.get_all(name) {
+                let _ = header.append_header(name.clone(), v.clone());
+            }
+        }
+    }
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }

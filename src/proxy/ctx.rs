@@ -41,6 +41,8 @@ pub struct Ctx {
     pub cache_bypass: Option<&'static str>,
     /// The upstream's `Brace-Cache-Control`, taken off the response before it is stored.
     pub brace_cache_control: Option<http::HeaderValue>,
+    /// The headers of a 304 that revalidated a stored response, merged into it.
+    pub revalidation_headers: Option<http::HeaderMap>,
     pub upstream_status: Option<u16>,
     pub body_bytes: u64,
     pub connection: Option<Arc<GaugeGuard>>,
@@ -67,6 +69,7 @@ impl Ctx {
             host: String::new(),
             cache_bypass: None,
             brace_cache_control: None,
+            revalidation_headers: None,
             upstream_status: None,
             body_bytes: 0,
             connection: None,

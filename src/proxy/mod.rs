@@ -391,6 +391,9 @@ impl ProxyHttp for BraceProxy {
         }
         // Brace-Cache-Control is for brace alone: read it, never store or forward it.
         ctx.brace_cache_control = resp.remove_header("brace-cache-control");
+        if code == 304 && session.cache.enabled() {
+            ctx.revalidation_headers = Some(resp.headers.clone());
+        }
         ctx.upstream_status = Some(code);
         let retry_on = ctx
             .route

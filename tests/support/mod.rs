@@ -275,6 +275,31 @@ pub fn send(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
     read_response(&mut BufReader::new(s))
 }
 
+/// Sends a HEAD request and reads the head only.
+pub fn head_request(addr: SocketAddr, path: &str, host: &str) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.write_all(
+        format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = read_headers(&mut r)?;
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    Ok(Response {
+        status,
+        headers,
+        body: rest,
+    })
+}
+
 pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
     let mut line = String::new();
     r.read_line(&mut line)?;
@@ -346,6 +371,24 @@ fn read_body(
 
 // ---------------------------------------------------------------- upstream
 
+/// A scripted answer: from the request head (lower-cased) and the request's number (0-based)
+/// to (status, extra header lines each ending in \r\n, body).
+pub type ScriptFn = dyn Fn(&str, usize) -> (u16, String, Vec<u8>) + Send + Sync;
+
+#[derive(Clone)]
+pub struct Script(pub Arc<ScriptFn>);
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Script")
+    }
+}
+
+/// Shorthand for `Mode::Script`.
+pub fn script(f: impl Fn(&str, usize) -> (u16, String, Vec<u8>) + Send + Sync + 'static) -> Mode {
+    Mode::Script(Script(Arc::new(f)))
+}
+
 /// What a fake upstream does with each request.
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -364,6 +407,8 @@ pub enum Mode {
     Large(usize),
     /// Every other request (the 1st, 3rd, ...) gets this status; the rest 200.
     Alternate(u16),
+    /// Whatever the script says.
+    Script(Script),
 }
 
 pub struct Upstream {
@@ -511,6 +556,7 @@ fn serve(
         *last_head.lock().unwrap() = head.to_ascii_lowercase();
         let n = count.fetch_add(1, Ordering::SeqCst);
         let mode = mode.lock().unwrap().clone();
+        let mut extra = String::new();
         let (status, body): (u16, Vec<u8>) = match mode {
             Mode::Ok => (200, format!("hello from {name}\n").into_bytes()),
             Mode::Status(s, b) => (s, b.as_bytes().to_vec()),
@@ -531,15 +577,27 @@ fn serve(
             Mode::Large(n) => (200, vec![b'x'; n]),
             Mode::Alternate(s) if n.is_multiple_of(2) => (s, b"failed".to_vec()),
             Mode::Alternate(_) => (200, format!("hello from {name}\n").into_bytes()),
+            Mode::Script(f) => {
+                let (status, headers, body) = (f.0)(&head.to_ascii_lowercase(), n);
+                extra = headers;
+                (status, body)
+            }
         };
         // One write: a head and body in separate small writes would meet Nagle's algorithm
         // and the peer's delayed ACK (a 40 ms stall).
-        let mut out = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nX-Upstream: {name}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(&body);
+        // 304 and 204 carry no body; a HEAD gets the head only.
+        let no_body = status == 304 || status == 204;
+        let head_only = head.starts_with("HEAD ");
+        let length = if no_body {
+            String::new()
+        } else {
+            format!("Content-Length: {}\r\n", body.len())
+        };
+        let mut out = format!("HTTP/1.1 {status} X\r\n{length}X-Upstream: {name}\r\n{extra}\r\n")
+            .into_bytes();
+        if !no_body && !head_only {
+            out.extend_from_slice(&body);
+        }
         w.write_all(&out)?;
     }
 }
