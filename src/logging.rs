@@ -151,7 +151,7 @@ pub fn access(session: &Session, ctx: &Ctx, status: u16) {
         .map_or_else(|| "-".to_string(), |ip| ip.to_string());
     tracing::info!(
         target: ACCESS_TARGET,
-        request_id = %ctx.request_id,
+        request_id = ctx.request_id_str(),
         client = %client,
         method = %req.method,
         host = %host,

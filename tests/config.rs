@@ -273,16 +273,33 @@ fn cache_config_errors() {
     let route_cache = "[[route]]\nname = \"r\"\nupstream = \"u\"\n[route.cache]\n";
     let up = "[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
     let cases: Vec<(String, &str)> = vec![
-        (format!("{route_cache}{up}"), "route[0].cache: route caching needs the shared store: add a [cache] section"),
-        (format!("[cache]\nmax_size = \"1MiB\"\nmax_object_size = \"2MiB\"\n{route_cache}{up}"), "cache.max_object_size: must be greater than 0 and at most max_size"),
-        (format!("[cache]\n{route_cache}key_query = \"some\"\n{up}"), "route[0].cache.key_query: \"some\": expected \"all\", \"none\" or a list"),
-        (format!("[cache]\n{route_cache}default_ttl = \"2h\"\n{up}"), "route[0].cache.default_ttl: is longer than max_ttl"),
-        (format!("[cache]\n{route_cache}key_headers = [\"bad header\"]\n{up}"), "route[0].cache.key_headers[0]: invalid header name"),
+        (
+            format!("{route_cache}{up}"),
+            "route[0].cache: route caching needs the shared store: add a [cache] section",
+        ),
+        (
+            format!("[cache]\nmax_size = \"1MiB\"\nmax_object_size = \"2MiB\"\n{route_cache}{up}"),
+            "cache.max_object_size: must be greater than 0 and at most max_size",
+        ),
+        (
+            format!("[cache]\n{route_cache}key_query = \"some\"\n{up}"),
+            "route[0].cache.key_query: \"some\": expected \"all\", \"none\" or a list",
+        ),
+        (
+            format!("[cache]\n{route_cache}default_ttl = \"2h\"\n{up}"),
+            "route[0].cache.default_ttl: is longer than max_ttl",
+        ),
+        (
+            format!("[cache]\n{route_cache}key_headers = [\"bad header\"]\n{up}"),
+            "route[0].cache.key_headers[0]: invalid header name",
+        ),
     ];
     for (text, want) in cases {
         let (err, _) = check_err(&text);
         assert!(err.contains(want), "want {want:?} in: {err}");
     }
-    let (code, _, err, _) = check(&format!("[cache]\n{route_cache}key_query = [\"page\", \"q\"]\n{up}"));
+    let (code, _, err, _) = check(&format!(
+        "[cache]\n{route_cache}key_query = [\"page\", \"q\"]\n{up}"
+    ));
     assert_eq!(code, 0, "{err}");
 }

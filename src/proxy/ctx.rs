@@ -18,13 +18,15 @@ pub struct Ctx {
     pub client_ip: Option<IpAddr>,
     /// True when the peer is a trusted proxy (its X-Forwarded-* headers are kept).
     pub peer_trusted: bool,
-    pub request_id: String,
+    /// Kept as a header value: sent upstream, returned, and logged without further copies.
+    pub request_id: http::HeaderValue,
     /// The pool of the current attempt: the route's, or its backup.
     pub pool: Option<Arc<Pool>>,
     /// The attempt in progress; dropping it ends the backend's in-flight count.
     pub attempt: Option<Attempt>,
-    /// Backends already tried by this request (a retry goes elsewhere when it can).
-    pub tried: Vec<SocketAddr>,
+    /// Backends already tried by this request (a retry goes elsewhere when it can). Inline:
+    /// most requests try one backend and never allocate for this.
+    pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
     /// Attempts started (1 = the first).
     pub tries: u32,
     /// Set when an upstream status is being retried, so `error_while_proxy` leaves it be.
@@ -35,7 +37,7 @@ pub struct Ctx {
     pub pool_slot: Option<PoolSlot>,
     /// `RateLimit` header for the response (`rate_limit_headers = true`): the tightest limit.
     pub rate_limit_header: Option<(u32, String)>,
-    /// The request's host as the client named it (for the cache key).
+    /// The request's host as the client named it; set only on caching routes (cache key).
     pub host: String,
     /// Why the cache was bypassed for this request (unsafe method, request `no-store`).
     pub cache_bypass: Option<&'static str>,
@@ -57,10 +59,10 @@ impl Ctx {
             route: None,
             client_ip: None,
             peer_trusted: false,
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             pool: None,
             attempt: None,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             tries: 0,
             status_retry: false,
             retry_after: None,
@@ -147,5 +149,12 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+impl Ctx {
+    /// The request id as text, for bodies and the access log.
+    pub fn request_id_str(&self) -> &str {
+        self.request_id.to_str().unwrap_or("")
     }
 }

@@ -8,6 +8,7 @@
 //! X-Forwarded-* from a peer outside `trusted_proxies` are replaced, not appended to: an
 //! upstream must never read a client-chosen address as the client's (Traefik does the same).
 
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
 
@@ -43,9 +44,16 @@ pub fn sane_request_id(v: &[u8]) -> bool {
         })
 }
 
-/// 128 random bits as 32 hex digits.
-pub fn new_request_id() -> String {
-    format!("{:032x}", fastrand::u128(..))
+/// 128 random bits as 32 hex digits, made without a formatting allocation.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut buf = [0u8; 32];
+    for b in buf.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
 }
 
 /// Adds `X-Forwarded-For`, `-Proto`, `-Host` and `X-Request-Id` to the upstream request.
@@ -54,40 +62,37 @@ pub fn add_forwarding(
     peer: Option<IpAddr>,
     peer_trusted: bool,
     tls: bool,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> pingora::Result<()> {
     if let Some(peer) = peer {
-        let xff = if peer_trusted {
-            let prior: Vec<&str> = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if prior.is_empty() {
-                peer.to_string()
-            } else {
-                format!("{}, {peer}", prior.join(", "))
+        let mut prior = req.headers.get_all("x-forwarded-for").iter().peekable();
+        let xff = if peer_trusted && prior.peek().is_some() {
+            let mut v = Vec::with_capacity(64);
+            for (i, p) in prior.enumerate() {
+                if i > 0 {
+                    v.extend_from_slice(b", ");
+                }
+                v.extend_from_slice(p.as_bytes());
             }
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer.to_string().as_bytes());
+            HeaderValue::from_bytes(&v).map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "X-Forwarded-For", e)
+            })?
         } else {
-            peer.to_string()
+            HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value")
         };
         req.insert_header("x-forwarded-for", xff)?;
     }
     if !(peer_trusted && req.headers.contains_key("x-forwarded-proto")) {
-        req.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        req.insert_header("x-forwarded-proto", proto)?;
     }
     if !(peer_trusted && req.headers.contains_key("x-forwarded-host")) {
-        let host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
+        let host = match req.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers.get("host").cloned(),
+        };
         match host {
             Some(h) => req.insert_header("x-forwarded-host", h)?,
             None => {
@@ -95,7 +100,7 @@ pub fn add_forwarding(
             }
         }
     }
-    req.insert_header("x-request-id", request_id)?;
+    req.insert_header("x-request-id", request_id.clone())?;
     Ok(())
 }
 
@@ -117,12 +122,18 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     for name in nominated {
         resp.remove_header(&name);
     }
+    // Look before removing: a removal also rewrites pingora's header-case map.
     for name in ["keep-alive", "proxy-connection", "te", "trailer"] {
-        resp.remove_header(name);
+        if resp.headers.contains_key(name) {
+            resp.remove_header(name);
+        }
     }
     if !upgrade {
-        resp.remove_header("upgrade");
-        resp.remove_header("connection");
+        for name in ["upgrade", "connection"] {
+            if resp.headers.contains_key(name) {
+                resp.remove_header(name);
+            }
+        }
     }
 }
 
@@ -167,6 +178,8 @@ mod tests {
         assert!(sane_request_id(b"abc-123"));
         assert!(!sane_request_id(b""));
         assert!(!sane_request_id(b"a b"));
-        assert_eq!(new_request_id().len(), 32);
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert!(id.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
     }
 }

@@ -96,9 +96,7 @@ impl ProxyHttp for BraceProxy {
             .map(|a| a.ip());
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
-            Some(v) if headers::sane_request_id(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
+            Some(v) if headers::sane_request_id(v.as_bytes()) => v.clone(),
             _ => headers::new_request_id(),
         };
         if let Some(peer) = peer {
@@ -114,13 +112,15 @@ impl ProxyHttp for BraceProxy {
             return Err(http_status(400, "dot segment in path"));
         }
         let path = req.uri.path();
-        ctx.host.clone_from(&host);
-        let Some(route) = snap.router.find(&crate::route::normalize_host(&host), path) else {
+        let Some(route) = snap.router.find(&crate::route::normalize_host(host), path) else {
             let body = format!("brace: no route for host \"{host}\" and path \"{path}\"\n");
-            respond::text(session, 404, &ctx.request_id, &body, &[]).await;
+            respond::text(session, 404, ctx.request_id_str(), &body, &[]).await;
             return Ok(true);
         };
         ctx.route = Some(route.clone());
+        if route.cache.is_some() {
+            ctx.host = host.to_owned();
+        }
 
         // Rate limits, in the route's order; the first to refuse answers.
         for l in &route.limits {
@@ -145,7 +145,7 @@ impl ProxyHttp for BraceProxy {
                         ("ratelimit", l.limiter.header(&d)),
                     ];
                     let status = l.limiter.config.status;
-                    respond::text(session, status, &ctx.request_id, &body, &extra).await;
+                    respond::text(session, status, ctx.request_id_str(), &body, &extra).await;
                     return Ok(true);
                 }
                 Decision::Allowed { remaining, .. }
@@ -213,7 +213,7 @@ impl ProxyHttp for BraceProxy {
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         if session.cache.enabled() && cache::policy::only_if_cached(session) {
             let body = "brace: not in cache (only-if-cached)\n";
-            respond::text(session, 504, &ctx.request_id, body, &[]).await;
+            respond::text(session, 504, ctx.request_id_str(), body, &[]).await;
             return Ok(false);
         }
         Ok(true)
@@ -429,10 +429,12 @@ impl ProxyHttp for BraceProxy {
     ) -> Result<()> {
         // Speak brace's own HTTP version to the client, whatever the upstream spoke (an
         // HTTP/1.0 origin must not turn a keep-alive HTTP/1.1 client connection into 1.0).
-        if session.req_header().version == http::Version::HTTP_11 {
+        if session.req_header().version == http::Version::HTTP_11
+            && resp.version != http::Version::HTTP_11
+        {
             resp.set_version(http::Version::HTTP_11);
         }
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header("x-request-id", ctx.request_id.clone())?;
         if let Some((_, v)) = &ctx.rate_limit_header {
             resp.insert_header("ratelimit", v.as_str())?;
         }
@@ -461,7 +463,7 @@ impl ProxyHttp for BraceProxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = respond::status_for(e);
         if code > 0 && session.response_written().is_none() {
-            if ctx.request_id.is_empty() {
+            if ctx.request_id.as_bytes().is_empty() {
                 ctx.request_id = headers::new_request_id();
             }
             let upstream = ctx.route.as_ref().map(|r| r.pool.name.as_str());
@@ -472,7 +474,7 @@ impl ProxyHttp for BraceProxy {
                 let secs = (d.as_millis() as u64).div_ceil(1000).max(1);
                 extra.push(("retry-after", secs.to_string()));
             }
-            respond::text(session, code, &ctx.request_id, &body, &extra).await;
+            respond::text(session, code, ctx.request_id_str(), &body, &extra).await;
         }
         FailToProxy {
             error_code: code,
@@ -500,9 +502,9 @@ impl ProxyHttp for BraceProxy {
 
 /// The request's host: the absolute-form authority if there is one (RFC 9112 §3.2.2), else the
 /// single `Host` header. HTTP/1.1 requires exactly one Host; several are refused.
-fn request_host(req: &RequestHeader) -> std::result::Result<String, &'static str> {
+fn request_host(req: &RequestHeader) -> std::result::Result<&str, &'static str> {
     if let Some(a) = req.uri.authority() {
-        return Ok(a.host().to_owned());
+        return Ok(a.host());
     }
     let mut hosts = req.headers.get_all("host").iter();
     match (hosts.next(), hosts.next()) {
@@ -514,14 +516,14 @@ fn request_host(req: &RequestHeader) -> std::result::Result<String, &'static str
                         || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
                 });
             if valid {
-                Ok(s.to_owned())
+                Ok(s)
             } else {
                 Err("invalid Host")
             }
         }
         (Some(_), Some(_)) => Err("several Host headers"),
         (None, _) if req.version == http::Version::HTTP_11 => Err("HTTP/1.1 request without Host"),
-        (None, _) => Ok(String::new()),
+        (None, _) => Ok(""),
     }
 }
 
