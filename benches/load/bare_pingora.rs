@@ -1,12 +1,14 @@
 //! The bare pingora contender for the load harness: a proxy with one fixed peer and nothing
 //! else (no routing, balancing, health, breakers or metrics), built with brace's profile.
-//! Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS
+//! Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS [timeouts]
+//! With `timeouts`, the peer gets the connect/read/write/idle timeouts brace sets on every
+//! request (pingora registers a timer per timed read and write).
 
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
 
-struct Fixed(String);
+struct Fixed(String, bool);
 
 #[async_trait]
 impl ProxyHttp for Fixed {
@@ -25,6 +27,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream) = (args[1].clone(), args[2].clone());
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let timeouts = args.get(4).is_some_and(|a| a == "timeouts");
     let conf = ServerConf {
         threads,
         upstream_keepalive_pool_size: 2048,
@@ -32,7 +35,7 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
-    let mut svc = http_proxy_service(&server.configuration, Fixed(upstream));
+    let mut svc = http_proxy_service(&server.configuration, Fixed(upstream, timeouts));
     svc.add_tcp(&listen);
     server.add_service(svc);
     server.run_forever();
