@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building and testing brace needs when it is missing: cmake (the pingora build)
-# and promtool (the metrics format check in the tests). Debian/Ubuntu, via apt-get.
+# Installs what building and testing brace needs when it is missing: cmake (the pingora build),
+# promtool (the metrics format check in the tests), and curl and openssl (the TLS and HTTP/2
+# test). Debian/Ubuntu, via apt-get.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if ! command -v cargo >/dev/null 2>&1; then
   echo "brace needs a Rust toolchain (cargo): see https://rustup.rs" >&2
   exit 1
