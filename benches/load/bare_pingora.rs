@@ -15,11 +15,15 @@ impl ProxyHttp for Fixed {
     type CTX = ();
     fn new_ctx(&self) {}
     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(
-            self.0.as_str(),
-            false,
-            String::new(),
-        )))
+        let mut peer = HttpPeer::new(self.0.as_str(), false, String::new());
+        if self.1 {
+            let o = &mut peer.options;
+            o.connection_timeout = Some(std::time::Duration::from_secs(2));
+            o.read_timeout = Some(std::time::Duration::from_secs(30));
+            o.write_timeout = Some(std::time::Duration::from_secs(30));
+            o.idle_timeout = Some(std::time::Duration::from_secs(60));
+        }
+        Ok(Box::new(peer))
     }
 }
 
