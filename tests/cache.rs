@@ -483,7 +483,7 @@ fn fifty_concurrent_misses_make_one_upstream_request() {
     let o = Upstream::with_mode(
         "o",
         script(|_, n| {
-            std::thread::sleep(Duration::from_millis(500)); // a slow origin, on purpose
+            std::thread::sleep(Duration::from_millis(500)); // allowed: a slow origin on purpose, so misses overlap
             (
                 200,
                 "Cache-Control: max-age=60\r\n".into(),

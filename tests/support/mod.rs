@@ -30,7 +30,7 @@ pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) 
             Instant::now() < end,
             "timed out after {deadline:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(10)); // poll interval, not synchronisation
+        std::thread::sleep(Duration::from_millis(10)); // allowed: poll interval inside a deadline loop
     }
 }
 
@@ -101,7 +101,7 @@ impl Brace {
                 panic!("brace exited ({status}) before ready:\n{err}");
             }
             assert!(Instant::now() < end, "brace not ready within 20s");
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // allowed: poll interval inside a deadline loop
         }
         b
     }
@@ -137,7 +137,7 @@ impl Brace {
                 return;
             }
             assert!(Instant::now() < end, "{sample} is {got}, want {want}");
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // allowed: poll interval inside a deadline loop
         }
     }
 
@@ -173,7 +173,7 @@ impl Brace {
                 Instant::now() < end,
                 "brace did not exit within {deadline:?}"
             );
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // allowed: poll interval inside a deadline loop
         }
     }
 
@@ -562,7 +562,7 @@ fn serve(
             Mode::Status(s, b) => (s, b.as_bytes().to_vec()),
             Mode::Echo => (200, head.to_ascii_lowercase().into_bytes()),
             Mode::Delay(d) => {
-                std::thread::sleep(d); // the upstream is slow on purpose
+                std::thread::sleep(d); // allowed: the upstream is slow on purpose (Mode::Delay)
                 (200, format!("hello from {name}\n").into_bytes())
             }
             Mode::Hang => {
