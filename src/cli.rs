@@ -238,7 +238,7 @@ fn demo() -> i32 {
          for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://{listen}/limited/; done; echo   # 5 x 200, then 429\n  \
          curl -si http://{listen}/cached/x | grep -i x-cache-status   # MISS, then HIT for 10 s\n  \
          curl -i http://{listen}/healthy/hello    # a route to the healthy one, prefix stripped\n  \
-         curl -i http://{listen}/a/../b           # refused: 400\n  \
+         curl -i --path-as-is http://{listen}/a/../b   # refused: 400\n  \
          curl -s http://{admin}/metrics | grep ^brace_\n  \
          curl -s http://{admin}/readyz\n\nCtrl-C drains and stops.\n"
     );
