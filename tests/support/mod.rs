@@ -54,19 +54,35 @@ impl Brace {
     }
 
     pub fn start_with(body: &str, server_extra: &str) -> Brace {
-        let port = free_port();
-        let admin_port = free_port();
-        let head = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"5s\"\n{server_extra}\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n\n"
-        );
-        let mut b = Brace::start_raw(&format!("{head}{body}"), port, admin_port);
-        b.head = head;
-        b
+        // A port from `free_port` is released before brace binds it, so something else may
+        // take it first; brace then refuses to start ("cannot listen on"), and we try again
+        // with new ports. Bounded: three tries.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let admin_port = free_port();
+            let head = format!(
+                "[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"5s\"\n{server_extra}\n\
+                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n\n"
+            );
+            match Brace::try_start_raw(&format!("{head}{body}"), port, admin_port) {
+                Ok(mut b) => {
+                    b.head = head;
+                    return b;
+                }
+                Err(e) if e.contains("cannot listen on") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("brace could not get free ports three times: {last}");
     }
 
     /// Starts brace on a complete config text whose ports the caller chose.
     pub fn start_raw(text: &str, port: u16, admin_port: u16) -> Brace {
+        Brace::try_start_raw(text, port, admin_port).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_raw(text: &str, port: u16, admin_port: u16) -> Result<Brace, String> {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("brace.toml");
         std::fs::write(&config_path, text).unwrap();
@@ -92,18 +108,17 @@ impl Brace {
         loop {
             if let Ok(r) = try_get(b.admin(), "/readyz") {
                 if r.status == 200 {
-                    break;
+                    return Ok(b);
                 }
             }
             if let Ok(Some(status)) = b.child.try_wait() {
                 let mut err = String::new();
                 b.child.stderr.take().unwrap().read_to_string(&mut err).ok();
-                panic!("brace exited ({status}) before ready:\n{err}");
+                return Err(format!("brace exited ({status}) before ready:\n{err}"));
             }
             assert!(Instant::now() < end, "brace not ready within 20s");
             std::thread::sleep(Duration::from_millis(10)); // allowed: poll interval inside a deadline loop
         }
-        b
     }
 
     pub fn addr(&self) -> SocketAddr {
