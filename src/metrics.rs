@@ -414,6 +414,24 @@ impl Metrics {
         }
     }
 
+    pub fn route_cache_stats(&self, route: &str) -> RouteCacheStats {
+        RouteCacheStats {
+            statuses: crate::cache::CacheStatus::ALL.map(|s| {
+                self.cache_requests_total
+                    .with_label_values(&[route, s.as_str()])
+            }),
+            not_stored: NOT_STORED_REASONS.iter().map(|_| OnceLock::new()).collect(),
+            lock_served: self
+                .cache_lock_waits_total
+                .with_label_values(&[route, "served_from_cache"]),
+            lock_upstream: self
+                .cache_lock_waits_total
+                .with_label_values(&[route, "went_upstream"]),
+            not_stored_vec: self.cache_not_stored_total.clone(),
+            route: route.to_owned(),
+        }
+    }
+
     /// Counters for one (route, limit) pair: allowed, limited, shadow_limited.
     pub fn limit_decisions(&self, route: &str, limit: &str) -> [IntCounter; 3] {
         ["allowed", "limited", "shadow_limited"].map(|d| {
@@ -446,6 +464,57 @@ pub enum RetryReason {
     Status502,
     Status503,
     Status504,
+}
+
+/// The `reason` values of `brace_cache_not_stored_total` that get a cached counter per route.
+const NOT_STORED_REASONS: &[&str] = &[
+    "no-store",
+    "private",
+    "set-cookie",
+    "authorization",
+    "too-large",
+    "no-freshness",
+    "vary",
+    "status",
+    "method",
+];
+
+/// Per-route cache counters: statuses resolved at build, reasons on first use; a request does
+/// atomic adds, not label lookups.
+pub struct RouteCacheStats {
+    statuses: [IntCounter; 7],
+    not_stored: Box<[OnceLock<IntCounter>]>,
+    lock_served: IntCounter,
+    lock_upstream: IntCounter,
+    not_stored_vec: IntCounterVec,
+    route: String,
+}
+
+impl RouteCacheStats {
+    pub fn record(
+        &self,
+        status: crate::cache::CacheStatus,
+        reason: Option<&str>,
+        lock_wait: Option<bool>,
+    ) {
+        self.statuses[status as usize].inc();
+        if let Some(r) = reason {
+            match NOT_STORED_REASONS.iter().position(|x| *x == r) {
+                Some(i) => self.not_stored[i]
+                    .get_or_init(|| self.not_stored_vec.with_label_values(&[&self.route, r]))
+                    .inc(),
+                None => self
+                    .not_stored_vec
+                    .with_label_values(&[&self.route, r])
+                    .inc(),
+            }
+        }
+        match lock_wait {
+            Some(true) => self.lock_served.inc(),
+            Some(false) => self.lock_upstream.inc(),
+            None => {}
+        }
+    }
 }
 
 /// Per-backend state gauges and counters, resolved at snapshot build.

@@ -24,6 +24,8 @@ pub struct Route {
     pub limits: Vec<RouteLimit>,
     /// This route's cache policy; `None` = this route does not cache.
     pub cache: Option<crate::config::RouteCache>,
+    /// Cache metric handles, present with `cache`.
+    pub cache_stats: Option<crate::metrics::RouteCacheStats>,
 }
 
 /// A rate limit as applied on one route, with its decision counters resolved.

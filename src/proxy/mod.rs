@@ -649,27 +649,17 @@ fn record_cache(
     reason: Option<&str>,
     status: u16,
 ) {
-    let Some(route) = &ctx.route else { return };
+    let Some(stats) = ctx.route.as_ref().and_then(|r| r.cache_stats.as_ref()) else {
+        return;
+    };
+    let lock_wait = session.cache.lock_duration().map(|_| {
+        matches!(
+            cs,
+            cache::CacheStatus::Hit | cache::CacheStatus::Stale | cache::CacheStatus::Revalidated
+        )
+    });
+    stats.record(cs, reason, lock_wait);
     let m = &ctx.snapshot.metrics;
-    m.cache_requests_total
-        .with_label_values(&[&route.name, cs.as_str()])
-        .inc();
-    if let Some(r) = reason {
-        m.cache_not_stored_total
-            .with_label_values(&[&route.name, r])
-            .inc();
-    }
-    if session.cache.lock_duration().is_some() {
-        let result = match cs {
-            cache::CacheStatus::Hit
-            | cache::CacheStatus::Stale
-            | cache::CacheStatus::Revalidated => "served_from_cache",
-            _ => "went_upstream",
-        };
-        m.cache_lock_waits_total
-            .with_label_values(&[&route.name, result])
-            .inc();
-    }
     let purged = cache::policy::invalidate(session, ctx, status);
     if purged > 0 {
         m.cache_purged_total.inc_by(purged);

@@ -70,6 +70,7 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
                     })
                     .collect(),
                 cache: r.cache.clone(),
+                cache_stats: r.cache.as_ref().map(|_| metrics.route_cache_stats(&r.name)),
             });
             (r.clone(), route)
         })
