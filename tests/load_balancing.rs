@@ -469,3 +469,21 @@ fn health_checks_to_a_black_hole_time_out_within_timeout() {
         b.metric(&sample) >= 3.0
     });
 }
+
+#[test]
+fn by_default_a_get_whose_connection_breaks_is_retried_elsewhere() {
+    // No [retry] section: the default retries refused and broken connections, as nginx does.
+    let (closer, ok) = (
+        Upstream::with_mode("closer", Mode::Close),
+        Upstream::start("ok"),
+    );
+    let b = Brace::start(&pool_config(&[&closer, &ok], ""));
+    for _ in 0..10 {
+        assert_eq!(b.get("/").status, 200);
+    }
+    assert!(closer.count() > 0, "the breaking backend was never tried");
+    b.wait_metric(
+        "brace_upstream_retries_total{reason=\"error\",upstream=\"pool\"}",
+        closer.count() as f64,
+    );
+}

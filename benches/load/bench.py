@@ -216,8 +216,7 @@ interval = "1s"
 timeout = "500ms"
 unhealthy_threshold = 1
 [upstream.o.retry]
-attempts = 2
-on = ["connect_error"]"""
+attempts = 2"""
     if case == "cache":
         top = '[cache]\nmax_size = "256MiB"\n'
         route_extra = "[route.cache]"

@@ -469,8 +469,10 @@ impl Default for FileRetry {
 fn default_attempts() -> u32 {
     1
 }
+/// Like nginx's default `proxy_next_upstream error`: a refused connection, or one that breaks
+/// (a backend that died mid-request). Only idempotent requests are replayed after sending.
 fn default_retry_on() -> Vec<String> {
-    vec!["connect_error".into()]
+    vec!["connect_error".into(), "error".into()]
 }
 fn default_budget_percent() -> u32 {
     20
