@@ -89,18 +89,11 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime
 
 
-def peak_rss_kib(pid):
+def status_kib(pid, field):
+    """A memory field of /proc/PID/status in KiB: VmRSS (now) or VmHWM (peak)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -323,7 +316,7 @@ def run_case(work, case, contender, origins):
         t0 = cpu_ticks(p.pid)
         r = wrk(url, conns, SECS)
         r["cpu_us_per_req"] = (cpu_ticks(p.pid) - t0) * TICK_US / max(r["requests"], 1)
-        r["peak_rss_kib"] = peak_rss_kib(p.pid)
+        r["peak_rss_kib"] = status_kib(p.pid, "VmHWM")
         return r
     finally:
         stop(p)
@@ -396,9 +389,9 @@ def main():
         p = start(CONF[c](work, port, [o1], "plain"), PROXY_CPU)
         try:
             wait_port(port, p, c)
-            before = rss_kib(p.pid)
+            before = status_kib(p.pid, "VmRSS")
             socks = idle_connections(port)
-            idle[c] = (before, rss_kib(p.pid))
+            idle[c] = (before, status_kib(p.pid, "VmRSS"))
             for s in socks:
                 s.close()
         finally:
