@@ -1,8 +1,9 @@
 //! The bare pingora contender for the load harness: a proxy with one fixed peer and nothing
 //! else (no routing, balancing, health, breakers or metrics), built with brace's profile.
-//! Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS [timeouts]
+//! Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR THREADS [timeouts] [nosteal]
 //! With `timeouts`, the peer gets the connect/read/write/idle timeouts brace sets on every
-//! request (pingora registers a timer per timed read and write).
+//! request (pingora registers a timer per timed read and write); with `nosteal`, pingora's
+//! single-threaded runtimes replace tokio's work-stealing one (`work_stealing = false`).
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -31,9 +32,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream) = (args[1].clone(), args[2].clone());
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
-    let timeouts = args.get(4).is_some_and(|a| a == "timeouts");
+    let flags = args.get(4..).unwrap_or_default();
+    let timeouts = flags.iter().any(|a| a == "timeouts");
     let conf = ServerConf {
         threads,
+        work_stealing: !flags.iter().any(|a| a == "nosteal"),
         upstream_keepalive_pool_size: 2048,
         ..ServerConf::default()
     };
