@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
 
-struct Fixed(String, bool);
+struct Fixed(String, Vec<String>);
 
 #[async_trait]
 impl ProxyHttp for Fixed {
@@ -17,11 +17,18 @@ impl ProxyHttp for Fixed {
     fn new_ctx(&self) {}
     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
         let mut peer = HttpPeer::new(self.0.as_str(), false, String::new());
-        if self.1 {
-            let o = &mut peer.options;
+        let o = &mut peer.options;
+        let has = |f: &str| self.1.iter().any(|a| a == "timeouts" || a == f);
+        if has("connect") {
             o.connection_timeout = Some(std::time::Duration::from_secs(2));
+        }
+        if has("read") {
             o.read_timeout = Some(std::time::Duration::from_secs(30));
+        }
+        if has("write") {
             o.write_timeout = Some(std::time::Duration::from_secs(30));
+        }
+        if has("idle") {
             o.idle_timeout = Some(std::time::Duration::from_secs(60));
         }
         Ok(Box::new(peer))
@@ -33,7 +40,6 @@ fn main() {
     let (listen, upstream) = (args[1].clone(), args[2].clone());
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
     let flags = args.get(4..).unwrap_or_default();
-    let timeouts = flags.iter().any(|a| a == "timeouts");
     let conf = ServerConf {
         threads,
         work_stealing: !flags.iter().any(|a| a == "nosteal"),
@@ -42,7 +48,7 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
-    let mut svc = http_proxy_service(&server.configuration, Fixed(upstream, timeouts));
+    let mut svc = http_proxy_service(&server.configuration, Fixed(upstream, flags.to_vec()));
     svc.add_tcp(&listen);
     server.add_service(svc);
     server.run_forever();

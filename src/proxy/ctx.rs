@@ -47,7 +47,8 @@ pub struct Ctx {
     pub revalidation_headers: Option<http::HeaderMap>,
     pub upstream_status: Option<u16>,
     pub body_bytes: u64,
-    pub connection: Option<Arc<GaugeGuard>>,
+    /// What is known of the client connection, carried from request to request on it.
+    pub connection: Option<Arc<Conn>>,
     pub _in_flight: GaugeGuard,
 }
 
@@ -131,6 +132,29 @@ impl Drop for PoolSlot {
             self.0
                 .in_flight
                 .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
+/// A client connection: counted in `brace_connections_active` while open, and its peer
+/// address rendered once as a header value rather than on every request.
+pub struct Conn {
+    _open: GaugeGuard,
+    /// The peer's IP address (none for a Unix socket).
+    pub peer: Option<IpAddr>,
+    /// `peer` as an `X-Forwarded-For` value.
+    pub peer_value: Option<http::HeaderValue>,
+}
+
+impl Conn {
+    pub fn new(open: &IntGauge, peer: Option<IpAddr>) -> Conn {
+        let peer_value = peer.map(|ip| {
+            http::HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value")
+        });
+        Conn {
+            _open: GaugeGuard::new(open),
+            peer,
+            peer_value,
         }
     }
 }

@@ -8,9 +8,20 @@
 //! X-Forwarded-* from a peer outside `trusted_proxies` are replaced, not appended to: an
 //! upstream must never read a client-chosen address as the client's (Traefik does the same).
 
-use http::HeaderValue;
+use http::header::{CONNECTION, HOST, TE, TRAILER, UPGRADE};
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
+
+// Lookups by a ready `HeaderName` hash it and no more; by `&str` they parse the name first.
+// (Inserts go through pingora, which parses either way, so they name headers by `&str`.)
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static BRACE_CACHE_CONTROL: HeaderName = HeaderName::from_static("brace-cache-control");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The client's address: the peer, or when the peer is trusted, the rightmost address in
 /// `X-Forwarded-For` that is not itself a trusted proxy (nginx's `real_ip_recursive on`).
@@ -19,7 +30,7 @@ pub fn client_ip(peer: IpAddr, req: &RequestHeader, trusted: impl Fn(IpAddr) -> 
         return peer;
     }
     let mut client = peer;
-    for value in req.headers.get_all("x-forwarded-for").iter().rev() {
+    for value in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         let Ok(s) = value.to_str() else { return client };
         for part in s.rsplit(',') {
             match part.trim().parse::<IpAddr>() {
@@ -57,15 +68,16 @@ pub fn new_request_id() -> HeaderValue {
 }
 
 /// Adds `X-Forwarded-For`, `-Proto`, `-Host` and `X-Request-Id` to the upstream request.
+/// `peer` is the client connection's address as a header value.
 pub fn add_forwarding(
     req: &mut RequestHeader,
-    peer: Option<IpAddr>,
+    peer: Option<&HeaderValue>,
     peer_trusted: bool,
     tls: bool,
     request_id: &HeaderValue,
 ) -> pingora::Result<()> {
     if let Some(peer) = peer {
-        let mut prior = req.headers.get_all("x-forwarded-for").iter().peekable();
+        let mut prior = req.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
         let xff = if peer_trusted && prior.peek().is_some() {
             let mut v = Vec::with_capacity(64);
             for (i, p) in prior.enumerate() {
@@ -75,28 +87,28 @@ pub fn add_forwarding(
                 v.extend_from_slice(p.as_bytes());
             }
             v.extend_from_slice(b", ");
-            v.extend_from_slice(peer.to_string().as_bytes());
+            v.extend_from_slice(peer.as_bytes());
             HeaderValue::from_bytes(&v).map_err(|e| {
                 pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "X-Forwarded-For", e)
             })?
         } else {
-            HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value")
+            peer.clone()
         };
         req.insert_header("x-forwarded-for", xff)?;
     }
-    if !(peer_trusted && req.headers.contains_key("x-forwarded-proto")) {
+    if !(peer_trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
         let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
         req.insert_header("x-forwarded-proto", proto)?;
     }
-    if !(peer_trusted && req.headers.contains_key("x-forwarded-host")) {
+    if !(peer_trusted && req.headers.contains_key(&X_FORWARDED_HOST)) {
         let host = match req.uri.authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => req.headers.get("host").cloned(),
+            None => req.headers.get(HOST).cloned(),
         };
         match host {
             Some(h) => req.insert_header("x-forwarded-host", h)?,
             None => {
-                req.remove_header("x-forwarded-host");
+                req.remove_header(&X_FORWARDED_HOST);
             }
         }
     }
@@ -111,7 +123,7 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     let upgrade = resp.status.as_u16() == 101;
     let nominated: Vec<String> = resp
         .headers
-        .get_all("connection")
+        .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -123,13 +135,13 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
         resp.remove_header(&name);
     }
     // Look before removing: a removal also rewrites pingora's header-case map.
-    for name in ["keep-alive", "proxy-connection", "te", "trailer"] {
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER] {
         if resp.headers.contains_key(name) {
             resp.remove_header(name);
         }
     }
     if !upgrade {
-        for name in ["upgrade", "connection"] {
+        for name in [&UPGRADE, &CONNECTION] {
             if resp.headers.contains_key(name) {
                 resp.remove_header(name);
             }
@@ -141,11 +153,17 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
 /// routed by its raw prefix and then resolved by the upstream to somewhere else, so it is
 /// refused (400) rather than forwarded.
 pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        let s = seg.to_ascii_lowercase();
-        let s = s.replace("%2e", ".");
-        s == "." || s == ".."
-    })
+    // One dot is "." or "%2e" (either case); a dot segment is one or two dots and nothing else.
+    fn dot(s: &[u8]) -> Option<&[u8]> {
+        match s {
+            [b'.', rest @ ..] => Some(rest),
+            [b'%', b'2', b'e' | b'E', rest @ ..] => Some(rest),
+            _ => None,
+        }
+    }
+    path.as_bytes()
+        .split(|&b| b == b'/')
+        .any(|seg| dot(seg).is_some_and(|rest| rest.is_empty() || dot(rest) == Some(&[])))
 }
 
 #[cfg(test)]
@@ -159,6 +177,13 @@ mod tests {
         assert!(has_dot_segment("/a/./b"));
         assert!(!has_dot_segment("/a/..b/c"));
         assert!(!has_dot_segment("/a.b/c"));
+        assert!(has_dot_segment(".."));
+        assert!(has_dot_segment("/a/.%2E"));
+        assert!(has_dot_segment("/a/%2e"));
+        assert!(!has_dot_segment("/a/.../b"));
+        assert!(!has_dot_segment("/a/%2e%2e%2e"));
+        assert!(!has_dot_segment("/a/%2/b"));
+        assert!(!has_dot_segment("/"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::upstream::outcome::Outcome;
 use crate::upstream::pool::Pool;
 use async_trait::async_trait;
 use bytes::Bytes;
-use ctx::{Attempt, Ctx, GaugeGuard, PoolSlot};
+use ctx::{Attempt, Conn, Ctx, PoolSlot};
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -68,7 +68,7 @@ impl ProxyHttp for BraceProxy {
         ctx: &mut Ctx,
         prev: Box<dyn Any + Send + Sync>,
     ) {
-        if let Ok(conn) = prev.downcast::<Arc<GaugeGuard>>() {
+        if let Ok(conn) = prev.downcast::<Arc<Conn>>() {
             ctx.connection = Some(*conn);
         }
     }
@@ -84,18 +84,20 @@ impl ProxyHttp for BraceProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if ctx.connection.is_none() {
-            ctx.connection = Some(Arc::new(GaugeGuard::new(
-                &self.state.metrics.connections_active,
-            )));
-        }
+        let conn = ctx
+            .connection
+            .get_or_insert_with(|| {
+                let peer = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
+                Arc::new(Conn::new(&self.state.metrics.connections_active, peer))
+            })
+            .clone();
         let snap = ctx.snapshot.clone();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let peer = conn.peer;
         let req = session.req_header();
-        ctx.request_id = match req.headers.get("x-request-id") {
+        ctx.request_id = match req.headers.get(&headers::X_REQUEST_ID) {
             Some(v) if headers::sane_request_id(v.as_bytes()) => v.clone(),
             _ => headers::new_request_id(),
         };
@@ -161,7 +163,7 @@ impl ProxyHttp for BraceProxy {
             }
         }
 
-        let too_large = match req.headers.get("content-length") {
+        let too_large = match req.headers.get(http::header::CONTENT_LENGTH) {
             Some(v) => std::str::from_utf8(v.as_bytes())
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
@@ -351,11 +353,8 @@ impl ProxyHttp for BraceProxy {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let peer = ctx.connection.as_ref().and_then(|c| c.peer_value.as_ref());
         headers::add_forwarding(req, peer, ctx.peer_trusted, tls, &ctx.request_id)?;
         if let Some(route) = ctx.route.as_ref().filter(|r| r.strip_prefix) {
             let path = req.uri.path();
@@ -390,7 +389,7 @@ impl ProxyHttp for BraceProxy {
             return Ok(());
         }
         // Brace-Cache-Control is for brace alone: read it, never store or forward it.
-        ctx.brace_cache_control = resp.remove_header("brace-cache-control");
+        ctx.brace_cache_control = resp.remove_header(&headers::BRACE_CACHE_CONTROL);
         if code == 304 && session.cache.enabled() {
             ctx.revalidation_headers = Some(resp.headers.clone());
         }
@@ -506,7 +505,7 @@ fn request_host(req: &RequestHeader) -> std::result::Result<&str, &'static str> 
     if let Some(a) = req.uri.authority() {
         return Ok(a.host());
     }
-    let mut hosts = req.headers.get_all("host").iter();
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(h), None) => {
             let s = h.to_str().map_err(|_| "Host is not ASCII")?;

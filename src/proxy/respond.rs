@@ -26,10 +26,10 @@ pub async fn text(
         let _ = resp.insert_header(*k, v.as_str());
     }
     let req = session.req_header();
-    let has_body = req.headers.contains_key("transfer-encoding")
+    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
         || req
             .headers
-            .get("content-length")
+            .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     if status >= 400 && has_body {
         // The request body may be unread; don't risk parsing it as the next request.

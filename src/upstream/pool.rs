@@ -2,9 +2,12 @@
 //!
 //! Every algorithm meets the same predicate: a backend is a candidate when it is *available*
 //! (not unhealthy by active checks, not ejected) and not already tried by this request. Below
-//! `panic_threshold` available, availability is ignored (Envoy's panic mode). Round robin,
-//! random and consistent hashing are pingora-load-balancing's selectors, driven through their
-//! `select_with` seam; least_requests and p2c (which pingora lacks) read the in-flight gauges.
+//! `panic_threshold` available, availability is ignored (Envoy's panic mode). Consistent
+//! hashing is pingora-load-balancing's Ketama selector, driven through its `select_with` seam.
+//! Round robin and random are a few lines each here: pingora's `select_with` builds a hash set
+//! and clones a backend per call, which cost ~2,000 instructions a request (callgrind). Round
+//! robin walks nginx's smooth weighted order, computed once per pool. least_requests and p2c
+//! (which pingora lacks) read the in-flight gauges.
 //! Slow start rejects a ramping backend with a probability that falls as its ramp proceeds.
 
 use super::backend::Backend;
@@ -14,10 +17,11 @@ use crate::config::{Balance, Upstream as UpstreamConfig};
 use crate::metrics::{Metrics, PoolStats};
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
-use pingora::lb::selection::{Consistent, Random, RoundRobin};
+use pingora::lb::selection::Consistent;
 use pingora::lb::{Backend as LbBackend, Backends, LoadBalancer};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +29,15 @@ use std::time::Duration;
 struct BackendIdx(usize);
 
 enum Selector {
-    RoundRobin(LoadBalancer<RoundRobin>),
-    Random(LoadBalancer<Random>),
+    /// Backend indexes in smooth weighted order, and the shared position in it.
+    RoundRobin {
+        order: Vec<usize>,
+        next: AtomicUsize,
+    },
+    /// Running totals of the weights, for a weighted random draw.
+    Random {
+        cumulative: Vec<u64>,
+    },
     Consistent(LoadBalancer<Consistent>),
     LeastRequests,
     P2c,
@@ -44,6 +55,43 @@ pub struct Pool {
     pub in_flight: std::sync::atomic::AtomicU32,
     metrics: Arc<Metrics>,
     selector: Selector,
+}
+
+fn weights(config: &UpstreamConfig) -> Vec<u64> {
+    config
+        .backends
+        .iter()
+        .map(|b| u64::from(b.weight.get()))
+        .collect()
+}
+
+/// nginx's smooth weighted round robin, run once over a whole cycle: weights 5, 1, 1 give
+/// a a b a c a a rather than a a a a a b c. The cycle is the sum of the weights divided by
+/// their greatest common divisor (at most backends × 1,000).
+fn smooth_weighted_order(weights: &[u64]) -> Vec<usize> {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let g = weights.iter().fold(0, |g, &w| gcd(g, w)).max(1);
+    let w: Vec<i64> = weights.iter().map(|&x| (x / g) as i64).collect();
+    let total: i64 = w.iter().sum();
+    let mut current = vec![0i64; w.len()];
+    let mut order = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, wi) in current.iter_mut().zip(&w) {
+            *c += wi;
+        }
+        let best = (0..w.len())
+            .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+            .expect("a pool has backends");
+        current[best] -= total;
+        order.push(best);
+    }
+    order
 }
 
 fn lb<S>(set: &BTreeSet<LbBackend>) -> LoadBalancer<S>
@@ -95,8 +143,21 @@ impl Pool {
             }));
         }
         let selector = match &config.balance {
-            Balance::RoundRobin => Selector::RoundRobin(lb(&set)),
-            Balance::Random => Selector::Random(lb(&set)),
+            Balance::RoundRobin => Selector::RoundRobin {
+                order: smooth_weighted_order(&weights(config)),
+                // Pools start at different places, so a reload does not send the first
+                // request of every pool to its first backend.
+                next: AtomicUsize::new(fastrand::usize(..)),
+            },
+            Balance::Random => Selector::Random {
+                cumulative: weights(config)
+                    .iter()
+                    .scan(0u64, |sum, &w| {
+                        *sum += w;
+                        Some(*sum)
+                    })
+                    .collect(),
+            },
             Balance::ConsistentHash(_) => Selector::Consistent(lb(&set)),
             Balance::LeastRequests => Selector::LeastRequests,
             Balance::P2c => Selector::P2c,
@@ -151,11 +212,22 @@ impl Pool {
         };
         let max = n * 2 + 2;
         match &self.selector {
-            Selector::RoundRobin(lb) => {
-                via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept)))
+            Selector::RoundRobin { order, next } => {
+                let start = next.fetch_add(1, Ordering::Relaxed);
+                (0..order.len().min(max))
+                    .map(|k| order[start.wrapping_add(k) % order.len()])
+                    .find(|&i| accept(i))
+                    .or_else(|| self.scan(accept))
             }
-            Selector::Random(lb) => {
-                via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept)))
+            Selector::Random { cumulative } => {
+                let total = *cumulative.last()?;
+                (0..max)
+                    .map(|_| {
+                        let r = fastrand::u64(..total);
+                        cumulative.partition_point(|&c| c <= r)
+                    })
+                    .find(|&i| accept(i))
+                    .or_else(|| self.scan(accept))
             }
             Selector::Consistent(lb) => {
                 via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept)))
@@ -429,5 +501,13 @@ mod tests {
             assert_eq!(p.pick(b"", &[a], 5), Some(1));
         }
         assert_eq!(p.pick(b"", &[a, b], 5), None);
+    }
+
+    #[test]
+    fn smooth_weighted_round_robin_order() {
+        assert_eq!(smooth_weighted_order(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(smooth_weighted_order(&[2, 2]), vec![0, 1]);
+        assert_eq!(smooth_weighted_order(&[1, 3]), vec![1, 0, 1, 1]);
+        assert!(smooth_weighted_order(&[]).is_empty());
     }
 }
