@@ -55,12 +55,11 @@ pub fn enable(session: &mut Session, ctx: &mut Ctx) {
 pub fn url(session: &Session, ctx: &Ctx, policy: &RouteCache) -> String {
     let req = session.req_header();
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    let mut u = format!(
-        "{}://{}{}",
-        if tls { "https" } else { "http" },
-        ctx.host.to_ascii_lowercase(),
-        req.uri.path()
-    );
+    let path = req.uri.path();
+    let mut u = String::with_capacity(16 + ctx.host.len() + path.len());
+    u.push_str(if tls { "https://" } else { "http://" });
+    u.extend(ctx.host.chars().map(|c| c.to_ascii_lowercase()));
+    u.push_str(path);
     if let Some(q) = req.uri.query() {
         match &policy.key_query {
             KeyQuery::All => {
