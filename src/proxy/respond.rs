@@ -14,7 +14,9 @@ pub async fn text(
     body: &str,
     extra: &[(&'static str, String)],
 ) {
-    let Ok(mut resp) = ResponseHeader::build(status, Some(4 + extra.len())) else {
+    // Without a case map: brace names these headers itself, so there is no case to keep, and
+    // each insert updates one map instead of two.
+    let Ok(mut resp) = ResponseHeader::build_no_case(status, Some(6 + extra.len())) else {
         return;
     };
     let _ = resp.insert_header("content-type", "text/plain; charset=utf-8");
