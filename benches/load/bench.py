@@ -203,13 +203,17 @@ def conf_brace(work, port, origins, case):
         top = '[rate_limit.all]\nkey = "route"\nrate = 1\nper = "1s"\nburst = 1\n'
         route_extra = 'rate_limits = ["all"]'
     if case == "dead":
+        # Active checks, retries, and passive ejection: brace's counterpart of nginx's
+        # default passive check (max_fails=1 fail_timeout=10s) is the outlier table, which
+        # is off unless configured (as in Envoy).
         upstream_extra = """[upstream.o.health_check]
 type = "tcp"
 interval = "1s"
 timeout = "500ms"
 unhealthy_threshold = 1
 [upstream.o.retry]
-attempts = 2"""
+attempts = 2
+[upstream.o.outlier]"""
     if case == "cache":
         top = '[cache]\nmax_size = "256MiB"\n'
         route_extra = "[route.cache]"
