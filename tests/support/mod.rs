@@ -14,12 +14,23 @@ use std::time::{Duration, Instant};
 pub const BRACE: &str = env!("CARGO_BIN_EXE_brace");
 
 /// A port on 127.0.0.1 the OS says is free (bound, read, released).
+/// A loopback port the OS just had free, never one this test process handed out before (the
+/// OS may offer a released port again at once, and a proxy and admin port must differ).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no fresh loopback port in 1,000 tries");
 }
 
 /// Polls `cond` until it holds or `deadline` passes; panics naming `what` on timeout.
@@ -142,10 +153,10 @@ impl Brace {
         metric_value(&self.metrics(), sample)
     }
 
-    /// Waits (5 s at most) until a sample reaches `want`. Metrics are recorded in the logging
+    /// Waits (10 s at most) until a sample reaches `want`. Metrics are recorded in the logging
     /// phase, just after the response is sent, so a test reads them with a deadline.
     pub fn wait_metric(&self, sample: &str, want: f64) {
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + Duration::from_secs(10);
         loop {
             let got = self.metric(sample);
             if got == want {
