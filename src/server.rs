@@ -154,10 +154,32 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         admin = %config.admin.listen,
         "brace starting"
     );
+    exit_when_a_listener_fails();
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals),
     });
     std::process::exit(0)
+}
+
+/// pingora binds its listeners in service threads and, when a bind fails, panics there while
+/// the rest of the process runs on without that listener (and `/readyz` could say ready).
+/// The address was free when brace checked it at start, so another process took it since;
+/// brace stops with an error instead, as nginx does when a listen fails.
+fn exit_when_a_listener_fails() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("Failed to build listeners") {
+            eprintln!("error: cannot listen on a configured address (taken since brace checked it): {msg}");
+            std::process::exit(1);
+        }
+        previous(info);
+    }));
 }
 
 /// SIGTERM and SIGINT both drain; SIGQUIT is pingora's graceful upgrade.
