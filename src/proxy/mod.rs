@@ -84,7 +84,7 @@ impl ProxyHttp for BraceProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let conn = ctx
+        let peer = ctx
             .connection
             .get_or_insert_with(|| {
                 let peer = session
@@ -93,9 +93,8 @@ impl ProxyHttp for BraceProxy {
                     .map(|a| a.ip());
                 Arc::new(Conn::new(&self.state.metrics.connections_active, peer))
             })
-            .clone();
+            .peer;
         let snap = ctx.snapshot.clone();
-        let peer = conn.peer;
         let req = session.req_header();
         ctx.request_id = match req.headers.get(&headers::X_REQUEST_ID) {
             Some(v) if headers::sane_request_id(v.as_bytes()) => v.clone(),
