@@ -72,6 +72,30 @@ fn least_requests_and_p2c_avoid_a_backend_holding_slow_requests() {
 }
 
 #[test]
+fn round_robin_honours_weights_exactly_and_interleaves() {
+    let (a, c) = (Upstream::start("a"), Upstream::start("c"));
+    let cfg = format!(
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [{{ addr = \"{}\", weight = 3 }}, {{ addr = \"{}\", weight = 2 }}]\n",
+        a.addr, c.addr
+    );
+    let b = Brace::start(&cfg);
+    // One request at a time. Smooth weighted round robin repeats "a c a c a": every 5
+    // consecutive requests split 3 : 2, and no backend answers three times in a row (a plain
+    // weighted list would send "a a a c c").
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let r = get(b.addr(), "/");
+        assert_eq!(r.status, 200);
+        seen.push_str(r.text().trim().trim_start_matches("hello from "));
+    }
+    assert_eq!((a.count(), c.count()), (30, 20), "order {seen}");
+    assert!(
+        !seen.contains("aaa") && !seen.contains("ccc"),
+        "not interleaved: {seen}"
+    );
+}
+
+#[test]
 fn random_honours_weights() {
     let (a, c) = (Upstream::start("a"), Upstream::start("c"));
     let cfg = format!(

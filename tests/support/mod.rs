@@ -309,14 +309,8 @@ pub fn head_request(addr: SocketAddr, path: &str, host: &str) -> std::io::Result
         format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
     )?;
     let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = read_headers(&mut r)?;
+    let (status, headers) = read_head(&mut r)?;
+    // Whatever follows the head: a correct HEAD response has nothing.
     let mut rest = Vec::new();
     let _ = r.read_to_end(&mut rest);
     Ok(Response {
@@ -326,7 +320,8 @@ pub fn head_request(addr: SocketAddr, path: &str, host: &str) -> std::io::Result
     })
 }
 
-pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
+/// The status line and header fields of a response.
+fn read_head(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status = line
@@ -334,7 +329,11 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let headers = read_headers(r)?;
+    Ok((status, read_headers(r)?))
+}
+
+pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
+    let (status, headers) = read_head(r)?;
     let resp = Response {
         status,
         body: Vec::new(),
