@@ -107,6 +107,14 @@ pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
         primary.push(':');
         primary.push_str(&String::from_utf8_lossy(&values.join(&b","[..])));
     }
+    // A believed X-Forwarded-Host reaches the upstream, which may build the page from it: it
+    // is then part of what the page depends on.
+    if ctx.peer_trusted && ctx.snapshot.config.server.trust_forwarded_host {
+        if let Some(v) = req.headers.get(&crate::proxy::headers::X_FORWARDED_HOST) {
+            primary.push_str("\nx-forwarded-host:");
+            primary.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+    }
     CacheKey::new(primary, "")
 }
 

@@ -65,6 +65,10 @@ pub struct FileRouteCache {
     pub lock_timeout: Dur,
     #[serde(default = "default_true")]
     pub status_header: bool,
+    #[serde(default)]
+    pub cache_set_cookie: SetCookiePolicy,
+    #[serde(default = "default_true")]
+    pub heuristic: bool,
 }
 
 fn default_max_ttl() -> Dur {
@@ -140,6 +144,35 @@ pub struct FileServer {
     pub rate_limit_headers: bool,
     #[serde(default)]
     pub watch_config: bool,
+    #[serde(default)]
+    pub path_normalization: PathNormalization,
+    #[serde(default)]
+    pub trust_forwarded_host: bool,
+}
+
+/// `[server] path_normalization`: what the upstream receives once the path is normalised
+/// (routing always uses the normalised path; see `proxy::request`).
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PathNormalization {
+    /// The normalised path.
+    #[default]
+    Strict,
+    /// The target byte for byte as the client sent it.
+    ForwardAsIs,
+}
+
+/// `[route.cache] cache_set_cookie`: what to do with a response that carries `Set-Cookie`.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SetCookiePolicy {
+    /// Not stored (the reason is `set-cookie`).
+    #[default]
+    Never,
+    /// Stored without its `Set-Cookie` fields; the client that caused the fetch still gets them.
+    Strip,
+    /// Stored with them, so every client is handed the same cookies.
+    Store,
 }
 
 impl Default for FileServer {
@@ -154,6 +187,8 @@ impl Default for FileServer {
             debug_headers: false,
             rate_limit_headers: false,
             watch_config: false,
+            path_normalization: PathNormalization::default(),
+            trust_forwarded_host: false,
         }
     }
 }

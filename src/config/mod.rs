@@ -6,6 +6,7 @@ pub mod file;
 pub mod units;
 pub mod validate;
 
+pub use file::{PathNormalization, SetCookiePolicy};
 pub use validate::*;
 
 use std::fmt;

@@ -43,6 +43,9 @@ pub struct RouteCache {
     pub key_headers: Vec<String>,
     pub lock_timeout: Duration,
     pub status_header: bool,
+    pub cache_set_cookie: SetCookiePolicy,
+    /// Heuristic freshness (RFC 9111 §4.2.2) from `Last-Modified`.
+    pub heuristic: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +69,9 @@ pub struct Server {
     pub rate_limit_headers: bool,
     /// Reload when the config file changes.
     pub watch_config: bool,
+    pub path_normalization: PathNormalization,
+    /// Believe `X-Forwarded-Host` from a trusted peer (forwarded, and part of the cache key).
+    pub trust_forwarded_host: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -514,6 +520,8 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         debug_headers,
         rate_limit_headers,
         watch_config,
+        path_normalization,
+        trust_forwarded_host,
     } = s;
     let mut seen = HashSet::new();
     let mut addrs = Vec::new();
@@ -580,6 +588,8 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         debug_headers,
         rate_limit_headers,
         watch_config,
+        path_normalization,
+        trust_forwarded_host,
     })
 }
 
@@ -1169,6 +1179,8 @@ fn validate_route_cache(c: super::file::FileRouteCache, p: &KeyPath) -> VResult<
         key_headers,
         lock_timeout,
         status_header,
+        cache_set_cookie,
+        heuristic,
     } = c;
     let max_ttl = positive(p.key("max_ttl"), max_ttl.0)?;
     if default_ttl.0 > max_ttl {
@@ -1208,5 +1220,7 @@ fn validate_route_cache(c: super::file::FileRouteCache, p: &KeyPath) -> VResult<
         key_headers: headers,
         lock_timeout: positive(p.key("lock_timeout"), lock_timeout.0)?,
         status_header,
+        cache_set_cookie,
+        heuristic,
     })
 }

@@ -144,10 +144,12 @@ pub struct Conn {
     pub peer: Option<IpAddr>,
     /// `peer` as an `X-Forwarded-For` value.
     pub peer_value: Option<http::HeaderValue>,
+    /// The local port the client connected to, as an `X-Forwarded-Port` value.
+    pub local_port: Option<http::HeaderValue>,
 }
 
 impl Conn {
-    pub fn new(open: &IntGauge, peer: Option<IpAddr>) -> Conn {
+    pub fn new(open: &IntGauge, peer: Option<IpAddr>, local_port: Option<u16>) -> Conn {
         let peer_value = peer.map(|ip| {
             http::HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value")
         });
@@ -155,6 +157,7 @@ impl Conn {
             _open: GaugeGuard::new(open),
             peer,
             peer_value,
+            local_port: local_port.map(http::HeaderValue::from),
         }
     }
 }

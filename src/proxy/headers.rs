@@ -20,6 +20,14 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static BRACE_CACHE_CONTROL: HeaderName = HeaderName::from_static("brace-cache-control");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
+/// Forwarding headers only a trusted hop may set and brace does not set itself.
+static UNTRUSTED_ONLY_REMOVED: [&HeaderName; 3] =
+    [&FORWARDED, &X_FORWARDED_PREFIX, &X_FORWARDED_SERVER];
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -33,7 +41,7 @@ pub fn client_ip(peer: IpAddr, req: &RequestHeader, trusted: impl Fn(IpAddr) -> 
     for value in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         let Ok(s) = value.to_str() else { return client };
         for part in s.rsplit(',') {
-            match part.trim().parse::<IpAddr>() {
+            match part.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                 Ok(ip) => {
                     client = ip;
                     if !trusted(ip) {
@@ -67,18 +75,32 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
 }
 
-/// Adds `X-Forwarded-For`, `-Proto`, `-Host` and `X-Request-Id` to the upstream request.
-/// `peer` is the client connection's address as a header value.
-pub fn add_forwarding(
-    req: &mut RequestHeader,
-    peer: Option<&HeaderValue>,
-    peer_trusted: bool,
-    tls: bool,
-    request_id: &HeaderValue,
-) -> pingora::Result<()> {
-    if let Some(peer) = peer {
+/// What the forwarding headers are made from.
+pub struct Forwarding<'a> {
+    /// The client connection's address as a header value.
+    pub peer: Option<&'a HeaderValue>,
+    /// The port the client connected to, as a header value.
+    pub port: Option<&'a HeaderValue>,
+    /// The client's address (the peer, or from a trusted peer's `X-Forwarded-For`) as a
+    /// header value.
+    pub client_ip: Option<HeaderValue>,
+    pub peer_trusted: bool,
+    pub tls: bool,
+    pub trust_forwarded_host: bool,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Sets `X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `X-Real-IP` and `X-Request-Id` on the
+/// upstream request. From a peer outside `trusted_proxies`, every forwarding header the client
+/// sent is replaced or removed (`Forwarded`, `X-Forwarded-Prefix`, `X-Forwarded-Server` have
+/// no value brace could vouch for, so they go); from a trusted peer they are kept, except
+/// `X-Forwarded-Host`, which is kept only with `trust_forwarded_host` (it is not part of the
+/// cache key otherwise, so an upstream that reflects it could poison a cached page), and
+/// `X-Real-IP`, which is always brace's own client address.
+pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Result<()> {
+    if let Some(peer) = f.peer {
         let mut prior = req.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
-        let xff = if peer_trusted && prior.peek().is_some() {
+        let xff = if f.peer_trusted && prior.peek().is_some() {
             let mut v = Vec::with_capacity(64);
             for (i, p) in prior.enumerate() {
                 if i > 0 {
@@ -96,23 +118,42 @@ pub fn add_forwarding(
         };
         req.insert_header("x-forwarded-for", xff)?;
     }
-    if !(peer_trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
-        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+    if !f.peer_trusted {
+        // Look before removing: a removal also rewrites pingora's header-case map.
+        for name in UNTRUSTED_ONLY_REMOVED {
+            if req.headers.contains_key(name) {
+                req.remove_header(name);
+            }
+        }
+    }
+    if let Some(ip) = &f.client_ip {
+        req.insert_header("x-real-ip", ip.clone())?;
+    } else if req.headers.contains_key(&X_REAL_IP) {
+        req.remove_header(&X_REAL_IP);
+    }
+    if !(f.peer_trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = HeaderValue::from_static(if f.tls { "https" } else { "http" });
         req.insert_header("x-forwarded-proto", proto)?;
     }
-    if !(peer_trusted && req.headers.contains_key(&X_FORWARDED_HOST)) {
-        let host = match req.uri.authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => req.headers.get(HOST).cloned(),
-        };
-        match host {
+    if !(f.peer_trusted && req.headers.contains_key(&X_FORWARDED_PORT)) {
+        match f.port {
+            Some(p) => req.insert_header("x-forwarded-port", p.clone())?,
+            None => {
+                req.remove_header(&X_FORWARDED_PORT);
+            }
+        }
+    }
+    let keep_host =
+        f.peer_trusted && f.trust_forwarded_host && req.headers.contains_key(&X_FORWARDED_HOST);
+    if !keep_host {
+        match req.headers.get(HOST).cloned() {
             Some(h) => req.insert_header("x-forwarded-host", h)?,
             None => {
                 req.remove_header(&X_FORWARDED_HOST);
             }
         }
     }
-    req.insert_header("x-request-id", request_id.clone())?;
+    req.insert_header("x-request-id", f.request_id.clone())?;
     Ok(())
 }
 
@@ -149,42 +190,9 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     }
 }
 
-/// True when a path has a `.` or `..` segment, plain or percent-encoded. Such a path could be
-/// routed by its raw prefix and then resolved by the upstream to somewhere else, so it is
-/// refused (400) rather than forwarded.
-pub fn has_dot_segment(path: &str) -> bool {
-    // One dot is "." or "%2e" (either case); a dot segment is one or two dots and nothing else.
-    fn dot(s: &[u8]) -> Option<&[u8]> {
-        match s {
-            [b'.', rest @ ..] => Some(rest),
-            [b'%', b'2', b'e' | b'E', rest @ ..] => Some(rest),
-            _ => None,
-        }
-    }
-    path.as_bytes()
-        .split(|&b| b == b'/')
-        .any(|seg| dot(seg).is_some_and(|rest| rest.is_empty() || dot(rest) == Some(&[])))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_segments() {
-        assert!(has_dot_segment("/a/../b"));
-        assert!(has_dot_segment("/a/%2E%2e/b"));
-        assert!(has_dot_segment("/a/./b"));
-        assert!(!has_dot_segment("/a/..b/c"));
-        assert!(!has_dot_segment("/a.b/c"));
-        assert!(has_dot_segment(".."));
-        assert!(has_dot_segment("/a/.%2E"));
-        assert!(has_dot_segment("/a/%2e"));
-        assert!(!has_dot_segment("/a/.../b"));
-        assert!(!has_dot_segment("/a/%2e%2e%2e"));
-        assert!(!has_dot_segment("/a/%2/b"));
-        assert!(!has_dot_segment("/"));
-    }
 
     #[test]
     fn xff_walk() {

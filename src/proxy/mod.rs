@@ -15,6 +15,7 @@
 
 pub mod ctx;
 pub mod headers;
+pub mod request;
 pub mod respond;
 
 use crate::cache;
@@ -90,8 +91,18 @@ impl ProxyHttp for BraceProxy {
                 let peer = session
                     .client_addr()
                     .and_then(|a| a.as_inet())
-                    .map(|a| a.ip());
-                Arc::new(Conn::new(&self.state.metrics.connections_active, peer))
+                    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; every trust
+                    // check and limit key uses the plain IPv4 address.
+                    .map(|a| a.ip().to_canonical());
+                let port = session
+                    .server_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.port());
+                Arc::new(Conn::new(
+                    &self.state.metrics.connections_active,
+                    peer,
+                    port,
+                ))
             })
             .peer;
         let snap = ctx.snapshot.clone();
@@ -105,15 +116,21 @@ impl ProxyHttp for BraceProxy {
             ctx.client_ip = Some(headers::client_ip(peer, req, |ip| snap.is_trusted(ip)));
         }
 
-        let host = match request_host(req) {
-            Ok(h) => h,
-            Err(why) => return Err(http_status(400, why)),
+        let host = request::host(req).map_err(|why| http_status(400, why))?;
+        let mode = snap.config.server.path_normalization;
+        let target = request::target(&req.method, req.raw_path(), mode)
+            .map_err(|why| http_status(400, why))?;
+        // `OPTIONS *` asks about the server as a whole: it takes the route of `/`.
+        let route_path = if target.path == "*" {
+            "/"
+        } else {
+            &target.path
         };
-        if headers::has_dot_segment(req.uri.path()) {
-            return Err(http_status(400, "dot segment in path"));
-        }
-        let path = req.uri.path();
-        let Some(route) = snap.router.find(&crate::route::normalize_host(host), path) else {
+        let Some(route) = snap
+            .router
+            .find(&crate::route::normalize_host(host), route_path)
+        else {
+            let path = &target.path;
             let body = format!("brace: no route for host \"{host}\" and path \"{path}\"\n");
             respond::text(session, 404, ctx.request_id_str(), &body, &[]).await;
             return Ok(true);
@@ -122,6 +139,13 @@ impl ProxyHttp for BraceProxy {
         if route.cache.is_some() {
             ctx.host = host.to_owned();
         }
+        if let Some(uri) = target.rewrite.then(|| target.origin_form()) {
+            session
+                .req_header_mut()
+                .set_raw_path(uri.as_bytes())
+                .map_err(|e| e.into_down())?;
+        }
+        let req = session.req_header();
 
         // Rate limits, in the route's order; the first to refuse answers.
         for l in &route.limits {
@@ -162,15 +186,19 @@ impl ProxyHttp for BraceProxy {
             }
         }
 
-        let too_large = match req.headers.get(http::header::CONTENT_LENGTH) {
-            Some(v) => std::str::from_utf8(v.as_bytes())
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > snap.client_max_body_size),
-            None => false,
-        };
-        if too_large {
-            return Err(http_status(413, "content-length over client_max_body_size"));
+        let length = request::content_length(&req.headers).map_err(|why| http_status(400, why))?;
+        if let Some(n) = length {
+            if n > snap.client_max_body_size {
+                return Err(http_status(413, "content-length over client_max_body_size"));
+            }
+            if !request::content_length_is_canonical(&req.headers, n) {
+                // One canonical value upstream, whatever spelling the client used.
+                let v = http::HeaderValue::from_bytes(request::itoa_buf(n).as_bytes())
+                    .expect("digits are a header value");
+                session
+                    .req_header_mut()
+                    .insert_header(http::header::CONTENT_LENGTH, v)?;
+            }
         }
         Ok(false)
     }
@@ -353,8 +381,25 @@ impl ProxyHttp for BraceProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let peer = ctx.connection.as_ref().and_then(|c| c.peer_value.as_ref());
-        headers::add_forwarding(req, peer, ctx.peer_trusted, tls, &ctx.request_id)?;
+        let conn = ctx.connection.as_deref();
+        let client_ip = match (ctx.client_ip, conn) {
+            (Some(ip), Some(c)) if c.peer == Some(ip) => c.peer_value.clone(),
+            (ip, _) => ip.map(|ip| {
+                http::HeaderValue::from_str(&ip.to_string()).expect("an IP is a header value")
+            }),
+        };
+        headers::add_forwarding(
+            req,
+            &headers::Forwarding {
+                peer: conn.and_then(|c| c.peer_value.as_ref()),
+                port: conn.and_then(|c| c.local_port.as_ref()),
+                client_ip,
+                peer_trusted: ctx.peer_trusted,
+                tls,
+                trust_forwarded_host: ctx.snapshot.config.server.trust_forwarded_host,
+                request_id: &ctx.request_id,
+            },
+        )?;
         if let Some(route) = ctx.route.as_ref().filter(|r| r.strip_prefix) {
             let path = req.uri.path();
             let rest = path
@@ -416,6 +461,17 @@ impl ProxyHttp for BraceProxy {
             }
         }
         headers::strip_response_hop_by_hop(resp);
+        // One framing, written by brace: a length brace cannot read as one decimal number
+        // is refused rather than handed to a client that might read it another way.
+        match request::content_length(&resp.headers) {
+            Err(why) => return Err(http_status(502, why)),
+            Ok(Some(n)) if !request::content_length_is_canonical(&resp.headers, n) => {
+                let v = http::HeaderValue::from_bytes(request::itoa_buf(n).as_bytes())
+                    .expect("digits are a header value");
+                resp.insert_header(http::header::CONTENT_LENGTH, v)?;
+            }
+            Ok(_) => {}
+        }
         Ok(())
     }
 
@@ -495,33 +551,6 @@ impl ProxyHttp for BraceProxy {
         if ctx.snapshot.access_log {
             logging::access(session, ctx, status);
         }
-    }
-}
-
-/// The request's host: the absolute-form authority if there is one (RFC 9112 §3.2.2), else the
-/// single `Host` header. HTTP/1.1 requires exactly one Host; several are refused.
-fn request_host(req: &RequestHeader) -> std::result::Result<&str, &'static str> {
-    if let Some(a) = req.uri.authority() {
-        return Ok(a.host());
-    }
-    let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(h), None) => {
-            let s = h.to_str().map_err(|_| "Host is not ASCII")?;
-            let valid = !s.is_empty()
-                && s.bytes().all(|b| {
-                    b.is_ascii_alphanumeric()
-                        || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
-                });
-            if valid {
-                Ok(s)
-            } else {
-                Err("invalid Host")
-            }
-        }
-        (Some(_), Some(_)) => Err("several Host headers"),
-        (None, _) if req.version == http::Version::HTTP_11 => Err("HTTP/1.1 request without Host"),
-        (None, _) => Ok(""),
     }
 }
 

@@ -163,7 +163,9 @@ impl Plan {
                 trusted_proxies,
                 debug_headers,
                 rate_limit_headers,
-                watch_config
+                watch_config,
+                path_normalization,
+                trust_forwarded_host
             ]
         );
         diff_fields!(

@@ -537,7 +537,12 @@ impl Upstream {
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
     }
+    /// The last request head, lower-cased.
     pub fn head(&self) -> String {
+        self.last_head.lock().unwrap().to_ascii_lowercase()
+    }
+    /// The last request head as it arrived.
+    pub fn raw_head(&self) -> String {
         self.last_head.lock().unwrap().clone()
     }
 }
@@ -578,7 +583,7 @@ fn serve(
             .collect();
         let body = read_body(&mut r, &headers, true_if_body(&headers))?;
         bytes.fetch_add(body.len(), Ordering::SeqCst);
-        *last_head.lock().unwrap() = head.to_ascii_lowercase();
+        *last_head.lock().unwrap() = head.clone();
         let n = count.fetch_add(1, Ordering::SeqCst);
         let mode = mode.lock().unwrap().clone();
         let mut extra = String::new();

@@ -1,0 +1,383 @@
+//! What the request is, decided once before routing: its target (one normalised path that
+//! routing, limits, the cache key, the access log and the upstream all see), its host, and its
+//! framing (`Content-Length` as one canonical number).
+//!
+//! The path rule (`[server] path_normalization`), as Envoy's `normalize_path` +
+//! `merge_slashes` + `path_with_escaped_slashes_action = REJECT_REQUEST` and nginx's decoding
+//! before `location` matching:
+//! - only origin-form (`/...`), absolute-form (`http://host/...`) and `*` for `OPTIONS` are
+//!   accepted; anything else is `400`;
+//! - percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes
+//!   keep their encoding with upper-case hex digits;
+//! - repeated slashes are merged;
+//! - refused with `400`: a dot segment in any spelling (`.`, `..`, `%2e`, `..;x`), an encoded
+//!   `/` or `\` (`%2F`, `%5C`), a backslash, `%00` or any other encoded or raw control
+//!   character, and a malformed escape.
+//!
+//! In `strict` mode the normalised path is what the upstream receives; in `forward_as_is` the
+//! route is still chosen by the normalised path but the target goes upstream byte for byte.
+
+use crate::config::PathNormalization;
+use http::Method;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::authority::{raw_target_authority, RawTargetAuthority};
+use std::borrow::Cow;
+
+/// Why a request target is refused (the `400`'s reason, logged and counted).
+pub type Refusal = &'static str;
+
+/// The request target as brace routes it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The normalised path (`*` for an asterisk-form `OPTIONS`).
+    pub path: Cow<'a, str>,
+    /// The query as sent, without `?`.
+    pub query: Option<&'a str>,
+    /// True when the upstream must be sent a rewritten target (normalised, or absolute-form
+    /// turned into origin-form).
+    pub rewrite: bool,
+}
+
+impl Target<'_> {
+    /// The origin-form target to send upstream (`path?query`).
+    pub fn origin_form(&self) -> String {
+        let mut s = String::with_capacity(self.path.len() + self.query.map_or(0, |q| q.len() + 1));
+        s.push_str(&self.path);
+        if let Some(q) = self.query {
+            s.push('?');
+            s.push_str(q);
+        }
+        s
+    }
+}
+
+/// Classifies and normalises a request's target (see the module doc).
+pub fn target<'a>(
+    method: &Method,
+    raw: &'a [u8],
+    mode: PathNormalization,
+) -> Result<Target<'a>, Refusal> {
+    if raw.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err("control character in request target");
+    }
+    let Ok(raw) = std::str::from_utf8(raw) else {
+        return Err("request target is not UTF-8");
+    };
+    if raw == "*" {
+        return if method == Method::OPTIONS {
+            Ok(Target {
+                path: Cow::Borrowed("*"),
+                query: None,
+                rewrite: false,
+            })
+        } else {
+            Err("asterisk-form target outside OPTIONS")
+        };
+    }
+    let (path_and_query, absolute) = if raw.starts_with('/') {
+        (raw, false)
+    } else {
+        match raw_target_authority(raw.as_bytes()) {
+            RawTargetAuthority::Absolute {
+                scheme,
+                path_and_query,
+                ..
+            } if scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https") => {
+                // The classifier splits on ASCII delimiters, so this is a suffix of `raw`.
+                (&raw[raw.len() - path_and_query.len()..], true)
+            }
+            _ => return Err("request target is not origin-form or absolute-form"),
+        }
+    };
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    if let Some(q) = query {
+        check_query(q)?;
+    }
+    let normal = normalize_path(path)?;
+    let rewrite = match mode {
+        PathNormalization::Strict => absolute || normal != path,
+        PathNormalization::ForwardAsIs => false,
+    };
+    let path = if normal.is_empty() {
+        Cow::Borrowed("/")
+    } else if normal == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normal)
+    };
+    Ok(Target {
+        path,
+        query,
+        rewrite,
+    })
+}
+
+/// A query is forwarded as sent, except what no upstream should ever be handed: an encoded
+/// NUL or control character, or a malformed escape.
+fn check_query(q: &str) -> Result<(), Refusal> {
+    let b = q.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let v = hex_pair(b, i).ok_or("malformed percent-encoding in query")?;
+            if v < 0x20 || v == 0x7f {
+                return Err("encoded control character in query");
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn hex_pair(b: &[u8], i: usize) -> Option<u8> {
+    let h = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    Some(h(*b.get(i + 1)?)? << 4 | h(*b.get(i + 2)?)?)
+}
+
+fn unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The path's normal form, or why it has none. Empty input gives an empty string.
+pub fn normalize_path(path: &str) -> Result<String, Refusal> {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'%' => {
+                let v = hex_pair(b, i).ok_or("malformed percent-encoding in path")?;
+                match v {
+                    b'/' | b'\\' => return Err("encoded slash or backslash in path"),
+                    _ if v < 0x20 || v == 0x7f => return Err("encoded control character in path"),
+                    _ if unreserved(v) => out.push(v as char),
+                    _ => {
+                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                        out.push('%');
+                        out.push(HEX[usize::from(v >> 4)] as char);
+                        out.push(HEX[usize::from(v & 0xf)] as char);
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err("backslash in path"),
+            b'/' if out.ends_with('/') => i += 1,
+            _ => {
+                // Multi-byte UTF-8 is copied whole (it cannot contain an ASCII byte).
+                let len = utf8_len(c);
+                out.push_str(&path[i..i + len]);
+                i += len;
+            }
+        }
+    }
+    // Dot segments are checked on the decoded form, so `%2e%2E` is `..`; a segment's
+    // parameters (`..;x`, as Tomcat reads them) do not hide it.
+    let dot = out.split('/').any(|seg| {
+        let name = seg.split(';').next().unwrap_or(seg);
+        name == "." || name == ".."
+    });
+    if dot {
+        return Err("dot segment in path");
+    }
+    Ok(out)
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xf0.. => 4,
+        0xe0.. => 3,
+        0xc0.. => 2,
+        _ => 1,
+    }
+}
+
+/// The request's host: the single `Host` header (pingora has already checked that an
+/// absolute-form authority agrees with it), else the absolute-form authority. HTTP/1.1
+/// requires exactly one Host; several are refused.
+pub fn host(req: &RequestHeader) -> Result<&str, Refusal> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(h), None) => {
+            let s = h.to_str().map_err(|_| "Host is not ASCII")?;
+            let valid = !s.is_empty()
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+                });
+            if valid {
+                Ok(s)
+            } else {
+                Err("invalid Host")
+            }
+        }
+        (Some(_), Some(_)) => Err("several Host headers"),
+        (None, _) => {
+            if let Some(a) = raw_target_authority(req.raw_path()).authority() {
+                return std::str::from_utf8(a).map_err(|_| "invalid authority");
+            }
+            if req.version == http::Version::HTTP_11 {
+                Err("HTTP/1.1 request without Host")
+            } else {
+                Ok("")
+            }
+        }
+    }
+}
+
+/// `Content-Length` as one decimal number (RFC 9110 §8.6, RFC 9112 §6.3): every line and
+/// every list member must be the same run of digits. `Ok(None)` when there is none.
+/// Leading zeros are refused: a backend that reads `010` as octal would frame the body
+/// differently from brace.
+pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, Refusal> {
+    let mut found: Option<u64> = None;
+    for v in headers.get_all(http::header::CONTENT_LENGTH) {
+        for member in v.as_bytes().split(|&b| b == b',') {
+            let m = member.trim_ascii();
+            let digits = !m.is_empty() && m.len() <= 19 && m.iter().all(u8::is_ascii_digit);
+            if !digits || (m.len() > 1 && m[0] == b'0') {
+                return Err("invalid Content-Length");
+            }
+            let n: u64 = std::str::from_utf8(m)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("invalid Content-Length")?;
+            match found {
+                Some(f) if f != n => return Err("conflicting Content-Length values"),
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// True when `Content-Length` is already a single line holding exactly `n`'s digits.
+pub fn content_length_is_canonical(headers: &http::HeaderMap, n: u64) -> bool {
+    let mut all = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => v.as_bytes() == itoa_buf(n).as_bytes(),
+        _ => false,
+    }
+}
+
+/// `n` as decimal digits without a formatting allocation.
+pub fn itoa_buf(n: u64) -> DecimalBuf {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    DecimalBuf { buf, start: i }
+}
+
+pub struct DecimalBuf {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl DecimalBuf {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, Refusal> {
+        normalize_path(p)
+    }
+
+    #[test]
+    fn decodes_unreserved_and_merges_slashes() {
+        assert_eq!(norm("/%6cogin/x").unwrap(), "/login/x");
+        assert_eq!(norm("//login//x").unwrap(), "/login/x");
+        assert_eq!(norm("/a%7e%2D").unwrap(), "/a~-");
+        assert_eq!(norm("/a%20b%3f").unwrap(), "/a%20b%3F");
+        assert_eq!(norm("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+        assert_eq!(norm("/café").unwrap(), "/café");
+        assert_eq!(norm("/a/..b/.c").unwrap(), "/a/..b/.c");
+        assert_eq!(norm("/").unwrap(), "/");
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_normalised() {
+        for p in [
+            "/public\\..\\login/x",
+            "/public/..;/login/x",
+            "/public/..%2flogin/x",
+            "/public/%2E%2E%2Flogin/x",
+            "/a/%2e%2E/b",
+            "/a/./b",
+            "/a/..",
+            "/a%5cb",
+            "/a%00b",
+            "/a%0d%0ab",
+            "/a%zz",
+            "/a%2",
+            "/a/.;x/b",
+        ] {
+            assert!(norm(p).is_err(), "{p} should be refused");
+        }
+    }
+
+    #[test]
+    fn target_forms() {
+        let get = Method::GET;
+        let strict = PathNormalization::Strict;
+        assert!(target(&get, b"nothing-here", strict).is_err());
+        assert!(target(&get, b"x/../../evil", strict).is_err());
+        assert!(target(&get, b"*", strict).is_err());
+        assert!(target(&Method::OPTIONS, b"*", strict).is_ok());
+        assert!(target(&get, b"/a\rb", strict).is_err());
+        assert!(target(&get, b"/a\0b", strict).is_err());
+        assert!(target(&get, b"/a?x=%00", strict).is_err());
+        let t = target(&get, b"http://h.example/a//b?q=1", strict).unwrap();
+        assert_eq!(
+            (t.path.as_ref(), t.query, t.rewrite),
+            ("/a/b", Some("q=1"), true)
+        );
+        let t = target(&get, b"/x?y", strict).unwrap();
+        assert!(!t.rewrite);
+        assert_eq!(t.origin_form(), "/x?y");
+        let t = target(&get, b"//x", PathNormalization::ForwardAsIs).unwrap();
+        assert_eq!((t.path.as_ref(), t.rewrite), ("/x", false));
+        assert!(target(&get, b"ftp://h/x", strict).is_err());
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let map = |vals: &[&str]| {
+            let mut m = http::HeaderMap::new();
+            for v in vals {
+                m.append("content-length", v.parse().unwrap());
+            }
+            m
+        };
+        assert_eq!(content_length(&map(&[])), Ok(None));
+        assert_eq!(content_length(&map(&["4"])), Ok(Some(4)));
+        assert_eq!(content_length(&map(&["0"])), Ok(Some(0)));
+        assert_eq!(content_length(&map(&["4, 4"])), Ok(Some(4)));
+        assert_eq!(content_length(&map(&["4", "4"])), Ok(Some(4)));
+        for bad in ["010", "0004", "+4", "4 4", "", "4,", "0x4", "-1"] {
+            assert!(content_length(&map(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(content_length(&map(&["00000000000000000000004"])).is_err());
+        assert!(content_length(&map(&["4", "5"])).is_err());
+        assert!(content_length_is_canonical(&map(&["4"]), 4));
+        assert!(!content_length_is_canonical(&map(&["4, 4"]), 4));
+        assert!(!content_length_is_canonical(&map(&["4", "4"]), 4));
+    }
+}
