@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo fmt --all -- --check
+cargo fmt -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets

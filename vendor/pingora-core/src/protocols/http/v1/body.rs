@@ -666,6 +666,13 @@ impl BodyReader {
         buf_index_end: usize,
     ) -> Result<(Option<BufRef>, Option<usize>)> {
         let buf = &self.body_buf.as_ref().unwrap()[buf_index_start..buf_index_end];
+        // RFC 9112 section 7.1: chunk-size = 1*HEXDIG. httparse reads a size line with no digit
+        // ("\r\n" or ";ext\r\n") as size 0, which would end the body early and leave the
+        // rest of it to be read as the next request.
+        if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
+            self.body_state = self.body_state.done(0);
+            return Error::e_explain(INVALID_CHUNK, "chunk size line without a hex digit");
+        }
         let chunk_status = httparse::parse_chunk_size(buf);
         match chunk_status {
             Ok(status) => {
