@@ -846,7 +846,12 @@ impl HttpSession {
         // no need to add these headers to 1xx responses
         if !header.status.is_informational() && self.update_resp_headers {
             /* update headers */
-            header.insert_header(header::DATE, date::get_cached_date())?;
+            // RFC 9110 section 6.6.1: Date is the origin's; a proxy or cache forwards it (a
+            // stored response keeps its Date, so downstream caches compute its age right) and
+            // adds one only when the response has none.
+            if !header.headers.contains_key(header::DATE) {
+                header.insert_header(header::DATE, date::get_cached_date())?;
+            }
 
             // TODO: make these lazy static
             let connection_value = if self.will_keepalive() {
