@@ -106,16 +106,52 @@ impl Admin {
             .req_header()
             .headers
             .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        // Compare every byte, so the time taken says nothing about how much matched.
-        given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+            .and_then(|v| bearer(v.as_bytes()))
+            .unwrap_or(b"");
+        token_matches(given, token.as_bytes())
+    }
+}
+
+/// The credentials of `Authorization: Bearer TOKEN`; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
+fn bearer(v: &[u8]) -> Option<&[u8]> {
+    let sp = v.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = v.split_at(sp);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| rest.trim_ascii())
+}
+
+/// Compares in time that depends only on the length of what the client sent: neither how
+/// much of it matched nor the token's length shows in the timing.
+fn token_matches(given: &[u8], token: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    if token.is_empty() {
+        return false;
+    }
+    let mut eq = (given.len() as u64).ct_eq(&(token.len() as u64));
+    for (i, b) in given.iter().enumerate() {
+        eq &= b.ct_eq(&token[i % token.len()]);
+    }
+    bool::from(eq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_and_token() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER   abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearerabc"), None);
+        assert!(token_matches(b"secret", b"secret"));
+        assert!(!token_matches(b"secreT", b"secret"));
+        assert!(!token_matches(b"secretsecret", b"secret"));
+        assert!(!token_matches(b"sec", b"secret"));
+        assert!(!token_matches(b"", b"secret"));
     }
 }
 

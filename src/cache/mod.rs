@@ -15,6 +15,7 @@
 //! One store per process. pingora-cache wants `&'static` storage and lock, so a [`Store`] is
 //! leaked when built; a reload that changes `[cache]` builds a new one and empties the old.
 
+pub mod date;
 pub mod policy;
 pub mod storage;
 
@@ -36,6 +37,8 @@ const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Store {
     pub fn new(config: &CacheConfig, metrics: &Metrics) -> Store {
+        // Leaked whole: the Arc (whose weak self-reference the eviction listener holds) lives
+        // as long as the process, so the reference through it is 'static.
         let storage: &'static MokaStorage = Box::leak(Box::new(MokaStorage::new(
             config.max_size,
             metrics.cache_evictions_total.clone(),

@@ -5,7 +5,7 @@
 //! normalisation, and the reasons brace reports.
 
 use super::{CacheStatus, Store};
-use crate::config::{KeyQuery, RouteCache};
+use crate::config::{KeyQuery, RouteCache, SetCookiePolicy};
 use crate::proxy::ctx::Ctx;
 use http::Method;
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
@@ -87,6 +87,22 @@ pub fn url(session: &Session, ctx: &Ctx, policy: &RouteCache) -> String {
     u
 }
 
+/// The query to send upstream for a request the cache may store: with `key_query` a list,
+/// only those parameters (in the client's order); with `"none"`, no query. What is fetched is
+/// then exactly what is keyed, so an unkeyed parameter cannot change a page that is stored for
+/// everyone. `None` when the query goes as it is.
+pub fn forwarded_query(policy: &RouteCache, query: &str) -> Option<String> {
+    match &policy.key_query {
+        KeyQuery::All => None,
+        KeyQuery::None => Some(String::new()),
+        KeyQuery::Only(names) => {
+            let keep = |p: &&str| names.iter().any(|n| p.split('=').next() == Some(n.as_str()));
+            let kept: Vec<&str> = query.split('&').filter(keep).collect();
+            (kept.len() != query.split('&').count()).then(|| kept.join("&"))
+        }
+    }
+}
+
 /// `cache_key_callback`: the URL, then one line per `key_headers` entry. The scheme and Host
 /// are always part of it, so one host's content is never served for another.
 pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
@@ -118,27 +134,56 @@ pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
     CacheKey::new(primary, "")
 }
 
-/// `cache_hit_filter`: request directives. `no-cache` (or `Pragma: no-cache` without
-/// Cache-Control) and a `max-age` the stored response exceeds make brace revalidate.
+/// `cache_hit_filter`: request directives (RFC 9111 §5.2.1). `no-cache` (or `Pragma:
+/// no-cache` without Cache-Control), a `max-age` the stored response exceeds, or a `min-fresh`
+/// it cannot meet make brace revalidate; `max-stale` lets a stale response be served as it is,
+/// unless the response forbids that (`must-revalidate`, `proxy-revalidate`, `s-maxage`,
+/// `no-cache`).
 pub fn hit(session: &Session, meta: &CacheMeta) -> Option<ForcedFreshness> {
     let req = session.req_header();
-    let revalidate = match CacheControl::from_req_headers(req) {
-        Some(cc) => {
-            cc.no_cache()
-                || cc
-                    .max_age()
-                    .ok()
-                    .flatten()
-                    // Exact age, not whole seconds: `max-age=0` must revalidate an entry stored
-                    // a moment ago.
-                    .is_some_and(|max| meta.age() > Duration::from_secs(u64::from(max)))
-        }
-        None => req
+    let Some(cc) = CacheControl::from_req_headers(req) else {
+        let pragma = req
             .headers
             .get("pragma")
-            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"no-cache")),
+            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+        return pragma.then_some(ForcedFreshness::ForceExpired);
     };
-    revalidate.then_some(ForcedFreshness::ForceExpired)
+    let secs = |key: &str| -> Option<Duration> {
+        let v = cc
+            .directives
+            .get(&pingora::cache::cache_control::DirectiveKey::from_lowercase(key))?
+            .as_ref()?;
+        Some(Duration::from_secs(u64::from(v.parse_as_delta_seconds().ok()?)))
+    };
+    // Exact age, not whole seconds: `max-age=0` must revalidate an entry stored a moment ago.
+    let too_old = cc
+        .max_age()
+        .ok()
+        .flatten()
+        .is_some_and(|max| meta.age() > Duration::from_secs(u64::from(max)));
+    let now = SystemTime::now();
+    let left = meta.fresh_until().duration_since(now).unwrap_or(Duration::ZERO);
+    let not_fresh_enough = secs("min-fresh").is_some_and(|min| left < min);
+    if cc.no_cache() || too_old || not_fresh_enough {
+        return Some(ForcedFreshness::ForceExpired);
+    }
+    if cc.has_key("max-stale") && !meta.is_fresh(now) {
+        let stored = CacheControl::from_resp_headers(meta.response_header());
+        let forbidden = stored.as_ref().is_some_and(|c| {
+            c.must_revalidate() || c.proxy_revalidate() || c.no_cache() || c.has_key("s-maxage")
+        });
+        let stale_for = now.duration_since(meta.fresh_until()).unwrap_or(Duration::ZERO);
+        // `max-stale` without a value accepts any staleness.
+        let max_stale = pingora::cache::cache_control::DirectiveKey::from_lowercase("max-stale");
+        let within = match cc.directives.get(&max_stale) {
+            Some(Some(_)) => secs("max-stale").is_some_and(|max| stale_for <= max),
+            _ => true,
+        };
+        if within && !forbidden {
+            return Some(ForcedFreshness::ForceFresh);
+        }
+    }
+    None
 }
 
 /// RFC 9111 §5.2.1.7: `only-if-cached` and nothing usable stored → 504 (checked after a miss).
@@ -166,21 +211,48 @@ fn rules(resp: &ResponseHeader, brace_cc: Option<&http::HeaderValue>) -> Option<
             return Some(cc);
         }
     }
-    CacheControl::from_resp_headers_named("cdn-cache-control", resp)
+    let targeted = resp
+        .headers
+        .get_all("cdn-cache-control")
+        .iter()
+        .all(|v| valid_targeted_field(v.as_bytes()));
+    targeted
+        .then(|| CacheControl::from_resp_headers_named("cdn-cache-control", resp))
+        .flatten()
         .or_else(|| CacheControl::from_resp_headers(resp))
 }
 
-fn header_secs(resp: &ResponseHeader, name: &str) -> Option<u64> {
-    resp.headers.get(name)?.to_str().ok()?.trim().parse().ok()
+/// RFC 9213 §2.1: a targeted cache-control field is a Structured Fields dictionary (RFC 8941)
+/// whose delta-seconds directives are integers. One that does not parse, or has a directive
+/// of the wrong type, is ignored as a whole and Cache-Control applies.
+fn valid_targeted_field(v: &[u8]) -> bool {
+    let Ok(dict) = sfv::Parser::new(v).parse::<sfv::Dictionary>() else {
+        return false;
+    };
+    dict.iter().all(|(k, entry)| match k.as_str() {
+        "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" => matches!(
+            entry,
+            sfv::ListEntry::Item(sfv::Item { bare_item: sfv::BareItem::Integer(i), .. })
+                if i64::from(*i) >= 0
+        ),
+        _ => true,
+    })
+}
+
+/// `Age` (RFC 9111 §5.1): the first member of the first line; an invalid value is ignored.
+fn age_value(resp: &ResponseHeader) -> Option<u64> {
+    let v = resp.headers.get("age")?.to_str().ok()?;
+    let first = v.split(',').next()?.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Larger than fits is "a very large age" (RFC 9111 §1.2.2), not an error.
+    Some(first.parse().unwrap_or(u64::MAX))
 }
 
 fn header_date(resp: &ResponseHeader, name: &str) -> Option<SystemTime> {
     let v = resp.headers.get(name)?.to_str().ok()?;
-    httpdate_parse(v)
-}
-
-fn httpdate_parse(v: &str) -> Option<SystemTime> {
-    httpdate::parse_http_date(v.trim()).ok()
+    super::date::parse(v)
 }
 
 /// `response_cache_filter`: may this response be stored, and for how long?
@@ -210,7 +282,8 @@ pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCac
     if vary_star {
         return RespCacheable::Uncacheable(Custom("vary"));
     }
-    if resp.headers.contains_key("set-cookie") && policy.key_headers.is_empty() {
+    let set_cookie = resp.headers.contains_key("set-cookie");
+    if set_cookie && policy.cache_set_cookie == SetCookiePolicy::Never {
         return RespCacheable::Uncacheable(Custom("set-cookie"));
     }
     if session.req_header().headers.contains_key("authorization")
@@ -222,9 +295,11 @@ pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCac
     }
 
     let now = SystemTime::now();
-    // The response's age when it arrived (RFC 9111 §4.2.3, without transit delay).
-    let age = Duration::from_secs(header_secs(resp, "age").unwrap_or(0));
     let date = header_date(resp, "date").unwrap_or(now);
+    // The response's age when it arrived (RFC 9111 §4.2.3, without transit delay): the larger
+    // of what `Age` says and how long ago the origin dated it.
+    let apparent_age = now.duration_since(date).unwrap_or(Duration::ZERO);
+    let age = Duration::from_secs(age_value(resp).unwrap_or(0)).max(apparent_age);
     let fresh = cc
         .as_ref()
         .and_then(|c| c.fresh_duration())
@@ -235,12 +310,20 @@ pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCac
                 (Some(v), None) => Some(
                     v.to_str()
                         .ok()
-                        .and_then(httpdate_parse)
+                        .and_then(super::date::parse)
                         .and_then(|e| e.duration_since(date).ok())
                         .unwrap_or(Duration::ZERO),
                 ),
                 _ => None,
             }
+        })
+        .or_else(|| {
+            // RFC 9111 §4.2.2: 10% of the time since Last-Modified, as the RFC suggests.
+            let last_modified = header_date(resp, "last-modified")?;
+            (policy.heuristic && heuristically_cacheable(status))
+                .then(|| date.duration_since(last_modified).ok())
+                .flatten()
+                .map(|d| d / 10)
         })
         .or_else(|| {
             (!policy.default_ttl.is_zero() && heuristically_cacheable(status))
@@ -258,14 +341,15 @@ pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCac
             return RespCacheable::Uncacheable(Custom("no-freshness"));
         }
     }
-    let fresh = fresh.min(policy.max_ttl);
     let created = now.checked_sub(age).unwrap_or(now);
     let fresh_until = if fresh.is_zero() {
         created
             .checked_sub(Duration::from_secs(1))
             .unwrap_or(created)
     } else {
-        created + fresh
+        // max_ttl caps how long brace keeps serving it, counted from now: a response that
+        // arrives already old is not stale on arrival because of the cap.
+        (created + fresh).min(now + policy.max_ttl)
     };
     let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     let swr = cc
@@ -299,6 +383,9 @@ pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCac
     }
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
+    }
+    if set_cookie && policy.cache_set_cookie == SetCookiePolicy::Strip {
+        header.remove_header("set-cookie");
     }
     RespCacheable::Cacheable(CacheMeta::new(
         fresh_until,
@@ -410,7 +497,5 @@ pub fn invalidate(session: &Session, ctx: &Ctx, status: u16) -> u64 {
             }
         }
     }
-    store
-        .storage
-        .purge_where(|u| targets.iter().any(|t| t == u))
+    store.storage.purge_urls(targets.iter().map(String::as_str))
 }

@@ -25,7 +25,11 @@ use pingora::http::ResponseHeader;
 use pingora::Result;
 use prometheus::IntCounter;
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+type IndexShard = HashMap<Box<str>, SmallVec<[HashBinary; 1]>>;
 use std::time::SystemTime;
 
 pub struct Entry {
@@ -72,15 +76,37 @@ impl Entry {
             .header
             .headers
             .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .map(|(k, v)| k.as_str().len() + v.len() + FIELD_OVERHEAD)
             .sum();
-        let n = self.internal.len() + header + self.body.len() + self.url.len() + 64;
+        let n = self.internal.len() + header + self.body.len() + 2 * self.url.len() + ENTRY_OVERHEAD;
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
 
 pub struct MokaStorage {
     entries: moka::sync::Cache<HashBinary, Arc<Entry>>,
+    /// URL → the keys of its stored variants, so that invalidating a URL (RFC 9111 §4.4, after
+    /// every successful unsafe request) costs O(its variants), not a scan of the store.
+    /// Sharded by the URL's hash; a shard is locked only to add or take a URL's list, never
+    /// across a moka call (whose eviction listener takes the same lock).
+    index: Box<[Mutex<IndexShard>]>,
+}
+
+const INDEX_SHARDS: usize = 16;
+
+/// What an entry costs beyond the bytes it holds, counted in its weight so that `max_size`
+/// bounds the memory the cache takes: moka's node, timer and frequency-sketch records, the
+/// `Arc`, the parsed header's two maps and their buckets, the index slot, and allocator
+/// rounding. Measured: RSS growth over stored entries under a flood of small unique
+/// responses (`tests/cache_hardening.rs::memory_stays_within_max_size_under_a_flood`).
+pub const ENTRY_OVERHEAD: usize = 1024;
+/// The same per header field (a bucket in the value map and one in the case map).
+const FIELD_OVERHEAD: usize = 96;
+
+fn shard_of(url: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    (h.hash_one(url) as usize) % INDEX_SHARDS
 }
 
 /// The URL part of a brace cache key's primary (see `policy::key`): up to the first newline.
@@ -90,17 +116,72 @@ fn url_of(key: &CacheKey) -> Box<str> {
 }
 
 impl MokaStorage {
-    pub fn new(max_size: u64, evictions: IntCounter) -> MokaStorage {
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(max_size)
-            .weigher(|_k: &HashBinary, v: &Arc<Entry>| v.weight())
-            .eviction_listener(move |_k, _v, cause| {
-                if cause == moka::notification::RemovalCause::Size {
-                    evictions.inc();
+    pub fn new(max_size: u64, evictions: IntCounter) -> Arc<MokaStorage> {
+        Arc::new_cyclic(|me: &std::sync::Weak<MokaStorage>| {
+            let me = me.clone();
+            let entries = moka::sync::Cache::builder()
+                .max_capacity(max_size)
+                .weigher(|_k: &HashBinary, v: &Arc<Entry>| v.weight())
+                .eviction_listener(move |k: Arc<HashBinary>, v: Arc<Entry>, cause| {
+                    use moka::notification::RemovalCause;
+                    if cause == RemovalCause::Size {
+                        evictions.inc();
+                    }
+                    // A replaced entry's key stays in the store under the same URL.
+                    if cause != RemovalCause::Replaced {
+                        if let Some(me) = me.upgrade() {
+                            me.unindex(&v.url, &k);
+                        }
+                    }
+                })
+                .build();
+            MokaStorage {
+                entries,
+                index: (0..INDEX_SHARDS).map(|_| Mutex::default()).collect(),
+            }
+        })
+    }
+
+    fn index_shard(&self, url: &str) -> std::sync::MutexGuard<'_, IndexShard> {
+        // A poisoned shard only means a panic elsewhere mid-update of a list; keep using it.
+        self.index[shard_of(url)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, hash: HashBinary, entry: Entry) {
+        {
+            let mut shard = self.index_shard(&entry.url);
+            let keys = shard.entry(entry.url.clone()).or_default();
+            if !keys.contains(&hash) {
+                keys.push(hash);
+            }
+        }
+        self.entries.insert(hash, Arc::new(entry));
+    }
+
+    fn unindex(&self, url: &str, hash: &HashBinary) {
+        let mut shard = self.index_shard(url);
+        if let Some(keys) = shard.get_mut(url) {
+            keys.retain(|k| k != hash);
+            if keys.is_empty() {
+                shard.remove(url);
+            }
+        }
+    }
+
+    /// Removes every variant stored for these URLs; returns how many.
+    pub fn purge_urls<'a>(&self, urls: impl IntoIterator<Item = &'a str>) -> u64 {
+        let mut n = 0;
+        for url in urls {
+            let keys = self.index_shard(url).remove(url).unwrap_or_default();
+            for k in keys {
+                if self.entries.remove(&k).is_some() {
+                    n += 1;
                 }
-            })
-            .build();
-        MokaStorage { entries }
+            }
+        }
+        n
     }
 
     /// Bytes held (headers, bodies and keys), after moka's pending upkeep.
@@ -197,7 +278,7 @@ impl Storage for MokaStorage {
             return Ok(false);
         };
         let entry = Entry::new(meta, old.body.clone(), old.url.clone())?;
-        self.entries.insert(hash, Arc::new(entry));
+        self.insert(hash, entry);
         Ok(true)
     }
 
@@ -283,7 +364,7 @@ impl HandleMiss for Miss {
         } = *self;
         entry.body = body.freeze();
         let size = entry.weight() as usize;
-        storage.entries.insert(hash, Arc::new(entry));
+        storage.insert(hash, entry);
         Ok(MissFinishType::Created(size))
     }
 }

@@ -400,23 +400,37 @@ impl ProxyHttp for BraceProxy {
                 request_id: &ctx.request_id,
             },
         )?;
-        if let Some(route) = ctx.route.as_ref().filter(|r| r.strip_prefix) {
+        // A cacheable request's query is cut to the keyed parameters.
+        let query = match (ctx.route.as_ref().and_then(|r| r.cache.as_ref()), req.uri.query()) {
+            (Some(policy), Some(q)) if session.cache.enabled() => {
+                cache::policy::forwarded_query(policy, q)
+            }
+            _ => None,
+        };
+        let strip = ctx.route.as_ref().filter(|r| r.strip_prefix);
+        if strip.is_some() || query.is_some() {
             let path = req.uri.path();
-            let rest = path
-                .strip_prefix(route.path_prefix.as_str())
-                .unwrap_or(path);
+            let rest = match strip {
+                Some(route) => path
+                    .strip_prefix(route.path_prefix.as_str())
+                    .unwrap_or(path),
+                None => path,
+            };
             let mut uri = String::with_capacity(rest.len() + 16);
             if !rest.starts_with('/') {
                 uri.push('/');
             }
             uri.push_str(rest);
-            if let Some(q) = req.uri.query() {
-                uri.push('?');
-                uri.push_str(q);
+            match (query.as_deref(), req.uri.query()) {
+                (Some(""), _) | (None, None) => {}
+                (Some(q), _) | (None, Some(q)) => {
+                    uri.push('?');
+                    uri.push_str(q);
+                }
             }
             let uri = uri
                 .parse::<http::Uri>()
-                .map_err(|e| Error::because(ErrorType::InternalError, "strip_prefix", e))?;
+                .map_err(|e| Error::because(ErrorType::InternalError, "upstream target", e))?;
             req.set_uri(uri);
         }
         Ok(())
