@@ -136,25 +136,6 @@ fn token_matches(given: &[u8], token: &[u8]) -> bool {
     bool::from(eq)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_scheme_and_token() {
-        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"bearer abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"BEARER   abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer(b"Basic abc"), None);
-        assert_eq!(bearer(b"Bearerabc"), None);
-        assert!(token_matches(b"secret", b"secret"));
-        assert!(!token_matches(b"secreT", b"secret"));
-        assert!(!token_matches(b"secretsecret", b"secret"));
-        assert!(!token_matches(b"sec", b"secret"));
-        assert!(!token_matches(b"", b"secret"));
-    }
-}
-
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, s: &mut ServerSession) -> Response<Vec<u8>> {
@@ -329,4 +310,23 @@ fn upstreams_json(state: &State) -> String {
         })
         .collect();
     serde_json::to_string_pretty(&json!({ "upstreams": pools })).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_and_token() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER   abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearerabc"), None);
+        assert!(token_matches(b"secret", b"secret"));
+        assert!(!token_matches(b"secreT", b"secret"));
+        assert!(!token_matches(b"secretsecret", b"secret"));
+        assert!(!token_matches(b"sec", b"secret"));
+        assert!(!token_matches(b"", b"secret"));
+    }
 }

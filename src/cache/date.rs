@@ -103,7 +103,14 @@ mod tests {
 
     #[test]
     fn nonsense_is_not_a_date() {
-        for v in ["", "0", "-1", "tomorrow", "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994"] {
+        for v in [
+            "",
+            "0",
+            "-1",
+            "tomorrow",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994",
+        ] {
             assert_eq!(parse(v), None, "{v}");
         }
     }

@@ -96,7 +96,11 @@ pub fn forwarded_query(policy: &RouteCache, query: &str) -> Option<String> {
         KeyQuery::All => None,
         KeyQuery::None => Some(String::new()),
         KeyQuery::Only(names) => {
-            let keep = |p: &&str| names.iter().any(|n| p.split('=').next() == Some(n.as_str()));
+            let keep = |p: &&str| {
+                names
+                    .iter()
+                    .any(|n| p.split('=').next() == Some(n.as_str()))
+            };
             let kept: Vec<&str> = query.split('&').filter(keep).collect();
             (kept.len() != query.split('&').count()).then(|| kept.join("&"))
         }
@@ -153,7 +157,9 @@ pub fn hit(session: &Session, meta: &CacheMeta) -> Option<ForcedFreshness> {
             .directives
             .get(&pingora::cache::cache_control::DirectiveKey::from_lowercase(key))?
             .as_ref()?;
-        Some(Duration::from_secs(u64::from(v.parse_as_delta_seconds().ok()?)))
+        Some(Duration::from_secs(u64::from(
+            v.parse_as_delta_seconds().ok()?,
+        )))
     };
     // Exact age, not whole seconds: `max-age=0` must revalidate an entry stored a moment ago.
     let too_old = cc
@@ -162,7 +168,10 @@ pub fn hit(session: &Session, meta: &CacheMeta) -> Option<ForcedFreshness> {
         .flatten()
         .is_some_and(|max| meta.age() > Duration::from_secs(u64::from(max)));
     let now = SystemTime::now();
-    let left = meta.fresh_until().duration_since(now).unwrap_or(Duration::ZERO);
+    let left = meta
+        .fresh_until()
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO);
     let not_fresh_enough = secs("min-fresh").is_some_and(|min| left < min);
     if cc.no_cache() || too_old || not_fresh_enough {
         return Some(ForcedFreshness::ForceExpired);
@@ -172,7 +181,9 @@ pub fn hit(session: &Session, meta: &CacheMeta) -> Option<ForcedFreshness> {
         let forbidden = stored.as_ref().is_some_and(|c| {
             c.must_revalidate() || c.proxy_revalidate() || c.no_cache() || c.has_key("s-maxage")
         });
-        let stale_for = now.duration_since(meta.fresh_until()).unwrap_or(Duration::ZERO);
+        let stale_for = now
+            .duration_since(meta.fresh_until())
+            .unwrap_or(Duration::ZERO);
         // `max-stale` without a value accepts any staleness.
         let max_stale = pingora::cache::cache_control::DirectiveKey::from_lowercase("max-stale");
         let within = match cc.directives.get(&max_stale) {

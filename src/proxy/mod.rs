@@ -401,7 +401,10 @@ impl ProxyHttp for BraceProxy {
             },
         )?;
         // A cacheable request's query is cut to the keyed parameters.
-        let query = match (ctx.route.as_ref().and_then(|r| r.cache.as_ref()), req.uri.query()) {
+        let query = match (
+            ctx.route.as_ref().and_then(|r| r.cache.as_ref()),
+            req.uri.query(),
+        ) {
             (Some(policy), Some(q)) if session.cache.enabled() => {
                 cache::policy::forwarded_query(policy, q)
             }
