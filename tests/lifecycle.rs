@@ -84,6 +84,31 @@ fn tls_listener_serves_http2_and_http1() {
         "{}",
         up.head()
     );
+    // An HTTP/2 content-length that is not one plain decimal number is refused, as on HTTP/1.
+    let post = |length: &str| {
+        curl(&[
+            "--http2",
+            "-H",
+            &format!("content-length: {length}"),
+            "--data-binary",
+            "abcdefghij",
+        ])
+    };
+    let count = up.count();
+    let bad = post("010");
+    assert!(bad.ends_with("400 2"), "{bad}");
+    assert_eq!(
+        up.count(),
+        count,
+        "a zero-padded length reached the upstream"
+    );
+    let good = post("10");
+    assert!(good.ends_with("200 2"), "{good}");
+    assert!(
+        up.head().contains("content-length: 10\r\n"),
+        "{}",
+        up.head()
+    );
 }
 
 #[test]
