@@ -57,6 +57,9 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     pub cache_evictions_total: IntCounter,
     pub cache_purged_total: IntCounter,
+    /// Requests refused as malformed before routing, by reason (a fixed set of brace's own
+    /// strings, never client text).
+    pub requests_refused_total: IntCounterVec,
     pub cache_lock_waits_total: IntCounterVec,
 }
 
@@ -247,6 +250,14 @@ impl Metrics {
             "Entries removed by purge, clear or invalidation by unsafe methods",
         )
         .expect("static metric definition");
+        let requests_refused_total = counter(
+            "brace_requests_refused_total",
+            "Requests answered 400 before routing because the target, Host or framing is malformed, by reason",
+            &["reason"],
+        );
+        registry
+            .register(Box::new(requests_refused_total.clone()))
+            .expect("metric registered once");
         let cache_lock_waits_total = counter(
             "brace_cache_lock_waits_total",
             "Requests that waited on another request's fill, by result (served_from_cache, went_upstream)",
@@ -344,6 +355,7 @@ impl Metrics {
             cache_entries,
             cache_evictions_total,
             cache_purged_total,
+            requests_refused_total,
             cache_lock_waits_total,
         }
     }

@@ -100,6 +100,19 @@ fn path_spellings_cannot_escape_a_rate_limited_route() {
         assert_eq!(r.status, 400, "{p}");
     }
     assert_eq!(up.count(), 2, "an attack spelling reached the backend");
+    // Counted by reason (and never as a backend's failure).
+    b.wait_metric(
+        "brace_requests_refused_total{reason=\"dot segment in path\"}",
+        3.0,
+    );
+    b.wait_metric(
+        "brace_requests_refused_total{reason=\"encoded slash or backslash in path\"}",
+        3.0,
+    );
+    assert_eq!(
+        b.metric("brace_requests_total{code=\"400\",route=\"_unmatched\"}"),
+        9.0
+    );
 }
 
 #[test]

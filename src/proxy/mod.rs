@@ -116,10 +116,15 @@ impl ProxyHttp for BraceProxy {
             ctx.client_ip = Some(headers::client_ip(peer, req, |ip| snap.is_trusted(ip)));
         }
 
-        let host = request::host(req).map_err(|why| http_status(400, why))?;
+        let host = match request::host(req) {
+            Ok(h) => h,
+            Err(why) => return refuse(session, ctx, why).await,
+        };
         let mode = snap.config.server.path_normalization;
-        let target = request::target(&req.method, req.raw_path(), mode)
-            .map_err(|why| http_status(400, why))?;
+        let target = match request::target(&req.method, req.raw_path(), mode) {
+            Ok(t) => t,
+            Err(why) => return refuse(session, ctx, why).await,
+        };
         // `OPTIONS *` asks about the server as a whole: it takes the route of `/`.
         let route_path = if target.path == "*" {
             "/"
@@ -186,7 +191,10 @@ impl ProxyHttp for BraceProxy {
             }
         }
 
-        let length = request::content_length(&req.headers).map_err(|why| http_status(400, why))?;
+        let length = match request::content_length(&req.headers) {
+            Ok(n) => n,
+            Err(why) => return refuse(session, ctx, why).await,
+        };
         if let Some(n) = length {
             if n > snap.client_max_body_size {
                 return Err(http_status(413, "content-length over client_max_body_size"));
@@ -569,6 +577,22 @@ impl ProxyHttp for BraceProxy {
             logging::access(session, ctx, status);
         }
     }
+}
+
+/// Answers a malformed request with 400 and closes the connection (what follows it on the
+/// connection cannot be trusted to be framed as the client meant). The client caused it, so
+/// it is logged at debug only; it is counted by reason and written to the access log.
+async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Result<bool> {
+    tracing::debug!(reason = why, "request refused");
+    ctx.snapshot
+        .metrics
+        .requests_refused_total
+        .with_label_values(&[why])
+        .inc();
+    session.set_keepalive(None);
+    let body = format!("brace: bad request: {why}\n");
+    respond::text(session, 400, ctx.request_id_str(), &body, &[]).await;
+    Ok(true)
 }
 
 /// Picks an untried backend from the route's pool, else from its backup pool.
