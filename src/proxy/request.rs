@@ -103,10 +103,8 @@ pub fn target<'a>(
     };
     let path = if normal.is_empty() {
         Cow::Borrowed("/")
-    } else if normal == path {
-        Cow::Borrowed(path)
     } else {
-        Cow::Owned(normal)
+        normal
     };
     Ok(Target {
         path,
@@ -143,9 +141,18 @@ fn unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
 }
 
-/// The path's normal form, or why it has none. Empty input gives an empty string.
-pub fn normalize_path(path: &str) -> Result<String, Refusal> {
+/// The path's normal form, or why it has none. Empty input gives an empty string. A path that
+/// is already normal (the common case: no escape, backslash or empty segment) is returned as
+/// it is, without an allocation.
+pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, Refusal> {
     let b = path.as_bytes();
+    let plain = !b.iter().any(|&c| c == b'%' || c == b'\\') && !path.contains("//");
+    if plain {
+        if has_dot_segment(path) {
+            return Err("dot segment in path");
+        }
+        return Ok(Cow::Borrowed(path));
+    }
     let mut out = String::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -176,16 +183,20 @@ pub fn normalize_path(path: &str) -> Result<String, Refusal> {
             }
         }
     }
-    // Dot segments are checked on the decoded form, so `%2e%2E` is `..`; a segment's
-    // parameters (`..;x`, as Tomcat reads them) do not hide it.
-    let dot = out.split('/').any(|seg| {
-        let name = seg.split(';').next().unwrap_or(seg);
-        name == "." || name == ".."
-    });
-    if dot {
+    // Dot segments are checked on the decoded form, so `%2e%2E` is `..`.
+    if has_dot_segment(&out) {
         return Err("dot segment in path");
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
+}
+
+/// True when a (decoded) path has a `.` or `..` segment; a segment's parameters (`..;x`, as
+/// Tomcat reads them) do not hide it.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let name = seg.split(';').next().unwrap_or(seg);
+        name == "." || name == ".."
+    })
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -297,7 +308,7 @@ mod tests {
     use super::*;
 
     fn norm(p: &str) -> Result<String, Refusal> {
-        normalize_path(p)
+        normalize_path(p).map(Cow::into_owned)
     }
 
     #[test]
