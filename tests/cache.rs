@@ -4,6 +4,7 @@
 mod support;
 use std::time::Duration;
 use support::*;
+use support::{cache_status as status, shop_get as req};
 
 const ROUTE_CACHE: &str = "[route.cache]";
 
@@ -20,19 +21,6 @@ fn origin(headers: &'static str) -> Upstream {
         "o",
         script(move |_, n| (200, headers.to_string(), format!("body {n}").into_bytes())),
     )
-}
-
-fn req(b: &Brace, path: &str, headers: &str) -> Response {
-    send(
-        b.addr(),
-        format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n{headers}Connection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .unwrap()
-}
-
-fn status(r: &Response) -> &str {
-    r.header("x-cache-status").unwrap_or("-")
 }
 
 fn http_date(t: std::time::SystemTime) -> String {

@@ -8,6 +8,7 @@ use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 use support::*;
+use support::{cache_status as status, shop_get as req};
 
 fn cached_with(origin: &Upstream, route_cache: &str) -> Brace {
     Brace::start(&format!(
@@ -22,19 +23,6 @@ fn origin(headers: impl Fn() -> String + Send + Sync + 'static) -> Upstream {
         "o",
         script(move |_, n| (200, headers(), format!("body {n}").into_bytes())),
     )
-}
-
-fn req(b: &Brace, path: &str, headers: &str) -> Response {
-    send(
-        b.addr(),
-        format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n{headers}Connection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .unwrap()
-}
-
-fn status(r: &Response) -> &str {
-    r.header("x-cache-status").unwrap_or("-")
 }
 
 fn ago(secs: u64) -> String {

@@ -646,3 +646,18 @@ pub fn simple_config(route_extra: &str, backends: &[&Upstream], upstream_extra: 
         list.join(", ")
     )
 }
+
+/// `GET path` for host `shop.example`, with extra header lines, on a new connection.
+pub fn shop_get(b: &Brace, path: &str, headers: &str) -> Response {
+    send(
+        b.addr(),
+        format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// The response's `X-Cache-Status`, or `-`.
+pub fn cache_status(r: &Response) -> &str {
+    r.header("x-cache-status").unwrap_or("-")
+}
