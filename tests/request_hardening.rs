@@ -37,7 +37,7 @@ fn a_target_that_is_not_origin_form_is_refused_and_cannot_poison_the_cache() {
     );
     let b = Brace::start(&format!(
         "[cache]\n\n{}",
-        simple_config("[route.cache]\n", &[&origin], "")
+        simple_config("[route.cache]\n", &[&origin], TOUCHY)
     ));
     for target in ["nothing-here", "x/../../evil", "*", "ftp://h/x"] {
         let r = raw(
@@ -59,6 +59,7 @@ fn a_target_that_is_not_origin_form_is_refused_and_cannot_poison_the_cache() {
         "the script answers anything but GET / with 404"
     );
     assert_eq!(request_line(&origin), "OPTIONS * HTTP/1.1");
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
@@ -68,7 +69,7 @@ fn path_spellings_cannot_escape_a_rate_limited_route() {
         "[rate_limit.login]\nkey = \"client_ip\"\nrate = 1\nper = \"1h\"\nburst = 1\n\n\
          [[route]]\nname = \"login\"\npath_prefix = \"/login/\"\nupstream = \"pool\"\nrate_limits = [\"login\"]\n\n\
          [[route]]\nname = \"rest\"\nupstream = \"pool\"\n\n\
-         [upstream.pool]\nbackends = [\"{}\"]\n",
+         [upstream.pool]\nbackends = [\"{}\"]\n{TOUCHY}",
         up.addr
     ));
     assert_eq!(b.get("/login/x").status, 200);
@@ -113,6 +114,7 @@ fn path_spellings_cannot_escape_a_rate_limited_route() {
         b.metric("brace_requests_total{code=\"400\",route=\"_unmatched\"}"),
         9.0
     );
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
@@ -142,7 +144,7 @@ fn the_upstream_receives_the_path_that_chose_the_route() {
 fn forward_as_is_routes_by_the_normal_path_and_forwards_the_bytes() {
     let up = Upstream::with_mode("u", Mode::Echo);
     let b = Brace::start_with(
-        &simple_config("path_prefix = \"/api/\"", &[&up], ""),
+        &simple_config("path_prefix = \"/api/\"", &[&up], TOUCHY),
         "path_normalization = \"forward_as_is\"",
     );
     assert_eq!(b.get("//api//%7Ex").status, 200);
@@ -150,12 +152,13 @@ fn forward_as_is_routes_by_the_normal_path_and_forwards_the_bytes() {
     assert_eq!(b.get("/api/%2e%2e/x").status, 400);
     assert_eq!(b.get("/x/../api/").status, 400);
     assert_eq!(up.count(), 1);
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
 fn cr_or_nul_in_the_target_is_refused() {
     let up = Upstream::with_mode("u", Mode::Echo);
-    let b = Brace::start(&simple_config("", &[&up], ""));
+    let b = Brace::start(&simple_config("", &[&up], TOUCHY));
     for target in ["/a\rb", "/a\0b", "/a?q=\0", "/a\x7fb"] {
         let r = send(
             b.addr(),
@@ -167,6 +170,7 @@ fn cr_or_nul_in_the_target_is_refused() {
         }
     }
     assert_eq!(up.count(), 0);
+    assert_no_backend_blamed(&b);
 }
 
 fn post(b: &Brace, lengths: &[&str], body: &str) -> Response {
@@ -183,7 +187,7 @@ fn post(b: &Brace, lengths: &[&str], body: &str) -> Response {
 #[test]
 fn content_length_reaches_the_upstream_as_one_decimal_number() {
     let up = Upstream::with_mode("u", Mode::Echo);
-    let b = Brace::start(&simple_config("", &[&up], ""));
+    let b = Brace::start(&simple_config("", &[&up], TOUCHY));
     for bad in ["010", "0004", "00000000000000000000004", "+4", "4 4", "0x4"] {
         let r = post(&b, &[bad], "abcdefghij");
         assert_eq!(r.status, 400, "Content-Length: {bad}");
@@ -201,12 +205,13 @@ fn content_length_reaches_the_upstream_as_one_decimal_number() {
         );
         assert!(head.contains("content-length: 4\r\n"), "{same:?}: {head}");
     }
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
 fn an_empty_chunk_size_line_is_refused() {
     let up = Upstream::with_mode("u", Mode::Echo);
-    let b = Brace::start(&simple_config("", &[&up], ""));
+    let b = Brace::start(&simple_config("", &[&up], TOUCHY));
     // An empty size line read as 0 would end the body and leave the rest as a new request.
     let r = raw(
         &b,
@@ -229,6 +234,7 @@ fn an_empty_chunk_size_line_is_refused() {
     );
     assert_eq!(r.status, 200);
     assert_eq!(up.body_bytes.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
@@ -248,13 +254,19 @@ fn an_upstream_content_length_is_sent_on_as_one_decimal_number() {
     assert_eq!(r.header("content-length"), Some("4"));
     let r = b.get("/octal");
     assert_eq!(r.status, 502, "a zero-padded length must not be passed on");
+    // That is the backend's fault, and counted as such.
+    let error = format!(
+        "brace_upstream_requests_total{{backend=\"{}\",outcome=\"error\",upstream=\"pool\"}}",
+        up.addr
+    );
+    b.wait_metric(&error, 1.0);
 }
 
 #[test]
 fn forwarding_headers_from_an_untrusted_client_are_replaced_or_removed() {
     let up = Upstream::with_mode("u", Mode::Echo);
     let b = Brace::start_with(
-        &simple_config("", &[&up], ""),
+        &simple_config("", &[&up], TOUCHY),
         "trusted_proxies = [\"10.0.0.0/8\"]",
     );
     let r = raw(
@@ -279,6 +291,7 @@ fn forwarding_headers_from_an_untrusted_client_are_replaced_or_removed() {
         head.contains(&format!("x-forwarded-port: {port}\r\n")),
         "{head}"
     );
+    assert_no_backend_blamed(&b);
 }
 
 #[test]

@@ -199,13 +199,11 @@ impl ProxyHttp for BraceProxy {
             if n > snap.client_max_body_size {
                 return Err(http_status(413, "content-length over client_max_body_size"));
             }
-            if !request::content_length_is_canonical(&req.headers, n) {
+            if !request::content_length_is_canonical(&req.headers) {
                 // One canonical value upstream, whatever spelling the client used.
-                let v = http::HeaderValue::from_bytes(request::itoa_buf(n).as_bytes())
-                    .expect("digits are a header value");
                 session
                     .req_header_mut()
-                    .insert_header(http::header::CONTENT_LENGTH, v)?;
+                    .insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
             }
         }
         Ok(false)
@@ -489,11 +487,13 @@ impl ProxyHttp for BraceProxy {
         // One framing, written by brace: a length brace cannot read as one decimal number
         // is refused rather than handed to a client that might read it another way.
         match request::content_length(&resp.headers) {
-            Err(why) => return Err(http_status(502, why)),
-            Ok(Some(n)) if !request::content_length_is_canonical(&resp.headers, n) => {
-                let v = http::HeaderValue::from_bytes(request::itoa_buf(n).as_bytes())
-                    .expect("digits are a header value");
-                resp.insert_header(http::header::CONTENT_LENGTH, v)?;
+            Err(why) => {
+                // The backend spoke bad HTTP: its failure, whatever status line it sent.
+                finish_attempt(ctx, Outcome::Error);
+                return Err(http_status(502, why));
+            }
+            Ok(Some(n)) if !request::content_length_is_canonical(&resp.headers) => {
+                resp.insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
             }
             Ok(_) => {}
         }

@@ -661,3 +661,33 @@ pub fn shop_get(b: &Brace, path: &str, headers: &str) -> Response {
 pub fn cache_status(r: &Response) -> &str {
     r.header("x-cache-status").unwrap_or("-")
 }
+
+/// Asserts that no backend was charged for what a client did: every
+/// `brace_upstream_requests_total` sample is a success or a client abort (which feeds neither
+/// ejection nor breakers), no backend is ejected or unhealthy, and every breaker is closed.
+pub fn assert_no_backend_blamed(b: &Brace) {
+    let text = b.metrics();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = || l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+        let clients = l.contains("outcome=\"success\"") || l.contains("outcome=\"client_abort\"");
+        if l.starts_with("brace_upstream_requests_total{") && !clients {
+            assert_eq!(value(), 0.0, "a backend was blamed: {l}");
+        }
+        if l.starts_with("brace_upstream_backend_ejected{") {
+            assert_eq!(value(), 0.0, "a backend was ejected: {l}");
+        }
+        if l.starts_with("brace_circuit_breaker_state{") {
+            assert_eq!(value(), 0.0, "a breaker is not closed: {l}");
+        }
+        if l.starts_with("brace_upstream_backend_healthy{") {
+            assert_eq!(value(), 1.0, "a backend is marked unhealthy: {l}");
+        }
+    }
+}
+
+/// Upstream tables that make a backend pay at once for any failure charged to it: the attack
+/// tests use them, so a client fault wrongly blamed on the backend would eject it and open
+/// its breaker.
+pub const TOUCHY: &str =
+    "[upstream.pool.outlier]\nconsecutive_failures = 1\nmax_ejection_percent = 100\n\
+     [upstream.pool.circuit_breaker]\nconsecutive_failures = 1\n";
