@@ -125,6 +125,11 @@ impl ProxyHttp for BraceProxy {
             Ok(t) => t,
             Err(why) => return refuse(session, ctx, why).await,
         };
+        let length = match request::content_length(&req.headers) {
+            Ok(n) => n,
+            Err(why) => return refuse(session, ctx, why).await,
+        };
+        let recode_length = length.filter(|_| !request::content_length_is_canonical(&req.headers));
         // `OPTIONS *` asks about the server as a whole: it takes the route of `/`.
         let route_path = if target.path == "*" {
             "/"
@@ -149,6 +154,12 @@ impl ProxyHttp for BraceProxy {
                 .req_header_mut()
                 .set_raw_path(uri.as_bytes())
                 .map_err(|e| e.into_down())?;
+        }
+        if let Some(n) = recode_length {
+            // One canonical value upstream, whatever spelling the client used.
+            session
+                .req_header_mut()
+                .insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
         }
         let req = session.req_header();
 
@@ -191,20 +202,8 @@ impl ProxyHttp for BraceProxy {
             }
         }
 
-        let length = match request::content_length(&req.headers) {
-            Ok(n) => n,
-            Err(why) => return refuse(session, ctx, why).await,
-        };
-        if let Some(n) = length {
-            if n > snap.client_max_body_size {
-                return Err(http_status(413, "content-length over client_max_body_size"));
-            }
-            if !request::content_length_is_canonical(&req.headers) {
-                // One canonical value upstream, whatever spelling the client used.
-                session
-                    .req_header_mut()
-                    .insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
-            }
+        if length.is_some_and(|n| n > snap.client_max_body_size) {
+            return Err(http_status(413, "content-length over client_max_body_size"));
         }
         Ok(false)
     }
