@@ -78,7 +78,7 @@ impl Admin {
             match (req["url"].as_str(), req["prefix"].as_str()) {
                 (Some(u), None) => {
                     let u = norm(u);
-                    cache.storage.purge_where(|e| e == u)
+                    cache.storage.purge_urls([u.as_str()])
                 }
                 (None, Some(p)) => {
                     let p = norm(p);
