@@ -68,14 +68,7 @@ pub fn url(session: &Session, ctx: &Ctx, policy: &RouteCache) -> String {
             }
             KeyQuery::None => {}
             KeyQuery::Only(names) => {
-                let mut kept: Vec<&str> = q
-                    .split('&')
-                    .filter(|p| {
-                        names
-                            .iter()
-                            .any(|n| p.split('=').next() == Some(n.as_str()))
-                    })
-                    .collect();
+                let mut kept: Vec<&str> = keyed_params(names, q).collect();
                 kept.sort_unstable();
                 if !kept.is_empty() {
                     u.push('?');
@@ -96,15 +89,19 @@ pub fn forwarded_query(policy: &RouteCache, query: &str) -> Option<String> {
         KeyQuery::All => None,
         KeyQuery::None => Some(String::new()),
         KeyQuery::Only(names) => {
-            let keep = |p: &&str| {
-                names
-                    .iter()
-                    .any(|n| p.split('=').next() == Some(n.as_str()))
-            };
-            let kept: Vec<&str> = query.split('&').filter(keep).collect();
+            let kept: Vec<&str> = keyed_params(names, query).collect();
             (kept.len() != query.split('&').count()).then(|| kept.join("&"))
         }
     }
+}
+
+/// The `name=value` parameters of `query` whose name is in `key_query`, in the client's order.
+fn keyed_params<'a>(names: &'a [String], query: &'a str) -> impl Iterator<Item = &'a str> {
+    query.split('&').filter(move |p| {
+        names
+            .iter()
+            .any(|n| p.split('=').next() == Some(n.as_str()))
+    })
 }
 
 /// `cache_key_callback`: the URL, then one line per `key_headers` entry. The scheme and Host
