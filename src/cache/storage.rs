@@ -89,7 +89,10 @@ pub struct MokaStorage {
     /// URL → the keys of its stored variants, so that invalidating a URL (RFC 9111 §4.4, after
     /// every successful unsafe request) costs O(its variants), not a scan of the store.
     /// Sharded by the URL's hash; a shard is locked only to add or take a URL's list, never
-    /// across a moka call (whose eviction listener takes the same lock).
+    /// across a moka call (whose eviction listener takes the same lock). Known race: when moka
+    /// evicts a key for size on one thread while another thread stores the same key again,
+    /// the listener can drop the new entry's index slot; that entry then misses invalidation
+    /// by an unsafe request (not an admin purge by prefix, which scans) until it expires.
     index: Box<[Mutex<IndexShard>]>,
 }
 
