@@ -301,8 +301,23 @@ fn upstreams_json(state: &State) -> String {
                 })
                 .collect();
             let value = json!({
-                "balance": format!("{:?}", p.config.balance),
+                "balance": p.config.balance.as_str(),
                 "backup": p.config.backup,
+                // The settings in force, defaults included, so an operator sees what a pool
+                // without tables does.
+                "outlier": p.config.outlier.as_ref().map(|o| json!({
+                    "consecutive_failures": o.consecutive_failures,
+                    "base_ejection_ms": o.base_ejection.as_millis() as u64,
+                    "max_ejection_ms": o.max_ejection.as_millis() as u64,
+                    "max_ejection_percent": o.max_ejection_percent,
+                })),
+                "retry": {
+                    "attempts": p.config.retry.attempts,
+                    "budget_percent": p.config.retry.budget_percent,
+                    "min_retries_per_second": p.config.retry.min_retries_per_second,
+                },
+                "connect_timeout_ms": p.config.connect_timeout.as_millis() as u64,
+                "read_timeout_ms": p.config.read_timeout.as_millis() as u64,
                 "health_check": p.config.health_check.is_some(),
                 "backends": backends,
             });

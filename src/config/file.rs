@@ -461,6 +461,17 @@ pub struct FileOutlier {
     pub max_ejection_percent: u32,
 }
 
+impl Default for FileOutlier {
+    fn default() -> Self {
+        FileOutlier {
+            consecutive_failures: default_five(),
+            base_ejection: default_base_ejection(),
+            max_ejection: default_max_ejection(),
+            max_ejection_percent: default_max_ejection_percent(),
+        }
+    }
+}
+
 fn default_five() -> u32 {
     5
 }

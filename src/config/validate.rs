@@ -229,6 +229,19 @@ pub enum Balance {
     ConsistentHash(HashKey),
 }
 
+impl Balance {
+    /// The config file's spelling (`balance = "..."`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastRequests => "least_requests",
+            Balance::P2c => "p2c",
+            Balance::Random => "random",
+            Balance::ConsistentHash(_) => "consistent_hash",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum HashKey {
     ClientIp,
@@ -700,10 +713,9 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         Some(h) => Some(validate_health(h, &p.key("health_check"))?),
         None => None,
     };
-    let outlier = match outlier {
-        Some(o) => Some(validate_outlier(o, &p.key("outlier"))?),
-        None => None,
-    };
+    // Passive ejection is on without a table, with the table's defaults (nginx ejects on
+    // failures by default too); `consecutive_failures = 0` turns it off.
+    let outlier = validate_outlier(outlier.unwrap_or_default(), &p.key("outlier"))?;
     let retry = validate_retry(retry, &p.key("retry"))?;
     let circuit_breaker = match circuit_breaker {
         Some(b) => Some(validate_breaker(b, &p.key("circuit_breaker"))?),
@@ -1020,7 +1032,7 @@ fn status_range(s: &str) -> Option<(u16, u16)> {
     ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
 }
 
-fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Outlier> {
+fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Outlier>> {
     let FileOutlier {
         consecutive_failures,
         base_ejection,
@@ -1028,7 +1040,7 @@ fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Outlier> {
         max_ejection_percent,
     } = o;
     if consecutive_failures == 0 {
-        return err(p.key("consecutive_failures"), "must be at least 1");
+        return Ok(None);
     }
     let base = positive(p.key("base_ejection"), base_ejection.0)?;
     if max_ejection.0 < base {
@@ -1040,12 +1052,12 @@ fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Outlier> {
             format!("{max_ejection_percent} is over 100"),
         );
     }
-    Ok(Outlier {
+    Ok(Some(Outlier {
         consecutive_failures,
         base_ejection: base,
         max_ejection: max_ejection.0,
         max_ejection_percent,
-    })
+    }))
 }
 
 fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {

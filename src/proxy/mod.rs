@@ -658,9 +658,13 @@ fn may_retry(ctx: &Ctx, reason: RetryReason) -> bool {
     if !untried(pool) && !backup.is_some_and(|b| untried(b)) {
         return false;
     }
-    if !pool
-        .budget
-        .try_retry(now, r.budget_percent, r.min_retries_per_second)
+    // A connection that was never made put no work on any backend, so retrying it elsewhere
+    // cannot amplify load: only retries of requests a backend received draw on the budget.
+    let free = reason == RetryReason::ConnectError;
+    if !free
+        && !pool
+            .budget
+            .try_retry(now, r.budget_percent, r.min_retries_per_second)
     {
         pool.stats.budget_exhausted.inc();
         return false;

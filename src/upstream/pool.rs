@@ -411,8 +411,11 @@ impl Pool {
             .filter(|b| b.outlier.ejected(now))
             .count();
         let n = self.backends.len();
-        let max = (n * cfg.max_ejection_percent as usize / 100)
-            .max(usize::from(cfg.max_ejection_percent > 0));
+        // At least one backend may be ejected (as in Envoy), except the only backend of a
+        // pool, which only `max_ejection_percent = 100` may eject: with nothing to send its
+        // requests to instead, ejecting it turns every failure into a 503 for everyone.
+        let at_least = usize::from(cfg.max_ejection_percent > 0 && n > 1);
+        let max = (n * cfg.max_ejection_percent as usize / 100).max(at_least);
         ejected < max
     }
 }

@@ -1,0 +1,119 @@
+//! The smallest config (one route, one upstream of three backends, no tables) against a
+//! backend that dies or fails: what a new user gets without tuning anything.
+
+mod support;
+use support::*;
+
+/// A port that refuses connections: bound once, then released.
+fn dead_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn minimal(backends: &[String]) -> String {
+    format!(
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n\n[upstream.pool]\nbackends = [{}]\n",
+        backends
+            .iter()
+            .map(|b| format!("\"{b}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+#[test]
+fn a_dead_backend_costs_no_client_errors_and_is_ejected() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let dead = dead_addr();
+    let brace = Brace::start(&minimal(&[
+        a.addr.to_string(),
+        b.addr.to_string(),
+        dead.to_string(),
+    ]));
+    // Sequential requests arrive faster than the retry budget's floor (10 retries/s) and its
+    // 20% share could pay for: connect retries must not draw on it.
+    let mut errors = 0;
+    for _ in 0..300 {
+        if brace.get("/").status != 200 {
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 0, "client errors with one backend of three dead");
+    let ejected = format!("brace_upstream_backend_ejected{{backend=\"{dead}\",upstream=\"pool\"}}");
+    brace.wait_metric(&ejected, 1.0);
+    assert_eq!(
+        brace.metric("brace_upstream_retry_budget_exhausted_total{upstream=\"pool\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_backend_answering_500_is_ejected_by_default() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let bad = Upstream::with_mode("bad", Mode::Status(500, "broken"));
+    let brace = Brace::start(&minimal(&[
+        a.addr.to_string(),
+        b.addr.to_string(),
+        bad.addr.to_string(),
+    ]));
+    let statuses: Vec<u16> = (0..90).map(|_| brace.get("/").status).collect();
+    let errors = statuses.iter().filter(|&&s| s == 500).count();
+    // Five failures in a row eject it (the default consecutive_failures); after that, none.
+    assert_eq!(errors, 5, "{statuses:?}");
+    assert!(statuses[45..].iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(bad.count(), 5);
+    // What is in force is visible, in the config's words.
+    let pool = &upstreams(&brace)["upstreams"]["pool"];
+    assert_eq!(pool["balance"], "round_robin");
+    assert_eq!(pool["outlier"]["consecutive_failures"], 5);
+    assert_eq!(pool["outlier"]["max_ejection_percent"], 50);
+    assert_eq!(pool["retry"]["budget_percent"], 20);
+}
+
+#[test]
+fn the_only_backend_is_not_ejected_by_default_and_zero_turns_ejection_off() {
+    let bad = Upstream::with_mode("bad", Mode::Status(500, "broken"));
+    let brace = Brace::start(&minimal(&[bad.addr.to_string()]));
+    for _ in 0..12 {
+        assert_eq!(brace.get("/").status, 500, "its own 500, never brace's 503");
+    }
+    assert_eq!(bad.count(), 12);
+
+    let (a, bad2) = (
+        Upstream::start("a"),
+        Upstream::with_mode("bad", Mode::Status(500, "broken")),
+    );
+    let brace = Brace::start(&format!(
+        "{}[upstream.pool.outlier]\nconsecutive_failures = 0\n",
+        minimal(&[a.addr.to_string(), bad2.addr.to_string()])
+    ));
+    for _ in 0..40 {
+        brace.get("/");
+    }
+    assert_eq!(
+        bad2.count(),
+        20,
+        "with ejection off, round robin keeps sending it half"
+    );
+}
+
+#[test]
+fn connect_retries_do_not_draw_on_the_retry_budget() {
+    // Ejection off, so every third request meets the dead backend: about 100 connect failures
+    // in well under a second, far beyond the budget's 10/s floor and 20% share.
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let dead = dead_addr();
+    let brace = Brace::start(&format!(
+        "{}[upstream.pool.outlier]\nconsecutive_failures = 0\n",
+        minimal(&[a.addr.to_string(), b.addr.to_string(), dead.to_string()])
+    ));
+    let errors = (0..300).filter(|_| brace.get("/").status != 200).count();
+    assert_eq!(errors, 0);
+    let retries =
+        brace.metric("brace_upstream_retries_total{reason=\"connect_error\",upstream=\"pool\"}");
+    assert!(retries >= 90.0, "{retries} connect retries");
+    assert_eq!(
+        brace.metric("brace_upstream_retry_budget_exhausted_total{upstream=\"pool\"}"),
+        0.0
+    );
+}
