@@ -117,3 +117,31 @@ fn connect_retries_do_not_draw_on_the_retry_budget() {
         0.0
     );
 }
+
+#[test]
+fn oversized_uploads_never_count_against_a_backend() {
+    // One backend, ejection and breaker as touchy as they go: if a client's 413 were charged
+    // to the backend, the first upload would take it out for everyone.
+    let up = Upstream::with_mode("u", Mode::Echo);
+    let brace = Brace::start_with(
+        &format!("{}{TOUCHY}", minimal(&[up.addr.to_string()])),
+        "client_max_body_size = \"1KiB\"",
+    );
+    let chunk = "x".repeat(600);
+    for _ in 0..6 {
+        // Chunked, so the size is found only as the body streams to the backend.
+        let r = send(
+            brace.addr(),
+            format!(
+                "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                 258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        if let Ok(r) = r {
+            assert_eq!(r.status, 413);
+        }
+    }
+    assert_no_backend_blamed(&brace);
+    assert_eq!(brace.get("/after").status, 200);
+}

@@ -193,7 +193,7 @@ impl FailureOn {
             Timeout => self.timeout,
             Error => self.error,
             Http5xx => self.http_5xx,
-            Success | ClientAbort => false,
+            Success | ClientAbort | ClientError => false,
         }
     }
 }

@@ -356,7 +356,7 @@ impl ProxyHttp for BraceProxy {
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
             && session.response_written().is_none();
-        if !replayable || outcome == Outcome::ClientAbort {
+        if !replayable || outcome.is_client() {
             e.set_retry(false);
             return e;
         }

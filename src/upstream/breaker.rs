@@ -218,7 +218,7 @@ impl Breaker {
         elapsed_ms: u64,
         now: u64,
     ) -> Option<Transition> {
-        if outcome == Outcome::ClientAbort {
+        if outcome.is_client() {
             return None;
         }
         let failure = cfg.failure_on.matches(outcome);

@@ -17,10 +17,13 @@ pub enum Outcome {
     Error,
     /// The client went away before the exchange finished: not the backend's fault.
     ClientAbort,
+    /// The client broke the rules while the request was under way (a body over
+    /// `client_max_body_size`, a malformed body): brace refused it; not the backend's fault.
+    ClientError,
 }
 
 impl Outcome {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [Outcome; Self::COUNT] = [
         Outcome::Success,
         Outcome::Http5xx,
@@ -28,6 +31,7 @@ impl Outcome {
         Outcome::Timeout,
         Outcome::Error,
         Outcome::ClientAbort,
+        Outcome::ClientError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,7 +42,14 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Error => "error",
             Outcome::ClientAbort => "client_abort",
+            Outcome::ClientError => "client_error",
         }
+    }
+
+    /// True for the client's side of the exchange. The one place that decides blame: these
+    /// never feed ejection, breakers or health, so no client can knock a backend out.
+    pub fn is_client(self) -> bool {
+        matches!(self, Outcome::ClientAbort | Outcome::ClientError)
     }
 
     /// Classifies a finished exchange from the upstream status (if any arrived) and the error.
@@ -67,8 +78,31 @@ impl Outcome {
             }
             ConnectRefused | ConnectNoRoute | ConnectError | BindError | ConnectProxyFailure
             | SocketError | TLSHandshakeFailure => Outcome::ConnectError,
+            // brace's own 4xx mid-request (413 for a streamed body) is about the client.
+            HTTPStatus(code) if (400..500).contains(code) => Outcome::ClientError,
             HTTPStatus(_) => return None,
             _ => Outcome::Error,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blame_falls_on_the_right_side() {
+        let status = |c| Error::explain(ErrorType::HTTPStatus(c), "test");
+        assert_eq!(
+            Outcome::from_error(&status(413)),
+            Some(Outcome::ClientError)
+        );
+        assert_eq!(Outcome::from_error(&status(503)), None);
+        let down = Error::new(ErrorType::ReadTimedout).into_down();
+        assert_eq!(Outcome::from_error(&down), Some(Outcome::ClientAbort));
+        let up = Error::new(ErrorType::ReadTimedout).into_up();
+        assert_eq!(Outcome::from_error(&up), Some(Outcome::Timeout));
+        assert!(Outcome::ClientError.is_client() && Outcome::ClientAbort.is_client());
+        assert!(Outcome::ALL.iter().filter(|o| o.is_client()).count() == 2);
     }
 }

@@ -663,13 +663,15 @@ pub fn cache_status(r: &Response) -> &str {
 }
 
 /// Asserts that no backend was charged for what a client did: every
-/// `brace_upstream_requests_total` sample is a success or a client abort (which feeds neither
-/// ejection nor breakers), no backend is ejected or unhealthy, and every breaker is closed.
+/// `brace_upstream_requests_total` sample is a success or a client outcome (`client_abort`,
+/// `client_error`: these feed neither ejection nor breakers), no backend is ejected or unhealthy, and every breaker is closed.
 pub fn assert_no_backend_blamed(b: &Brace) {
     let text = b.metrics();
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let value = || l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
-        let clients = l.contains("outcome=\"success\"") || l.contains("outcome=\"client_abort\"");
+        let clients = ["success", "client_abort", "client_error"]
+            .iter()
+            .any(|o| l.contains(&format!("outcome=\"{o}\"")));
         if l.starts_with("brace_upstream_requests_total{") && !clients {
             assert_eq!(value(), 0.0, "a backend was blamed: {l}");
         }
