@@ -11,7 +11,8 @@ fn breaker_config(backends: &[&Upstream], breaker: &str, extra: &str) -> String 
     simple_config(
         "",
         backends,
-        &format!("{extra}\n[upstream.pool.retry]\nattempts = 0\n[upstream.pool.circuit_breaker]\n{breaker}\n"),
+        // Round robin: which backend gets each request is part of what these tests count.
+        &format!("balance = \"round_robin\"\n{extra}\n[upstream.pool.retry]\nattempts = 0\n[upstream.pool.circuit_breaker]\n{breaker}\n"),
     )
 }
 

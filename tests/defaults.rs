@@ -22,7 +22,7 @@ fn minimal(backends: &[String]) -> String {
 }
 
 #[test]
-fn a_dead_backend_costs_no_client_errors_and_is_ejected() {
+fn a_dead_backend_costs_no_client_errors_and_is_avoided() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let dead = dead_addr();
     let brace = Brace::start(&minimal(&[
@@ -39,8 +39,15 @@ fn a_dead_backend_costs_no_client_errors_and_is_ejected() {
         }
     }
     assert_eq!(errors, 0, "client errors with one backend of three dead");
-    let ejected = format!("brace_upstream_backend_ejected{{backend=\"{dead}\",upstream=\"pool\"}}");
-    brace.wait_metric(&ejected, 1.0);
+    // The default balancer counts a failure as a slow answer: the dead backend is left alone
+    // after its first refusals (round robin would try it 100 times).
+    let tried = brace.metric(&format!(
+        "brace_upstream_requests_total{{backend=\"{dead}\",outcome=\"connect_error\",upstream=\"pool\"}}"
+    ));
+    assert!(
+        (1.0..=10.0).contains(&tried),
+        "{tried} attempts on the dead backend"
+    );
     assert_eq!(
         brace.metric("brace_upstream_retry_budget_exhausted_total{upstream=\"pool\"}"),
         0.0
@@ -48,7 +55,7 @@ fn a_dead_backend_costs_no_client_errors_and_is_ejected() {
 }
 
 #[test]
-fn a_backend_answering_500_is_ejected_by_default() {
+fn a_backend_answering_500_is_avoided_by_default() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let bad = Upstream::with_mode("bad", Mode::Status(500, "broken"));
     let brace = Brace::start(&minimal(&[
@@ -56,6 +63,70 @@ fn a_backend_answering_500_is_ejected_by_default() {
         b.addr.to_string(),
         bad.addr.to_string(),
     ]));
+    let statuses: Vec<u16> = (0..300).map(|_| brace.get("/").status).collect();
+    let errors = statuses.iter().filter(|&&s| s == 500).count();
+    // The default balancer steers away after its first 500s (round robin: 100 of 300).
+    assert!(errors <= 6, "{errors} 500s: {statuses:?}");
+    assert_eq!(bad.count(), errors);
+    assert_eq!(upstreams(&brace)["upstreams"]["pool"]["balance"], "ewma");
+}
+
+#[test]
+fn a_black_holed_backend_gets_almost_nothing_and_its_requests_are_retried() {
+    // The hole accepts and reads, and never answers. The only override is a shorter
+    // read_timeout, so the few requests that reach it come back within the test.
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let hole = Upstream::with_mode("hole", Mode::Hang);
+    let brace = Brace::start(&format!(
+        "{}read_timeout = \"1s\"\n",
+        minimal(&[
+            a.addr.to_string(),
+            b.addr.to_string(),
+            hole.addr.to_string()
+        ])
+    ));
+    let statuses = load(&brace, 8, 400, "/");
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    // Its silence counts against it while requests wait there (round robin: 133 of 400).
+    assert!(
+        hole.count() <= 8,
+        "{} requests reached the hole",
+        hole.count()
+    );
+    // Those that did were retried on timeout (the default retry.on includes it).
+    let retried =
+        brace.metric("brace_upstream_retries_total{reason=\"timeout\",upstream=\"pool\"}");
+    assert_eq!(retried, hole.count() as f64);
+}
+
+#[test]
+fn a_slow_backend_gets_almost_nothing() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let slow = Upstream::with_mode("slow", Mode::Delay(std::time::Duration::from_millis(500)));
+    let brace = Brace::start(&minimal(&[
+        a.addr.to_string(),
+        b.addr.to_string(),
+        slow.addr.to_string(),
+    ]));
+    let statuses = load(&brace, 8, 400, "/");
+    assert!(statuses.iter().all(|&s| s == 200));
+    // Round robin would send it 133, each holding a client for half a second.
+    assert!(
+        slow.count() <= 8,
+        "{} requests reached the slow backend",
+        slow.count()
+    );
+}
+
+#[test]
+fn a_backend_answering_500_is_ejected_by_default() {
+    // Round robin, so the backend keeps being chosen and ejection alone stops it.
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let bad = Upstream::with_mode("bad", Mode::Status(500, "broken"));
+    let brace = Brace::start(&format!(
+        "{}balance = \"round_robin\"\n",
+        minimal(&[a.addr.to_string(), b.addr.to_string(), bad.addr.to_string()])
+    ));
     let statuses: Vec<u16> = (0..90).map(|_| brace.get("/").status).collect();
     let errors = statuses.iter().filter(|&&s| s == 500).count();
     // Five failures in a row eject it (the default consecutive_failures); after that, none.
@@ -84,7 +155,7 @@ fn the_only_backend_is_not_ejected_by_default_and_zero_turns_ejection_off() {
         Upstream::with_mode("bad", Mode::Status(500, "broken")),
     );
     let brace = Brace::start(&format!(
-        "{}[upstream.pool.outlier]\nconsecutive_failures = 0\n",
+        "{}balance = \"round_robin\"\n[upstream.pool.outlier]\nconsecutive_failures = 0\n",
         minimal(&[a.addr.to_string(), bad2.addr.to_string()])
     ));
     for _ in 0..40 {
@@ -99,12 +170,12 @@ fn the_only_backend_is_not_ejected_by_default_and_zero_turns_ejection_off() {
 
 #[test]
 fn connect_retries_do_not_draw_on_the_retry_budget() {
-    // Ejection off, so every third request meets the dead backend: about 100 connect failures
+    // Round robin and ejection off, so every third request meets the dead backend: about 100 connect failures
     // in well under a second, far beyond the budget's 10/s floor and 20% share.
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let dead = dead_addr();
     let brace = Brace::start(&format!(
-        "{}[upstream.pool.outlier]\nconsecutive_failures = 0\n",
+        "{}balance = \"round_robin\"\n[upstream.pool.outlier]\nconsecutive_failures = 0\n",
         minimal(&[a.addr.to_string(), b.addr.to_string(), dead.to_string()])
     ));
     let errors = (0..300).filter(|_| brace.get("/").status != 200).count();

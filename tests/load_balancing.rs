@@ -25,31 +25,9 @@ fn ejected(b: &Brace, u: &Upstream) -> f64 {
     ))
 }
 
-/// `n` requests from `threads` concurrent clients; returns the statuses.
-fn load(b: &Brace, threads: usize, n: usize, path: &'static str) -> Vec<u16> {
-    let addr = b.addr();
-    let next = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let next = next.clone();
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                while next.fetch_add(1, Ordering::SeqCst) < n {
-                    out.push(try_get(addr, path).map_or(0, |r| r.status));
-                }
-                out
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect()
-}
-
 #[test]
-fn least_requests_and_p2c_avoid_a_backend_holding_slow_requests() {
-    for balance in ["least_requests", "p2c"] {
+fn ewma_least_requests_and_p2c_avoid_a_backend_holding_slow_requests() {
+    for balance in ["ewma", "least_requests", "p2c"] {
         let slow = Upstream::with_mode("slow", Mode::Delay(Duration::from_millis(400)));
         let fast = Upstream::start("fast");
         let b = Brace::start(&pool_config(
@@ -75,7 +53,7 @@ fn least_requests_and_p2c_avoid_a_backend_holding_slow_requests() {
 fn round_robin_honours_weights_exactly_and_interleaves() {
     let (a, c) = (Upstream::start("a"), Upstream::start("c"));
     let cfg = format!(
-        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [{{ addr = \"{}\", weight = 3 }}, {{ addr = \"{}\", weight = 2 }}]\n",
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbalance = \"round_robin\"\nbackends = [{{ addr = \"{}\", weight = 3 }}, {{ addr = \"{}\", weight = 2 }}]\n",
         a.addr, c.addr
     );
     let b = Brace::start(&cfg);
@@ -245,7 +223,7 @@ fn a_black_holed_backend_is_ejected_and_clients_see_no_error() {
     );
     let b = Brace::start(&pool_config(
         &[&good, &hole],
-        "read_timeout = \"300ms\"\n\
+        "balance = \"round_robin\"\nread_timeout = \"300ms\"\n\
          [upstream.pool.outlier]\nconsecutive_failures = 2\nbase_ejection = \"30s\"\n\
          [upstream.pool.retry]\nattempts = 1\non = [\"connect_error\", \"timeout\"]\n",
     ));

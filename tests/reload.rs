@@ -167,7 +167,7 @@ fn unchanged_parts_keep_their_state() {
             "[rate_limit.tight]\nkey = \"route\"\nrate = 1\nper = \"60s\"\nburst = 3\n\
              [[route]]\nname = \"main\"\nupstream = \"pool\"\n\
              [[route]]\nname = \"limited\"\npath_prefix = \"/limited/\"\nupstream = \"pool\"\nrate_limits = [\"tight\"]\n{extra_route}\n\
-             [upstream.pool]\nbackends = [\"{}\", \"{}\"{extra_backend}]\n\
+             [upstream.pool]\nbalance = \"round_robin\"\nbackends = [\"{}\", \"{}\"{extra_backend}]\n\
              [upstream.pool.retry]\nattempts = 0\n\
              [upstream.pool.circuit_breaker]\nconsecutive_failures = 2\nfailure_ratio = 0.0\nopen_duration = \"60s\"\n",
             bad.addr, good.addr

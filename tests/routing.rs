@@ -130,7 +130,7 @@ fn strip_prefix_rewrites_the_upstream_path_and_keeps_the_query() {
 fn weighted_round_robin_honours_weights() {
     let (a, c) = (Upstream::start("a"), Upstream::start("c"));
     let cfg = format!(
-        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{}\", {{ addr = \"{}\", weight = 3 }}]\n",
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbalance = \"round_robin\"\nbackends = [\"{}\", {{ addr = \"{}\", weight = 3 }}]\n",
         a.addr, c.addr
     );
     let b = Brace::start(&cfg);

@@ -398,8 +398,9 @@ fn default_max_keys() -> u64 {
     100_000
 }
 
+/// Steers away from slow, failing and silent backends (`upstream::latency`).
 fn default_balance() -> String {
-    "round_robin".into()
+    "ewma".into()
 }
 fn zero_duration() -> Dur {
     Dur(Duration::ZERO)
@@ -515,10 +516,12 @@ impl Default for FileRetry {
 fn default_attempts() -> u32 {
     1
 }
-/// Like nginx's default `proxy_next_upstream error`: a refused connection, or one that breaks
-/// (a backend that died mid-request). Only idempotent requests are replayed after sending.
+/// Like nginx's default `proxy_next_upstream error timeout`: a refused connection, one that
+/// breaks (a backend that died mid-request) or a backend that said nothing for `read_timeout`.
+/// Only idempotent requests are replayed after sending; all but connect failures draw on the
+/// retry budget.
 fn default_retry_on() -> Vec<String> {
-    vec!["connect_error".into(), "error".into()]
+    vec!["connect_error".into(), "error".into(), "timeout".into()]
 }
 fn default_budget_percent() -> u32 {
     20

@@ -225,6 +225,8 @@ pub enum Balance {
     RoundRobin,
     LeastRequests,
     P2c,
+    /// Peak-EWMA latency × load, power of two choices (`upstream::latency`).
+    Ewma,
     Random,
     ConsistentHash(HashKey),
 }
@@ -236,6 +238,7 @@ impl Balance {
             Balance::RoundRobin => "round_robin",
             Balance::LeastRequests => "least_requests",
             Balance::P2c => "p2c",
+            Balance::Ewma => "ewma",
             Balance::Random => "random",
             Balance::ConsistentHash(_) => "consistent_hash",
         }
@@ -923,6 +926,7 @@ fn validate_balance(balance: &str, hash_key: Option<&str>, p: &KeyPath) -> VResu
         "round_robin" => Balance::RoundRobin,
         "least_requests" => Balance::LeastRequests,
         "p2c" => Balance::P2c,
+        "ewma" => Balance::Ewma,
         "random" => Balance::Random,
         "consistent_hash" => {
             let key = hash_key.unwrap_or("client_ip");
@@ -947,7 +951,7 @@ fn validate_balance(balance: &str, hash_key: Option<&str>, p: &KeyPath) -> VResu
         other => {
             return err(
                 p.key("balance"),
-                format!("unknown balance \"{other}\": expected round_robin, least_requests, p2c, random or consistent_hash"),
+                format!("unknown balance \"{other}\": expected ewma, round_robin, least_requests, p2c, random or consistent_hash"),
             )
         }
     };

@@ -94,6 +94,9 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn new(idx: usize, backend: Arc<Backend>) -> Attempt {
+        if backend.gauges.in_flight.get() == 0 {
+            backend.latency.busy(crate::clock::now_ms());
+        }
         backend.gauges.in_flight.inc();
         Attempt {
             idx,

@@ -22,6 +22,8 @@ pub struct Backend {
     pub health: Health,
     pub outlier: OutlierState,
     pub breaker: super::breaker::Breaker,
+    /// Latency estimate for the `ewma` balancer.
+    pub latency: super::latency::Latency,
     /// When the backend last became available (0 = since start): the slow-start ramp origin.
     pub available_since_ms: AtomicU64,
 }
@@ -43,6 +45,7 @@ impl Backend {
             health: Health::default(),
             outlier: OutlierState::default(),
             breaker: Default::default(),
+            latency: Default::default(),
             available_since_ms: AtomicU64::new(0),
         }
     }

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod breaker;
 pub mod health;
+pub mod latency;
 pub mod outcome;
 pub mod pool;
 pub mod retry;

@@ -41,6 +41,7 @@ enum Selector {
     Consistent(LoadBalancer<Consistent>),
     LeastRequests,
     P2c,
+    Ewma,
 }
 
 pub struct Pool {
@@ -161,6 +162,7 @@ impl Pool {
             Balance::ConsistentHash(_) => Selector::Consistent(lb(&set)),
             Balance::LeastRequests => Selector::LeastRequests,
             Balance::P2c => Selector::P2c,
+            Balance::Ewma => Selector::Ewma,
         };
         let checkers = match &config.health_check {
             Some(hc) => backends.iter().map(|b| checker(hc, b.addr)).collect(),
@@ -233,15 +235,29 @@ impl Pool {
                 via_lb(lb.select_with(key, max, |b, _| idx(b).is_some_and(accept)))
             }
             Selector::LeastRequests => self.least_loaded((0..n).filter(|&i| accept(i)), n),
-            Selector::P2c => {
-                let a = self.scan(accept)?;
-                let b = self.scan(&|i| i != a && accept(i));
-                Some(match b {
-                    Some(b) if self.load(b) < self.load(a) => b,
-                    _ => a,
+            Selector::P2c => self.two_choices(accept, |i| self.load(i)),
+            Selector::Ewma => {
+                let now = super::now_ms();
+                self.two_choices(accept, |i| {
+                    let b = &self.backends[i];
+                    b.latency.cost(b.in_flight(), b.weight, now)
                 })
             }
         }
+    }
+
+    /// Power of two choices: two distinct acceptable backends at random, the cheaper wins.
+    fn two_choices(
+        &self,
+        accept: &dyn Fn(usize) -> bool,
+        cost: impl Fn(usize) -> f64,
+    ) -> Option<usize> {
+        let a = self.scan(accept)?;
+        let b = self.scan(&|i| i != a && accept(i));
+        Some(match b {
+            Some(b) if cost(b) < cost(a) => b,
+            _ => a,
+        })
     }
 
     /// In-flight requests per unit of weight, for least_requests and p2c.
@@ -367,6 +383,10 @@ impl Pool {
     pub fn record(&self, i: usize, outcome: Outcome, seconds: f64) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
+        if !outcome.is_client() {
+            let ok = outcome == Outcome::Success;
+            b.latency.observe(ok, seconds, now_ms());
+        }
         if let Some(cfg) = &self.config.circuit_breaker {
             if let Some(t) = b
                 .breaker

@@ -693,3 +693,25 @@ pub fn assert_no_backend_blamed(b: &Brace) {
 pub const TOUCHY: &str =
     "[upstream.pool.outlier]\nconsecutive_failures = 1\nmax_ejection_percent = 100\n\
      [upstream.pool.circuit_breaker]\nconsecutive_failures = 1\n";
+
+/// `n` requests from `threads` concurrent clients; returns the statuses.
+pub fn load(b: &Brace, threads: usize, n: usize, path: &'static str) -> Vec<u16> {
+    let addr = b.addr();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < n {
+                    out.push(try_get(addr, path).map_or(0, |r| r.status));
+                }
+                out
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
