@@ -318,6 +318,7 @@ fn upstreams_json(state: &State) -> String {
                 },
                 "connect_timeout_ms": p.config.connect_timeout.as_millis() as u64,
                 "read_timeout_ms": p.config.read_timeout.as_millis() as u64,
+                "upgrade_idle_timeout_ms": p.config.upgrade_idle_timeout.as_millis() as u64,
                 "health_check": p.config.health_check.is_some(),
                 "backends": backends,
             });

@@ -137,6 +137,31 @@ pub fn init(log: &Log) -> Result<LogControl, String> {
     })
 }
 
+/// The access record of a request refused before routing (its header was malformed, too
+/// large or too slow, or its method CONNECT); `status` 0 when nothing could be sent.
+pub fn refused(session: &pingora::protocols::http::ServerSession, status: u16, reason: &str) {
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_canonical().to_string());
+    // Only a CONNECT refusal has a parsed request to name.
+    let (method, path) = if status == 405 {
+        let req = session.req_header();
+        (req.method.as_str(), req.uri.to_string())
+    } else {
+        ("-", "-".to_string())
+    };
+    tracing::info!(
+        target: ACCESS_TARGET,
+        client = %client,
+        method = method,
+        path = %path,
+        status = status,
+        route = crate::runtime::snapshot::REFUSED,
+        refused = reason,
+    );
+}
+
 /// Emits one access record.
 pub fn access(session: &Session, ctx: &Ctx, status: u16) {
     let req = session.req_header();

@@ -96,6 +96,12 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         },
         "brace proxy",
     );
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut o = pingora::apps::HttpServerOptions::default();
+        o.header_timeout = Some(config.server.client_header_timeout);
+        o.max_request_header_size = Some(config.server.max_request_header_size as usize);
+        app.server_options = Some(o);
+    }
     for a in &config.server.listen {
         proxy.add_tcp(&a.to_string());
     }

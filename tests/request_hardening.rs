@@ -111,7 +111,7 @@ fn path_spellings_cannot_escape_a_rate_limited_route() {
         3.0,
     );
     assert_eq!(
-        b.metric("brace_requests_total{code=\"400\",route=\"_unmatched\"}"),
+        b.metric("brace_requests_total{code=\"400\",route=\"-\"}"),
         9.0
     );
     assert_no_backend_blamed(&b);

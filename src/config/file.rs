@@ -148,6 +148,16 @@ pub struct FileServer {
     pub path_normalization: PathNormalization,
     #[serde(default)]
     pub trust_forwarded_host: bool,
+    #[serde(default = "default_keepalive_timeout")]
+    pub client_keepalive_timeout: Dur,
+    #[serde(default = "default_sixty")]
+    pub client_header_timeout: Dur,
+    #[serde(default = "default_sixty")]
+    pub client_body_timeout: Dur,
+    #[serde(default = "default_sixty")]
+    pub client_send_timeout: Dur,
+    #[serde(default = "default_max_header")]
+    pub max_request_header_size: Size,
 }
 
 /// `[server] path_normalization`: what the upstream receives once the path is normalised
@@ -189,8 +199,26 @@ impl Default for FileServer {
             watch_config: false,
             path_normalization: PathNormalization::default(),
             trust_forwarded_host: false,
+            client_keepalive_timeout: default_keepalive_timeout(),
+            client_header_timeout: default_sixty(),
+            client_body_timeout: default_sixty(),
+            client_send_timeout: default_sixty(),
+            max_request_header_size: default_max_header(),
         }
     }
+}
+
+/// nginx's `keepalive_timeout`.
+fn default_keepalive_timeout() -> Dur {
+    Dur(Duration::from_secs(75))
+}
+/// nginx's `client_header_timeout`, `client_body_timeout` and `send_timeout`.
+fn default_sixty() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+/// nginx's `large_client_header_buffers` allow 4 × 8 KiB; Envoy's default is 60 KiB.
+fn default_max_header() -> Size {
+    Size(64 * 1024)
 }
 
 fn default_listen() -> Vec<String> {
@@ -295,6 +323,8 @@ pub struct FileUpstream {
     pub connect_timeout: Dur,
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Dur,
+    #[serde(default = "default_upgrade_idle")]
+    pub upgrade_idle_timeout: Dur,
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
     #[serde(default = "default_balance")]
@@ -538,6 +568,9 @@ fn default_connect_timeout() -> Dur {
 }
 fn default_read_timeout() -> Dur {
     Dur(Duration::from_secs(30))
+}
+fn default_upgrade_idle() -> Dur {
+    Dur(Duration::from_secs(3600))
 }
 fn default_keepalive() -> usize {
     128

@@ -72,6 +72,16 @@ pub struct Server {
     pub path_normalization: PathNormalization,
     /// Believe `X-Forwarded-Host` from a trusted peer (forwarded, and part of the cache key).
     pub trust_forwarded_host: bool,
+    /// Idle time allowed between requests on a client connection; zero: no keep-alive.
+    pub client_keepalive_timeout: Duration,
+    /// From the first byte of a request header to its end (restart to change).
+    pub client_header_timeout: Duration,
+    /// Between two reads of a request body.
+    pub client_body_timeout: Duration,
+    /// Between two writes of a response that the client does not read.
+    pub client_send_timeout: Duration,
+    /// The largest request header (restart to change).
+    pub max_request_header_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +137,8 @@ pub struct Upstream {
     pub backends: Vec<BackendAddr>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Idle time allowed on an upgraded (101, e.g. WebSocket) connection, both ways.
+    pub upgrade_idle_timeout: Duration,
     pub keepalive: usize,
     pub balance: Balance,
     /// Another upstream used only while this one has no available backend.
@@ -193,7 +205,7 @@ impl FailureOn {
             Timeout => self.timeout,
             Error => self.error,
             Http5xx => self.http_5xx,
-            Success | ClientAbort | ClientError => false,
+            Success | ClientAbort | ClientError | ClientTimeout => false,
         }
     }
 }
@@ -538,7 +550,41 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         watch_config,
         path_normalization,
         trust_forwarded_host,
+        client_keepalive_timeout,
+        client_header_timeout,
+        client_body_timeout,
+        client_send_timeout,
+        max_request_header_size,
     } = s;
+    let keepalive = client_keepalive_timeout.0;
+    if !keepalive.is_zero() {
+        within(p.key("client_keepalive_timeout"), keepalive, SEC, HOUR)?;
+    }
+    within(
+        p.key("client_header_timeout"),
+        client_header_timeout.0,
+        SEC,
+        HOUR,
+    )?;
+    within(
+        p.key("client_body_timeout"),
+        client_body_timeout.0,
+        SEC,
+        HOUR,
+    )?;
+    within(
+        p.key("client_send_timeout"),
+        client_send_timeout.0,
+        SEC,
+        HOUR,
+    )?;
+    let header_size = max_request_header_size.0;
+    if !(1024..=1024 * 1024).contains(&header_size) {
+        return err(
+            p.key("max_request_header_size"),
+            format!("{header_size} bytes: must be between 1KiB and 1MiB"),
+        );
+    }
     let mut seen = HashSet::new();
     let mut addrs = Vec::new();
     for (i, l) in listen.iter().enumerate() {
@@ -606,7 +652,35 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         watch_config,
         path_normalization,
         trust_forwarded_host,
+        client_keepalive_timeout: keepalive,
+        client_header_timeout: client_header_timeout.0,
+        client_body_timeout: client_body_timeout.0,
+        client_send_timeout: client_send_timeout.0,
+        max_request_header_size: header_size,
     })
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A duration between `min` and `max`, both included: every duration in the file is bounded
+/// at load, so no value can panic a timer or a rate computation later.
+fn within(p: KeyPath, d: Duration, min: Duration, max: Duration) -> VResult<Duration> {
+    if d < min || d > max {
+        let f = humantime::format_duration;
+        return err(
+            p,
+            format!(
+                "{} is out of range: must be between {} and {}",
+                f(d),
+                f(min),
+                f(max)
+            ),
+        );
+    }
+    Ok(d)
 }
 
 fn pem_file(p: KeyPath, base: &Path, file: &str, what: &str) -> VResult<PathBuf> {
@@ -693,6 +767,7 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         backends,
         connect_timeout,
         read_timeout,
+        upgrade_idle_timeout,
         keepalive,
         balance,
         hash_key,
@@ -758,8 +833,14 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
     }
     Ok(Upstream {
         backends: out,
-        connect_timeout: positive(p.key("connect_timeout"), connect_timeout.0)?,
-        read_timeout: positive(p.key("read_timeout"), read_timeout.0)?,
+        connect_timeout: within(p.key("connect_timeout"), connect_timeout.0, MS, 5 * MINUTE)?,
+        read_timeout: within(p.key("read_timeout"), read_timeout.0, MS, HOUR)?,
+        upgrade_idle_timeout: within(
+            p.key("upgrade_idle_timeout"),
+            upgrade_idle_timeout.0,
+            SEC,
+            24 * HOUR,
+        )?,
         keepalive,
         balance,
         backup,

@@ -46,6 +46,10 @@ pub struct Ctx {
     /// The headers of a 304 that revalidated a stored response, merged into it.
     pub revalidation_headers: Option<http::HeaderMap>,
     pub upstream_status: Option<u16>,
+    /// The backend answered 101: the connection is now a tunnel (WebSocket).
+    pub upgraded: bool,
+    /// brace refused the request before routing (it is counted under `route="-"`).
+    pub refused: bool,
     pub body_bytes: u64,
     /// What is known of the client connection, carried from request to request on it.
     pub connection: Option<Arc<Conn>>,
@@ -74,6 +78,8 @@ impl Ctx {
             brace_cache_control: None,
             revalidation_headers: None,
             upstream_status: None,
+            upgraded: false,
+            refused: false,
             body_bytes: 0,
             connection: None,
             _in_flight: GaugeGuard::new(in_flight),
@@ -81,7 +87,12 @@ impl Ctx {
     }
 
     pub fn outcome(&self, error: Option<&pingora::Error>) -> Outcome {
-        Outcome::classify(self.upstream_status, error)
+        let o = Outcome::classify(self.upstream_status, error);
+        if self.upgraded {
+            o.after_upgrade()
+        } else {
+            o
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use std::any::Any;
@@ -106,6 +107,7 @@ impl ProxyHttp for BraceProxy {
             })
             .peer;
         let snap = ctx.snapshot.clone();
+        client_timeouts(session, &snap.config.server);
         let req = session.req_header();
         ctx.request_id = match req.headers.get(&headers::X_REQUEST_ID) {
             Some(v) if headers::sane_request_id(v.as_bytes()) => v.clone(),
@@ -273,11 +275,16 @@ impl ProxyHttp for BraceProxy {
 
     fn should_serve_stale(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _ctx: &mut Ctx,
         error: Option<&Error>,
     ) -> bool {
-        cache::policy::serve_stale(error)
+        let serve = cache::policy::serve_stale(error);
+        if serve && error.is_some() {
+            // pingora closes the connection after a stale-if-error answer: say so.
+            session.set_keepalive(None);
+        }
+        serve
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -317,6 +324,7 @@ impl ProxyHttp for BraceProxy {
         o.read_timeout = Some(pool.config.read_timeout.min(route.timeout));
         o.write_timeout = Some(pool.config.read_timeout);
         o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        o.upgrade_idle_timeout = Some(pool.config.upgrade_idle_timeout);
         ctx.pool = Some(pool);
         Ok(Box::new(peer))
     }
@@ -351,7 +359,28 @@ impl ProxyHttp for BraceProxy {
         if std::mem::take(&mut ctx.status_retry) {
             return e; // an upstream 5xx being retried: recorded and decided already
         }
-        let outcome = Outcome::from_error(&e).unwrap_or(Outcome::Error);
+        let mut outcome = Outcome::from_error(&e).unwrap_or(Outcome::Error);
+        if ctx.upgraded {
+            // A tunnel's end: an idle timeout is not the backend's failure, and nothing is
+            // replayed.
+            finish_attempt(ctx, outcome.after_upgrade());
+            e.set_retry(false);
+            return e;
+        }
+        if outcome == Outcome::Timeout
+            && e.etype() == &ErrorType::ReadTimedout
+            && !session.is_body_done()
+        {
+            // The backend waits for the rest of the body: pingora restarts the upstream read
+            // timer whenever a body chunk arrives, so this timeout means the client sent
+            // nothing for read_timeout. Its stall, answered 408 like client_body_timeout.
+            outcome = Outcome::ClientTimeout;
+            e = Error::explain(
+                ErrorType::HTTPStatus(408),
+                "request body stalled longer than the upstream read_timeout",
+            )
+            .into_down();
+        }
         finish_attempt(ctx, outcome);
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
@@ -451,6 +480,10 @@ impl ProxyHttp for BraceProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let code = resp.status.as_u16();
+        if code == 101 {
+            ctx.upgraded = true;
+            ctx.upstream_status = Some(code);
+        }
         if resp.status.is_informational() {
             return Ok(());
         }
@@ -513,6 +546,12 @@ impl ProxyHttp for BraceProxy {
             resp.set_version(http::Version::HTTP_11);
         }
         resp.insert_header("x-request-id", ctx.request_id.clone())?;
+        if ctx.upgraded {
+            if let Some(pool) = &ctx.pool {
+                // The client side of the tunnel idles as long as the backend side may.
+                session.set_read_timeout(Some(pool.config.upgrade_idle_timeout));
+            }
+        }
         if let Some((_, v)) = &ctx.rate_limit_header {
             resp.insert_header("ratelimit", v.as_str())?;
         }
@@ -540,6 +579,9 @@ impl ProxyHttp for BraceProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = respond::status_for(e);
+        // The connection is not reused after an error (below): the response says so, so a
+        // client does not send its next request into a closing connection.
+        session.set_keepalive(None);
         if code > 0 && session.response_written().is_none() {
             if ctx.request_id.as_bytes().is_empty() {
                 ctx.request_id = headers::new_request_id();
@@ -560,6 +602,43 @@ impl ProxyHttp for BraceProxy {
         }
     }
 
+    fn suppress_error_log(&self, _: &Session, _: &Ctx, _: &Error) -> bool {
+        true // `logging` writes the line, at the level its cause calls for (`log_failure`)
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _: &Session,
+        _: &Ctx,
+        _: &Error,
+        _: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        true // a retry is counted (`brace_upstream_retries_total`); its end is logged once
+    }
+
+    fn request_refused(&self, session: &ServerSession, status: u16, e: &Error) {
+        let snap = self.state.snapshot();
+        let reason = match status {
+            400 => "malformed",
+            405 => "connect_method",
+            408 => "header_timeout",
+            414 => "uri_too_long",
+            431 => "header_too_large",
+            _ => "incomplete",
+        };
+        tracing::debug!(reason, status, "request refused before routing: {e}");
+        snap.metrics
+            .requests_refused_total
+            .with_label_values(&[reason])
+            .inc();
+        if status > 0 {
+            snap.refused.record(status, 0.0);
+        }
+        if snap.access_log {
+            logging::refused(session, status, reason);
+        }
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed().as_secs_f64();
@@ -567,7 +646,11 @@ impl ProxyHttp for BraceProxy {
         finish_attempt(ctx, outcome);
         match &ctx.route {
             Some(r) => r.stats.record(status, elapsed),
+            None if ctx.refused => ctx.snapshot.refused.record(status, elapsed),
             None => ctx.snapshot.unmatched.record(status, elapsed),
+        }
+        if let Some(e) = e {
+            log_failure(ctx, e, outcome, status);
         }
         if let Some((cs, reason)) = cache::policy::status(session, ctx) {
             record_cache(session, ctx, cs, reason, status);
@@ -589,9 +672,39 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Resu
         .with_label_values(&[why])
         .inc();
     session.set_keepalive(None);
+    ctx.refused = true;
     let body = format!("brace: bad request: {why}\n");
     respond::text(session, 400, ctx.request_id_str(), &body, &[]).await;
     Ok(true)
+}
+
+/// Applies the `[server]` client timeouts to this request's connection (a reload applies to
+/// the next request).
+fn client_timeouts(session: &mut Session, server: &crate::config::Server) {
+    session.set_read_timeout(Some(server.client_body_timeout));
+    session.set_write_timeout(Some(server.client_send_timeout));
+    // Only when the client asked to keep the connection (HTTP/1.1 by default).
+    if session.get_keepalive().is_some() {
+        let secs = server.client_keepalive_timeout.as_secs();
+        session.set_keepalive((secs > 0).then_some(secs));
+    }
+}
+
+/// One process-log line for a request that ended in an error, at the level its cause calls
+/// for: a backend's failure is WARN (the upstream metrics and ejection carry the rest), the
+/// client's doing DEBUG. Nothing a client can cause logs at ERROR. pingora's own line for
+/// it is suppressed (`suppress_error_log`).
+fn log_failure(ctx: &Ctx, e: &Error, outcome: Outcome, status: u16) {
+    let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
+    let backend = ctx
+        .tried
+        .last()
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
+    if outcome.is_client() || ctx.upgraded || ctx.pool.is_none() {
+        tracing::debug!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request ended: {e}");
+    } else {
+        tracing::warn!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request failed: {e}");
+    }
 }
 
 /// Picks an untried backend from the route's pool, else from its backup pool.

@@ -3,7 +3,7 @@
 //! A pool whose upstream config is unchanged is reused as the same `Arc`, so whatever state it
 //! has earned (connections, and later health, ejections and breakers) survives a reload.
 
-use super::snapshot::{Snapshot, UNMATCHED};
+use super::snapshot::{Snapshot, REFUSED, UNMATCHED};
 use crate::config::{AccessLog, Loaded};
 use crate::limit::Limiter;
 use crate::metrics::Metrics;
@@ -89,6 +89,7 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
         access_log: config.log.access_log != AccessLog::Off,
         debug_headers: config.server.debug_headers,
         unmatched: metrics.route_stats(UNMATCHED),
+        refused: metrics.route_stats(REFUSED),
         config,
     }
 }

@@ -124,6 +124,7 @@ impl Plan {
                     backends,
                     connect_timeout,
                     read_timeout,
+                    upgrade_idle_timeout,
                     keepalive,
                     balance,
                     backup,
@@ -165,7 +166,10 @@ impl Plan {
                 rate_limit_headers,
                 watch_config,
                 path_normalization,
-                trust_forwarded_host
+                trust_forwarded_host,
+                client_keepalive_timeout,
+                client_body_timeout,
+                client_send_timeout
             ]
         );
         diff_fields!(
@@ -173,7 +177,13 @@ impl Plan {
             "server.",
             s,
             t,
-            [listen, threads, tls]
+            [
+                listen,
+                threads,
+                tls,
+                client_header_timeout,
+                max_request_header_size
+            ]
         );
         diff_fields!(
             &mut p.restart_required,

@@ -29,11 +29,15 @@ pub struct Snapshot {
     pub debug_headers: bool,
     /// Metric handles for requests that matched no route (`route="_unmatched"`).
     pub unmatched: RouteStats,
+    /// Metric handles for requests refused before routing (`route="-"`).
+    pub refused: RouteStats,
 }
 
 /// The `route` label for requests no route matched. Route names must start with a letter or
 /// digit, so it cannot collide with one.
 pub const UNMATCHED: &str = "_unmatched";
+/// The route label of requests refused before routing.
+pub const REFUSED: &str = "-";
 
 impl Snapshot {
     /// True when `ip` is a proxy whose `X-Forwarded-*` headers are believed.

@@ -20,10 +20,13 @@ pub enum Outcome {
     /// The client broke the rules while the request was under way (a body over
     /// `client_max_body_size`, a malformed body): brace refused it; not the backend's fault.
     ClientError,
+    /// The client stopped sending its request body (`client_body_timeout`, or a stall
+    /// longer than the upstream's `read_timeout`): answered 408; not the backend's fault.
+    ClientTimeout,
 }
 
 impl Outcome {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [Outcome; Self::COUNT] = [
         Outcome::Success,
         Outcome::Http5xx,
@@ -32,6 +35,7 @@ impl Outcome {
         Outcome::Error,
         Outcome::ClientAbort,
         Outcome::ClientError,
+        Outcome::ClientTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,13 +47,28 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::ClientAbort => "client_abort",
             Outcome::ClientError => "client_error",
+            Outcome::ClientTimeout => "client_timeout",
         }
     }
 
     /// True for the client's side of the exchange. The one place that decides blame: these
     /// never feed ejection, breakers or health, so no client can knock a backend out.
     pub fn is_client(self) -> bool {
-        matches!(self, Outcome::ClientAbort | Outcome::ClientError)
+        matches!(
+            self,
+            Outcome::ClientAbort | Outcome::ClientError | Outcome::ClientTimeout
+        )
+    }
+
+    /// The outcome of an upgraded (101) connection's end: only a backend that broke the
+    /// connection is at fault; a tunnel closed for idling (`upgrade_idle_timeout`) or by
+    /// either side in order served its purpose.
+    pub fn after_upgrade(self) -> Outcome {
+        match self {
+            Outcome::Error | Outcome::ConnectError => self,
+            o if o.is_client() => o,
+            _ => Outcome::Success,
+        }
     }
 
     /// Classifies a finished exchange from the upstream status (if any arrived) and the error.
@@ -70,7 +89,10 @@ impl Outcome {
     pub fn from_error(e: &Error) -> Option<Outcome> {
         use ErrorType::*;
         if e.esource() == &ErrorSource::Downstream {
-            return Some(Outcome::ClientAbort);
+            return Some(match e.etype() {
+                ReadTimedout | HTTPStatus(408) => Outcome::ClientTimeout,
+                _ => Outcome::ClientAbort,
+            });
         }
         Some(match e.etype() {
             ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
@@ -78,7 +100,8 @@ impl Outcome {
             }
             ConnectRefused | ConnectNoRoute | ConnectError | BindError | ConnectProxyFailure
             | SocketError | TLSHandshakeFailure => Outcome::ConnectError,
-            // brace's own 4xx mid-request (413 for a streamed body) is about the client.
+            // brace's own 4xx mid-request (413 for a streamed body, 408) is about the client.
+            HTTPStatus(408) => Outcome::ClientTimeout,
             HTTPStatus(code) if (400..500).contains(code) => Outcome::ClientError,
             HTTPStatus(_) => return None,
             _ => Outcome::Error,
@@ -99,10 +122,12 @@ mod tests {
         );
         assert_eq!(Outcome::from_error(&status(503)), None);
         let down = Error::new(ErrorType::ReadTimedout).into_down();
+        assert_eq!(Outcome::from_error(&down), Some(Outcome::ClientTimeout));
+        let down = Error::new(ErrorType::ConnectionClosed).into_down();
         assert_eq!(Outcome::from_error(&down), Some(Outcome::ClientAbort));
         let up = Error::new(ErrorType::ReadTimedout).into_up();
         assert_eq!(Outcome::from_error(&up), Some(Outcome::Timeout));
         assert!(Outcome::ClientError.is_client() && Outcome::ClientAbort.is_client());
-        assert!(Outcome::ALL.iter().filter(|o| o.is_client()).count() == 2);
+        assert!(Outcome::ALL.iter().filter(|o| o.is_client()).count() == 3);
     }
 }

@@ -400,7 +400,7 @@ impl Pool {
         };
         match outcome {
             Outcome::Success => b.outlier.success(),
-            Outcome::ClientAbort | Outcome::ClientError => {}
+            Outcome::ClientAbort | Outcome::ClientError | Outcome::ClientTimeout => {}
             Outcome::Http5xx | Outcome::ConnectError | Outcome::Timeout | Outcome::Error => {
                 let now = now_ms();
                 if let Some(ms) = b.outlier.failure(now, cfg, || self.may_eject(now)) {

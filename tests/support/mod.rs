@@ -669,7 +669,7 @@ pub fn assert_no_backend_blamed(b: &Brace) {
     let text = b.metrics();
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let value = || l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
-        let clients = ["success", "client_abort", "client_error"]
+        let clients = ["success", "client_abort", "client_error", "client_timeout"]
             .iter()
             .any(|o| l.contains(&format!("outcome=\"{o}\"")));
         if l.starts_with("brace_upstream_requests_total{") && !clients {

@@ -347,23 +347,29 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                if matches!(e.etype, InvalidHTTPHeader) {
-                    debug!(
-                        "Fail to proxy: {e}, downstream session type: {}",
-                        downstream_session.session_type()
-                    );
+                // brace: every refusal here is the client's doing (a malformed, oversized or
+                // too slow request header, or a broken connection), so none logs above debug;
+                // the application hears of each one through `request_refused`.
+                let status = match e.etype {
+                    InvalidHTTPHeader => 400,
+                    HTTPStatus(code) => code,
+                    ReadTimedout => 408,
+                    // the connection is broken, no need to send anything
+                    _ => 0,
+                };
+                debug!(
+                    "Fail to proxy: {e}, status: {status}, downstream session type: {}",
+                    downstream_session.session_type()
+                );
+                self.inner.request_refused(&downstream_session, status, &e);
+                if status > 0 {
+                    downstream_session.set_keepalive(None);
                     downstream_session
-                        .respond_error(400)
+                        .respond_error(status)
                         .await
                         .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
+                            debug!("failed to send error response to downstream: {e}");
                         });
-                } else {
-                    // otherwise the connection must be broken, no need to send anything
-                    error!(
-                        "Fail to proxy: {e}, downstream session type: {}",
-                        downstream_session.session_type()
-                    );
                 }
                 downstream_session.shutdown().await;
                 return None;
@@ -385,6 +391,9 @@ where
             .is_some_and(|opts| opts.allow_connect_method_proxying)
             && downstream_session.req_header().method == Method::CONNECT
         {
+            let e = Error::explain(HTTPStatus(405), "CONNECT is not proxied");
+            self.inner.request_refused(&downstream_session, 405, &e);
+            downstream_session.set_keepalive(None);
             downstream_session
                 .respond_error(405)
                 .await

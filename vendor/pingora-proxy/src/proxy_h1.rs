@@ -159,7 +159,13 @@ where
                 &mut downstream_custom_message_reader,
                 pipe_state.clone(),
             ),
-            self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, pipe_state),
+            self.proxy_handle_upstream(
+                client_session,
+                tx_upstream,
+                rx_downstream,
+                pipe_state,
+                peer.options.upgrade_idle_timeout,
+            ),
         );
 
         if let Some(custom_session) = session.downstream_session.as_custom_mut() {
@@ -251,6 +257,7 @@ where
         tx: mpsc::Sender<HttpTask>,
         mut rx: mpsc::Receiver<HttpTask>,
         pipe_state: Arc<AtomicU8>,
+        upgrade_idle_timeout: Option<Duration>,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -272,6 +279,11 @@ where
                             if !upgraded && client_session.was_upgraded() {
                                 // upgrade can only happen once
                                 upgraded = true;
+                                // brace: an upgraded connection may idle far longer than a
+                                // response may take.
+                                if upgrade_idle_timeout.is_some() {
+                                    client_session.read_timeout = upgrade_idle_timeout;
+                                }
                                 if send_error.is_none() {
                                     // continue receiving from downstream after body mode change
                                     request_done = false;

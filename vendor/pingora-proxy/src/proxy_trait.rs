@@ -543,6 +543,12 @@ pub trait ProxyHttp {
     ) {
     }
 
+    /// brace: a request refused before any other phase ran: its header was malformed, too
+    /// large or too slow (`status` 400, 414, 431, 408), its method is CONNECT (405), or the
+    /// connection broke while it was read (`status` 0, nothing sent). Called once, before the
+    /// response is written and the connection closed; `session` may hold no request header.
+    fn request_refused(&self, _session: &HttpSession, _status: u16, _error: &Error) {}
+
     /// A value of true means that the log message will be suppressed. The default value is false.
     ///
     /// See also: [`Self::suppress_proxy_warn_log`].

@@ -89,6 +89,14 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// brace: an HTTP/1 request header must be complete within this time of its first byte
+    /// (408 after it). `None`: only pingora's per-read timeout applies.
+    pub header_timeout: Option<Duration>,
+
+    /// brace: the largest HTTP/1 request header accepted (431, or 414 for the request line).
+    /// `None`: pingora's 1 MiB.
+    pub max_request_header_size: Option<usize>,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -344,7 +352,11 @@ where
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
+            let limits = self
+                .server_options()
+                .map_or((None, None), |o| (o.header_timeout, o.max_request_header_size));
             let mut session = ServerSession::new_http1(stream);
+            session.set_header_limits(limits.0, limits.1);
             if *shutdown.borrow() {
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
@@ -360,6 +372,7 @@ where
             let mut result = self.process_new_http(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
+                session.set_header_limits(limits.0, limits.1);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }

@@ -503,6 +503,9 @@ pub struct PeerOptions {
     pub read_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
+    /// brace: once the connection is upgraded (101, e.g. WebSocket), the read timeout on
+    /// both sides becomes this idle timeout. `None`: `read_timeout` stays.
+    pub upgrade_idle_timeout: Option<Duration>,
     pub verify_cert: bool,
     pub verify_hostname: bool,
     #[cfg(feature = "s2n")]
@@ -579,6 +582,7 @@ impl PeerOptions {
             read_timeout: None,
             idle_timeout: None,
             write_timeout: None,
+            upgrade_idle_timeout: None,
             verify_cert: true,
             verify_hostname: true,
             #[cfg(feature = "s2n")]

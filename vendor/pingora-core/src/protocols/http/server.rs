@@ -372,6 +372,14 @@ impl Session {
         }
     }
 
+    /// brace: request header limits (time from its first byte, size). A noop for h2, whose
+    /// header size is bounded by the h2 settings.
+    pub fn set_header_limits(&mut self, timeout: Option<Duration>, max_size: Option<usize>) {
+        if let Self::H1(s) = self {
+            s.set_header_limits(timeout, max_size)
+        }
+    }
+
     /// Sets the downstream read timeout. This will trigger if we're unable
     /// to read from the stream after `timeout`.
     ///

@@ -105,6 +105,10 @@ pub struct HttpSession {
     write_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
     total_drain_timeout: Option<Duration>,
+    /// brace: the whole request header must arrive within this time of its first byte.
+    header_timeout: Option<Duration>,
+    /// brace: the largest request header accepted (request line included).
+    max_header_size: usize,
     /// A copy of the response that is already written to the client
     response_written: Option<Box<ResponseHeader>>,
     /// The parsed request header
@@ -189,6 +193,8 @@ impl HttpSession {
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
             total_drain_timeout: None,
+            header_timeout: None,
+            max_header_size: MAX_HEADER_SIZE,
             body_bytes_sent: 0,
             body_bytes_read: 0,
             retry_buffer: None,
@@ -272,6 +278,60 @@ impl HttpSession {
         }
     }
 
+    /// brace: sets the request header limits: the time from its first byte to its end, and
+    /// its size. Beyond either, `read_request` fails with `HTTPStatus(408)`, `HTTPStatus(414)`
+    /// (the request line alone is over the size) or `HTTPStatus(431)`.
+    pub fn set_header_limits(&mut self, timeout: Option<Duration>, max_size: Option<usize>) {
+        self.header_timeout = timeout;
+        self.max_header_size = max_size.unwrap_or(MAX_HEADER_SIZE);
+    }
+
+    /// brace: the error for a request header over `max_header_size`: 414 when the request
+    /// line alone is that long, else 431 (RFC 6585 section 5).
+    fn header_too_large(&self, buf: &[u8]) -> Box<Error> {
+        let max = self.max_header_size;
+        let line_end = buf.iter().take(max + 1).position(|&b| b == b'\n');
+        let (code, what) = match line_end {
+            Some(_) => (431, "request header"),
+            None => (414, "request line"),
+        };
+        Error::explain(
+            HTTPStatus(code),
+            format!("{what} larger than {max} bytes"),
+        )
+    }
+
+    /// brace: one read of the request header, bounded by `header_timeout` from its first byte.
+    async fn read_header_part(
+        &mut self,
+        buf: &mut BytesMut,
+        already_read: usize,
+        started: &mut Option<std::time::Instant>,
+    ) -> Result<Option<usize>> {
+        let Some(limit) = self.header_timeout else {
+            return self.read_request_buf(buf, already_read).await;
+        };
+        let res = match started {
+            Some(t) => {
+                let left = limit.saturating_sub(t.elapsed());
+                match timeout(left, self.read_request_buf(buf, already_read)).await {
+                    Ok(res) => res,
+                    Err(_) => {
+                        return Error::e_explain(
+                            HTTPStatus(408),
+                            format!("request header not complete after {limit:?}"),
+                        )
+                    }
+                }
+            }
+            None => self.read_request_buf(buf, already_read).await,
+        };
+        if started.is_none() && matches!(res, Ok(Some(_))) {
+            *started = Some(std::time::Instant::now());
+        }
+        res
+    }
+
     /// Read the request header. Return `Ok(Some(n))` where the read and parsing are successful.
     /// Return `Ok(None)` when the client closed the connection without sending any data, which
     /// is common on a reused connection.
@@ -303,16 +363,12 @@ impl HttpSession {
             .unwrap_or_else(|| BytesMut::with_capacity(INIT_HEADER_BUF_SIZE));
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
+        // brace: when the first byte of this request header arrived, for `header_timeout`.
+        let mut started = (already_read != 0).then(std::time::Instant::now);
         let mut detached_suffix = None;
         loop {
-            if already_read > MAX_HEADER_SIZE {
-                /* NOTE: this check only blocks second read. The first large read is allowed
-                since the buf is already allocated. The goal is to avoid slowly bloating
-                this buffer */
-                return Error::e_explain(
-                    InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
-                );
+            if already_read > self.max_header_size {
+                return Err(self.header_too_large(&buf));
             }
 
             // On the first iteration after a pipelined prefix was injected,
@@ -323,7 +379,7 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = self.read_header_part(&mut buf, already_read, &mut started).await? {
                 already_read += n;
             } else {
                 return Ok(None);
@@ -336,6 +392,9 @@ impl HttpSession {
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        if s > self.max_header_size {
+                            return Err(self.header_too_large(&buf));
+                        }
                         self.raw_header = Some(BufRef(0, s));
 
                         // We have the header name and values we parsed to be just 0 copy Bytes
