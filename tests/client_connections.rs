@@ -310,3 +310,121 @@ fn an_idle_websocket_outlives_read_timeout_and_its_end_blames_nobody() {
     b.wait_metric("brace_requests_total{code=\"101\",route=\"main\"}", 1.0);
     assert_no_backend_blamed(&b);
 }
+
+/// A backend that answers every request on a connection with a chunked `hello`, and records
+/// each request head it read.
+fn chunked_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(16) {
+            let Ok(mut c) = conn else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || loop {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+                let out =
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+                if c.write_all(out).is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[test]
+fn an_http_1_0_client_gets_no_chunked_coding_and_the_backend_gets_a_host() {
+    let (up, heads) = chunked_backend();
+    let b = Brace::start(&format!(
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{up}\"]\n"
+    ));
+    let mut s = connect(&b);
+    s.write_all(b"GET /old HTTP/1.0\r\n\r\n").unwrap();
+    let raw = String::from_utf8(read_until_closed(&mut s).unwrap()).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(body, "hello", "the body is delimited by the close");
+    let upstream_head = heads.lock().unwrap()[0].clone();
+    assert!(
+        upstream_head.contains(&format!("host: {up}\r\n")),
+        "{upstream_head}"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let up = Upstream::with_mode("u", Mode::Echo);
+    let b = Brace::start(&simple_config("", &[&up], ""));
+    let mut s = connect(&b);
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\n\r\nGET /three HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    for path in ["/one", "/two", "/three"] {
+        let resp = read_response(&mut r).unwrap();
+        assert_eq!(resp.status, 200);
+        assert!(
+            resp.text().starts_with(&format!("get {path} http/1.1")),
+            "{path}: {}",
+            resp.text()
+        );
+    }
+    assert_eq!(up.count(), 3);
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let up = Upstream::with_mode("u", Mode::Echo);
+    let b = Brace::start_with(
+        &simple_config("", &[&up], ""),
+        "client_max_body_size = \"1KiB\"",
+    );
+    let mut s = connect(&b);
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    // The client waits for the interim response before sending the body.
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let interim = read_response(&mut r).unwrap();
+    assert_eq!(interim.status, 100);
+    s.write_all(b"hello").unwrap();
+    let resp = read_response(&mut r).unwrap();
+    assert_eq!(resp.status, 200);
+    // Expect is brace's to answer; the backend never sees it.
+    assert!(!up.head().contains("expect:"), "{}", up.head());
+
+    // Too large: refused at once, no 100 and no body read.
+    let r = send(
+        b.addr(),
+        b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(up.count(), 1);
+}

@@ -207,6 +207,12 @@ impl ProxyHttp for BraceProxy {
         if length.is_some_and(|n| n > snap.client_max_body_size) {
             return Err(http_status(413, "content-length over client_max_body_size"));
         }
+        if request::expects_continue(session.req_header()) {
+            // Accepted: ask for the body now rather than let the client wait out its own
+            // timer (curl's is 1 s). `Expect` is not forwarded, so the backend sends no second
+            // 100 (as nginx does).
+            session.write_continue_response().await?;
+        }
         Ok(false)
     }
 
@@ -414,6 +420,20 @@ impl ProxyHttp for BraceProxy {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        req.remove_header(&http::header::EXPECT);
+        if !req.headers.contains_key(http::header::HOST) {
+            // An HTTP/1.0 request may come without Host; HTTP/1.1, which brace speaks
+            // upstream, requires one (RFC 9112 §3.2): the target's authority, else the
+            // backend's address (nginx sends its upstream's name).
+            let host = req
+                .uri
+                .authority()
+                .map(|a| a.to_string())
+                .or_else(|| ctx.attempt.as_ref().map(|a| a.backend.label.clone()));
+            if let Some(h) = host {
+                req.insert_header(http::header::HOST, h)?;
+            }
+        }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let conn = ctx.connection.as_deref();
         let client_ip = match (ctx.client_ip, conn) {
@@ -540,10 +560,19 @@ impl ProxyHttp for BraceProxy {
     ) -> Result<()> {
         // Speak brace's own HTTP version to the client, whatever the upstream spoke (an
         // HTTP/1.0 origin must not turn a keep-alive HTTP/1.1 client connection into 1.0).
-        if session.req_header().version == http::Version::HTTP_11
-            && resp.version != http::Version::HTTP_11
-        {
-            resp.set_version(http::Version::HTTP_11);
+        match session.req_header().version {
+            http::Version::HTTP_11 if resp.version != http::Version::HTTP_11 => {
+                resp.set_version(http::Version::HTTP_11);
+            }
+            // HTTP/1.0 has no chunked coding (RFC 9112 §6.1): a body of unknown length is
+            // delimited by closing the connection.
+            http::Version::HTTP_10
+                if resp.headers.contains_key(http::header::TRANSFER_ENCODING) =>
+            {
+                resp.remove_header(&http::header::TRANSFER_ENCODING);
+                session.set_keepalive(None);
+            }
+            _ => {}
         }
         resp.insert_header("x-request-id", ctx.request_id.clone())?;
         if ctx.upgraded {
@@ -681,6 +710,8 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Resu
 /// Applies the `[server]` client timeouts to this request's connection (a reload applies to
 /// the next request).
 fn client_timeouts(session: &mut Session, server: &crate::config::Server) {
+    // Pipelined requests are answered in order (RFC 9112 §9.3.2) rather than dropped.
+    session.set_pipelining_enabled(true);
     session.set_read_timeout(Some(server.client_body_timeout));
     session.set_write_timeout(Some(server.client_send_timeout));
     // Only when the client asked to keep the connection (HTTP/1.1 by default).

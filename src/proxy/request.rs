@@ -211,6 +211,20 @@ fn utf8_len(first: u8) -> usize {
 /// The request's host: the single `Host` header (pingora has already checked that an
 /// absolute-form authority agrees with it), else the absolute-form authority. HTTP/1.1
 /// requires exactly one Host; several are refused.
+/// True for an HTTP/1.1 request with `Expect: 100-continue` (any case) and a body.
+pub fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && (req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            || req
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0"))
+}
+
 pub fn host(req: &RequestHeader) -> Result<&str, Refusal> {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {

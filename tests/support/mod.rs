@@ -339,7 +339,7 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
         body: Vec::new(),
         headers,
     };
-    let body = read_body(r, &resp.headers, status != 304 && status != 204)?;
+    let body = read_body(r, &resp.headers, status >= 200 && status != 304 && status != 204)?;
     Ok(Response { body, ..resp })
 }
 
