@@ -172,12 +172,21 @@ impl ServeHttp for Admin {
                     m.cache_stored_bytes.set(c.storage.stored_bytes() as i64);
                     m.cache_entries.set(c.storage.entry_count() as i64);
                 }
+                if let Some(log) = &self.state.log {
+                    let c = &self.state.metrics.access_log_dropped_lines_total;
+                    c.inc_by(log.access_dropped().saturating_sub(c.get()));
+                }
                 text(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
                     self.state.metrics.render(),
                 )
             }
+            "/healthz" if self.state.log.as_ref().is_some_and(|l| l.access_stuck()) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"access log writer stuck\n".to_vec(),
+            ),
             "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.state.is_ready() => {
                 text(StatusCode::OK, "text/plain", b"ready\n".to_vec())

@@ -1,12 +1,20 @@
 //! Process logs (stderr, at `log.level`) and the access log (one JSON object per request, to
 //! stdout or a file), both through `tracing`. pingora's own `log` records join the process log.
+//!
+//! The access log never blocks a worker: records go through tracing-appender's non-blocking
+//! writer, a bounded queue (`ACCESS_QUEUE_LINES`) drained by one thread. When the target
+//! cannot keep up (a full pipe, a stalled disk), lines are dropped and counted
+//! (`brace_access_log_dropped_lines_total`) rather than stalling requests, and a write stuck
+//! for `STUCK_AFTER_MS` turns `/healthz` to 503.
 
 use crate::config::{AccessLog, Log};
 use crate::proxy::ctx::Ctx;
 use arc_swap::ArcSwap;
 use pingora::proxy::Session;
 use std::io::LineWriter;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -20,11 +28,22 @@ enum AccessTarget {
     File(Mutex<LineWriter<std::fs::File>>),
 }
 
+/// Access records that may wait for the writer thread (about 3 MB of JSON lines); beyond it
+/// they are dropped and counted.
+const ACCESS_QUEUE_LINES: usize = 8192;
+/// A single write taking longer than this means the target is stuck.
+const STUCK_AFTER_MS: u64 = 5000;
+
 /// Handles to change logging while running: the process log's level and the access log's
 /// target. A reload applies both or neither.
 pub struct LogControl {
     level: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
     access: Arc<ArcSwap<AccessTarget>>,
+    dropped: ErrorCounter,
+    /// When the writer thread started its current write (brace's clock); 0 when idle.
+    write_started_ms: Arc<AtomicU64>,
+    /// Flushes the queued records when taken and dropped (at exit).
+    guard: Mutex<Option<WorkerGuard>>,
 }
 
 fn filter(level: &str) -> Result<EnvFilter, String> {
@@ -71,11 +90,44 @@ impl LogControl {
         self.access.store(Arc::new(new_target));
         Ok(())
     }
+
+    /// Access records dropped because the writer could not keep up.
+    pub fn access_dropped(&self) -> u64 {
+        self.dropped.dropped_lines() as u64
+    }
+
+    /// True while one write to the access log target has taken longer than 5 s.
+    pub fn access_stuck(&self) -> bool {
+        let started = self.write_started_ms.load(Ordering::Relaxed);
+        started != 0 && crate::clock::now_ms().saturating_sub(started) > STUCK_AFTER_MS
+    }
+
+    /// Writes out the queued access records (bounded by the target's speed); at exit.
+    pub fn flush(&self) {
+        if let Ok(mut g) = self.guard.lock() {
+            drop(g.take());
+        }
+    }
 }
 
-/// `MakeWriter` over the current access target.
-#[derive(Clone)]
-struct AccessWriter(Arc<ArcSwap<AccessTarget>>);
+/// The writer thread's end: the current access target, with the start of each write noted.
+struct AccessSink {
+    target: Arc<ArcSwap<AccessTarget>>,
+    write_started_ms: Arc<AtomicU64>,
+}
+
+impl std::io::Write for AccessSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_started_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+        let r = AccessLine(self.target.load_full()).write(buf);
+        self.write_started_ms.store(0, Ordering::Relaxed);
+        r
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        AccessLine(self.target.load_full()).flush()
+    }
+}
 
 struct AccessLine(Arc<AccessTarget>);
 
@@ -102,13 +154,6 @@ impl std::io::Write for AccessLine {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AccessWriter {
-    type Writer = AccessLine;
-    fn make_writer(&'a self) -> AccessLine {
-        AccessLine(self.0.load_full())
-    }
-}
-
 /// Installs the subscribers. Fails when the access log file cannot be opened.
 pub fn init(log: &Log) -> Result<LogControl, String> {
     let (level, handle) = tracing_subscriber::reload::Layer::new(filter(&log.level)?);
@@ -117,6 +162,16 @@ pub fn init(log: &Log) -> Result<LogControl, String> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(level);
     let access = Arc::new(ArcSwap::from_pointee(target(&log.access_log)?));
+    let write_started_ms = Arc::new(AtomicU64::new(0));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(ACCESS_QUEUE_LINES)
+        .thread_name("brace-access-log")
+        .finish(AccessSink {
+            target: access.clone(),
+            write_started_ms: write_started_ms.clone(),
+        });
+    let dropped = writer.error_counter();
     let access_layer = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
@@ -124,7 +179,7 @@ pub fn init(log: &Log) -> Result<LogControl, String> {
         .with_span_list(false)
         .with_target(false)
         .with_level(false)
-        .with_writer(AccessWriter(access.clone()))
+        .with_writer(writer)
         .with_filter(Targets::new().with_target(ACCESS_TARGET, tracing::Level::INFO));
     // A second init (tests calling into the library twice) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
@@ -134,6 +189,9 @@ pub fn init(log: &Log) -> Result<LogControl, String> {
     Ok(LogControl {
         level: handle,
         access,
+        dropped,
+        write_started_ms,
+        guard: Mutex::new(Some(guard)),
     })
 }
 

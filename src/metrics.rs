@@ -51,6 +51,8 @@ pub struct Metrics {
     pub config_last_reload_success: IntGauge,
     pub config_last_reload_successful: IntGauge,
     pub config_restart_required: IntGauge,
+    /// Mirrors the access log writer's own count (`LogControl::access_dropped`) at scrape.
+    pub access_log_dropped_lines_total: IntCounter,
     pub cache_requests_total: IntCounterVec,
     pub cache_not_stored_total: IntCounterVec,
     pub cache_stored_bytes: IntGauge,
@@ -218,6 +220,11 @@ impl Metrics {
         )
         .expect("static metric definition");
         config_last_reload_successful.set(1);
+        let access_log_dropped_lines_total = IntCounter::new(
+            "brace_access_log_dropped_lines_total",
+            "Access log records dropped because the log target could not keep up",
+        )
+        .expect("static metric definition");
         let config_restart_required = IntGauge::new(
             "brace_config_restart_required",
             "1 when the last applied config changed keys that only a restart applies",
@@ -279,6 +286,7 @@ impl Metrics {
             Box::new(config_last_reload_success.clone()),
             Box::new(config_last_reload_successful.clone()),
             Box::new(config_restart_required.clone()),
+            Box::new(access_log_dropped_lines_total.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -349,6 +357,7 @@ impl Metrics {
             config_last_reload_success,
             config_last_reload_successful,
             config_restart_required,
+            access_log_dropped_lines_total,
             cache_requests_total,
             cache_not_stored_total,
             cache_stored_bytes,

@@ -271,6 +271,9 @@ impl BackgroundService for Lifecycle {
             0 => tracing::info!("drained; exiting"),
             n => tracing::warn!("grace period over with {n} requests in flight; exiting"),
         }
+        if let Some(log) = &self.state.log {
+            log.flush();
+        }
         std::process::exit(0);
     }
 }

@@ -203,6 +203,11 @@ impl Brace {
         }
     }
 
+    /// Takes brace's stdout pipe, to read it while brace runs.
+    pub fn child_stdout(&mut self) -> std::process::ChildStdout {
+        self.child.stdout.take().expect("stdout not taken yet")
+    }
+
     pub fn stdout(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -339,7 +344,11 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
         body: Vec::new(),
         headers,
     };
-    let body = read_body(r, &resp.headers, status >= 200 && status != 304 && status != 204)?;
+    let body = read_body(
+        r,
+        &resp.headers,
+        status >= 200 && status != 304 && status != 204,
+    )?;
     Ok(Response { body, ..resp })
 }
 

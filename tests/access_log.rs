@@ -1,0 +1,49 @@
+//! The access log never stalls proxying: brace's stdout is a pipe nobody reads, as when a
+//! log shipper hangs.
+
+mod support;
+use std::io::Read;
+use std::time::Duration;
+use support::*;
+
+#[test]
+fn a_blocked_access_log_drops_lines_instead_of_stalling_requests() {
+    let up = Upstream::start("u");
+    let (port, admin) = (free_port(), free_port());
+    let mut b = Brace::start_raw(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [log]\nlevel = \"warn\"\naccess_log = \"stdout\"\n\n{}",
+            simple_config("", &[&up], "")
+        ),
+        port,
+        admin,
+    );
+    // A pipe holds 64 KiB, about 200 records; the writer's queue 8,192 more. 10,000
+    // requests overflow both.
+    let statuses = load(&b, 4, 10_000, "/");
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "requests stalled or failed"
+    );
+    let dropped = b.metric("brace_access_log_dropped_lines_total");
+    assert!(dropped > 0.0, "nothing dropped: was the pipe read?");
+    wait_for(
+        "/healthz to report the stuck writer",
+        Duration::from_secs(15),
+        || get(b.admin(), "/healthz").status == 503,
+    );
+    // The reader comes back: the writer catches up and /healthz recovers.
+    let mut out = b.child_stdout();
+    let reader = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = out.read_to_end(&mut sink);
+        sink.len()
+    });
+    wait_for("/healthz to recover", Duration::from_secs(15), || {
+        get(b.admin(), "/healthz").status == 200
+    });
+    assert_eq!(b.get("/").status, 200);
+    drop(b);
+    assert!(reader.join().unwrap() > 0);
+}
