@@ -303,3 +303,51 @@ fn cache_config_errors() {
     ));
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn every_duration_and_size_is_bounded_at_load() {
+    let server = |line: &str| format!("[server]\n{line}\n{BASE}");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("[rate_limit.l]\nkey = \"client_ip\"\nrate = 1\nburst = 1\nper = \"100000000000h\"\n{BASE}"),
+            "must be between 1ms and 1day",
+        ),
+        (
+            format!("{BASE}connect_timeout = \"1ns\"\n"),
+            "upstream.u.connect_timeout: 1ns is out of range: must be between 1ms and 5m",
+        ),
+        (
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:0\"]\n".to_string(),
+            "upstream.u.backends[0]: \"127.0.0.1:0\": port 0",
+        ),
+        (
+            server("client_header_timeout = \"0s\""),
+            "server.client_header_timeout: 0s is out of range",
+        ),
+        (
+            server("max_request_header_size = \"2MiB\""),
+            "server.max_request_header_size: 2097152 bytes: must be between 1KiB and 1MiB",
+        ),
+        (
+            format!("{BASE}upgrade_idle_timeout = \"30d\"\n"),
+            "upstream.u.upgrade_idle_timeout: 30days is out of range",
+        ),
+        (
+            format!("{BASE}[upstream.u.retry]\nbackoff = \"2h\"\n"),
+            "upstream.u.retry.backoff: 2h is out of range",
+        ),
+        (
+            format!("{BASE}[upstream.u.outlier]\nbase_ejection = \"0s\"\n"),
+            "upstream.u.outlier.base_ejection: 0s is out of range",
+        ),
+    ];
+    for (text, want) in cases {
+        let (err, _) = check_err(&text);
+        assert!(err.contains(want), "want {want:?} in: {err}");
+    }
+    // Only max_size set: max_object_size follows it down rather than failing on its default.
+    let (code, _, err, _) = check(&format!(
+        "[cache]\nmax_size = \"4MiB\"\n[[route]]\nname = \"r\"\nupstream = \"u\"\n[route.cache]\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+}

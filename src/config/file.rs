@@ -34,16 +34,15 @@ pub struct FileConfig {
 pub struct FileCache {
     #[serde(default = "default_cache_size")]
     pub max_size: Size,
-    #[serde(default = "default_cache_object")]
-    pub max_object_size: Size,
+    /// Default: 8 MiB, or `max_size` when that is smaller.
+    #[serde(default)]
+    pub max_object_size: Option<Size>,
 }
 
 fn default_cache_size() -> Size {
     Size(256 * 1024 * 1024)
 }
-fn default_cache_object() -> Size {
-    Size(8 * 1024 * 1024)
-}
+pub const DEFAULT_CACHE_OBJECT: u64 = 8 * 1024 * 1024;
 
 /// `[route.cache]`: this route's caching policy.
 #[derive(Deserialize, Debug)]

@@ -349,6 +349,14 @@ fn name_ok(name: &str) -> bool {
 }
 
 fn socket_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
+    let a = any_socket_addr(path.clone(), s)?;
+    if a.port() == 0 {
+        return err(path, format!("\"{s}\": port 0 is not a port a backend listens on"));
+    }
+    Ok(a)
+}
+
+fn any_socket_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
     if let Ok(a) = s.parse() {
         return Ok(a);
     }
@@ -376,13 +384,6 @@ fn listen_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
             ),
         )
     })
-}
-
-fn positive(path: KeyPath, d: Duration) -> VResult<Duration> {
-    if d.is_zero() {
-        return err(path, "must be greater than 0");
-    }
-    Ok(d)
 }
 
 fn host_pattern(path: KeyPath, h: &str) -> VResult<HostPattern> {
@@ -430,6 +431,9 @@ impl Config {
                 if max_size.0 == 0 {
                     return err(p.key("max_size"), "must be greater than 0");
                 }
+                let max_object_size = max_object_size.unwrap_or(super::units::Size(
+                    super::file::DEFAULT_CACHE_OBJECT.min(max_size.0),
+                ));
                 if max_object_size.0 == 0 || max_object_size.0 > max_size.0 {
                     return err(
                         p.key("max_object_size"),
@@ -643,7 +647,7 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
     Ok(Server {
         listen: addrs,
         threads,
-        grace_period: grace_period.0,
+        grace_period: within(p.key("grace_period"), grace_period.0, Duration::ZERO, HOUR)?,
         client_max_body_size: client_max_body_size.0,
         trusted_proxies: nets,
         tls: tls_out,
@@ -664,6 +668,7 @@ const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86400);
 
 /// A duration between `min` and `max`, both included: every duration in the file is bounded
 /// at load, so no value can panic a timer or a rate computation later.
@@ -844,7 +849,7 @@ fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
         keepalive,
         balance,
         backup,
-        slow_start: slow_start.0,
+        slow_start: within(p.key("slow_start"), slow_start.0, Duration::ZERO, HOUR)?,
         panic_threshold,
         health_check,
         outlier,
@@ -880,8 +885,10 @@ fn validate_breaker(b: FileBreaker, p: &KeyPath) -> VResult<BreakerConfig> {
     if consecutive_failures == 0 && failure_ratio == 0.0 && slow_call_ratio == 0.0 {
         return err(p.clone(), "every trigger is off (consecutive_failures, failure_ratio and slow_call_ratio are 0): the breaker could never trip");
     }
-    let window = positive(p.key("window"), window.0)?;
-    let open = positive(p.key("open_duration"), open_duration.0)?;
+    let window = within(p.key("window"), window.0, MS, HOUR)?;
+    let open = within(p.key("open_duration"), open_duration.0, MS, DAY)?;
+    within(p.key("max_open_duration"), max_open_duration.0, MS, DAY)?;
+    within(p.key("slow_call_duration"), slow_call_duration.0, MS, HOUR)?;
     if max_open_duration.0 < open {
         return err(p.key("max_open_duration"), "must be at least open_duration");
     }
@@ -965,7 +972,10 @@ fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<RateLimit> {
     if rate == 0 {
         return err(p.key("rate"), "must be at least 1");
     }
-    let per = positive(p.key("per"), per.0)?;
+    let per = within(p.key("per"), per.0, MS, DAY)?;
+    if !(1..=10_000_000).contains(&max_keys) {
+        return err(p.key("max_keys"), "must be between 1 and 10000000");
+    }
     if burst == 0 {
         return err(
             p.key("burst"),
@@ -1077,8 +1087,8 @@ fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<HealthCheck> {
             )
         }
     };
-    let interval = positive(p.key("interval"), interval.0)?;
-    let timeout = positive(p.key("timeout"), timeout.0)?;
+    let interval = within(p.key("interval"), interval.0, MS, HOUR)?;
+    let timeout = within(p.key("timeout"), timeout.0, MS, HOUR)?;
     if timeout > interval {
         return err(
             p.key("timeout"),
@@ -1127,7 +1137,8 @@ fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Outlier>> {
     if consecutive_failures == 0 {
         return Ok(None);
     }
-    let base = positive(p.key("base_ejection"), base_ejection.0)?;
+    let base = within(p.key("base_ejection"), base_ejection.0, MS, DAY)?;
+    within(p.key("max_ejection"), max_ejection.0, MS, DAY)?;
     if max_ejection.0 < base {
         return err(p.key("max_ejection"), "must be at least base_ejection");
     }
@@ -1184,7 +1195,7 @@ fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {
         on: set,
         budget_percent,
         min_retries_per_second,
-        backoff: backoff.0,
+        backoff: within(p.key("backoff"), backoff.0, Duration::ZERO, MINUTE)?,
     })
 }
 
@@ -1260,7 +1271,7 @@ fn validate_route(
         path_prefix,
         upstream,
         strip_prefix,
-        timeout: positive(p.key("timeout"), timeout.0)?,
+        timeout: within(p.key("timeout"), timeout.0, MS, DAY)?,
         rate_limits,
         cache,
     })
@@ -1279,7 +1290,14 @@ fn validate_route_cache(c: super::file::FileRouteCache, p: &KeyPath) -> VResult<
         cache_set_cookie,
         heuristic,
     } = c;
-    let max_ttl = positive(p.key("max_ttl"), max_ttl.0)?;
+    let max_ttl = within(p.key("max_ttl"), max_ttl.0, SEC, 365 * DAY)?;
+    within(
+        p.key("stale_while_revalidate"),
+        stale_while_revalidate.0,
+        Duration::ZERO,
+        365 * DAY,
+    )?;
+    within(p.key("stale_if_error"), stale_if_error.0, Duration::ZERO, 365 * DAY)?;
     if default_ttl.0 > max_ttl {
         return err(p.key("default_ttl"), "is longer than max_ttl");
     }
@@ -1315,7 +1333,7 @@ fn validate_route_cache(c: super::file::FileRouteCache, p: &KeyPath) -> VResult<
         stale_if_error: stale_if_error.0,
         key_query,
         key_headers: headers,
-        lock_timeout: positive(p.key("lock_timeout"), lock_timeout.0)?,
+        lock_timeout: within(p.key("lock_timeout"), lock_timeout.0, MS, MINUTE)?,
         status_header,
         cache_set_cookie,
         heuristic,

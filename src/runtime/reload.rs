@@ -17,7 +17,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Reloads the config file; returns the plan that was applied, or why nothing was.
 pub fn reload(state: &State, trigger: &str) -> Result<Plan, String> {
     let _one_at_a_time = state.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let result = apply(state);
+    // A panic while building is a failed reload like any other (the running snapshot is
+    // untouched: it is swapped only at the end), never a success on the dashboard.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(state)))
+        .unwrap_or_else(|p| {
+            let why = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown");
+            Err(format!("internal error while applying the config: {why}"))
+        });
     let m = &state.metrics;
     match &result {
         Ok(plan) => {
@@ -67,6 +77,8 @@ fn apply(state: &State) -> Result<Plan, String> {
     cfg.server.listen = running.server.listen.clone();
     cfg.server.threads = running.server.threads;
     cfg.server.tls = running.server.tls.clone();
+    cfg.server.client_header_timeout = running.server.client_header_timeout;
+    cfg.server.max_request_header_size = running.server.max_request_header_size;
     cfg.admin.listen = running.admin.listen;
 
     if let Some(log) = &state.log {
