@@ -346,8 +346,8 @@ fn every_duration_and_size_is_bounded_at_load() {
         assert!(err.contains(want), "want {want:?} in: {err}");
     }
     // Only max_size set: max_object_size follows it down rather than failing on its default.
-    let (code, _, err, _) = check(&format!(
-        "[cache]\nmax_size = \"4MiB\"\n[[route]]\nname = \"r\"\nupstream = \"u\"\n[route.cache]\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n"
-    ));
+    let (code, _, err, _) = check(
+        "[cache]\nmax_size = \"4MiB\"\n[[route]]\nname = \"r\"\nupstream = \"u\"\n[route.cache]\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n",
+    );
     assert_eq!(code, 0, "{err}");
 }

@@ -351,7 +351,10 @@ fn name_ok(name: &str) -> bool {
 fn socket_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
     let a = any_socket_addr(path.clone(), s)?;
     if a.port() == 0 {
-        return err(path, format!("\"{s}\": port 0 is not a port a backend listens on"));
+        return err(
+            path,
+            format!("\"{s}\": port 0 is not a port a backend listens on"),
+        );
     }
     Ok(a)
 }
@@ -1297,7 +1300,12 @@ fn validate_route_cache(c: super::file::FileRouteCache, p: &KeyPath) -> VResult<
         Duration::ZERO,
         365 * DAY,
     )?;
-    within(p.key("stale_if_error"), stale_if_error.0, Duration::ZERO, 365 * DAY)?;
+    within(
+        p.key("stale_if_error"),
+        stale_if_error.0,
+        Duration::ZERO,
+        365 * DAY,
+    )?;
     if default_ttl.0 > max_ttl {
         return err(p.key("default_ttl"), "is longer than max_ttl");
     }
