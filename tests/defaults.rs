@@ -216,3 +216,50 @@ fn oversized_uploads_never_count_against_a_backend() {
     assert_no_backend_blamed(&brace);
     assert_eq!(brace.get("/after").status, 200);
 }
+
+#[test]
+fn an_empty_health_check_table_checks_slash_and_says_why_a_backend_is_down() {
+    // An app without /healthz: its / answers. An empty table must not mark it down.
+    let app = Upstream::with_mode(
+        "app",
+        script(|head, _| {
+            if head.starts_with("get /healthz ") {
+                (404, String::new(), b"no such page".to_vec())
+            } else {
+                (200, String::new(), b"home".to_vec())
+            }
+        }),
+    );
+    // And one whose / is broken.
+    let broken = Upstream::with_mode("broken", Mode::Status(404, "gone"));
+    let mut brace = Brace::start(&format!(
+        "{}[upstream.pool.health_check]\n",
+        minimal(&[app.addr.to_string(), broken.addr.to_string()])
+    ));
+    let backend = |u: &Upstream| {
+        upstreams(&brace)["upstreams"]["pool"]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["addr"] == u.addr.to_string())
+            .cloned()
+            .unwrap()
+    };
+    wait_for("first checks", std::time::Duration::from_secs(10), || {
+        backend(&app)["health"] != "unknown" && backend(&broken)["health"] != "unknown"
+    });
+    assert_eq!(backend(&app)["health"], "healthy");
+    assert_eq!(backend(&broken)["health"], "unhealthy");
+    assert!(app.head().starts_with("get / http/1.1"), "{}", app.head());
+    for _ in 0..10 {
+        assert_eq!(brace.get("/x").status, 200);
+    }
+    // The transition is logged at WARN with its reason.
+    let log = brace.stderr();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains(&broken.addr.to_string())
+            && l.contains("status 404 outside 200-399")),
+        "{log}"
+    );
+}

@@ -459,8 +459,10 @@ pub struct FileHealthCheck {
 fn default_hc_type() -> String {
     "http".into()
 }
+/// `/`, as nginx Plus and HAProxy check by default: every app answers it, where a
+/// `/healthz` that does not exist would mark every backend down.
 fn default_hc_path() -> String {
-    "/healthz".into()
+    "/".into()
 }
 fn default_hc_status() -> String {
     "200-399".into()

@@ -16,7 +16,6 @@ use super::outcome::Outcome;
 use crate::config::{Balance, Upstream as UpstreamConfig};
 use crate::metrics::{Metrics, PoolStats};
 use pingora::lb::discovery::Static;
-use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::Consistent;
 use pingora::lb::{Backend as LbBackend, Backends, LoadBalancer};
 use std::collections::BTreeSet;
@@ -48,8 +47,6 @@ pub struct Pool {
     pub name: String,
     pub config: UpstreamConfig,
     pub backends: Vec<Arc<Backend>>,
-    /// pingora's checker for each backend (same order), when active checks are configured.
-    pub checkers: Vec<Box<dyn HealthCheck + Send + Sync>>,
     pub budget: super::retry::RetryBudget,
     pub stats: PoolStats,
     /// Requests in flight to the pool, for `max_in_flight`.
@@ -164,15 +161,10 @@ impl Pool {
             Balance::P2c => Selector::P2c,
             Balance::Ewma => Selector::Ewma,
         };
-        let checkers = match &config.health_check {
-            Some(hc) => backends.iter().map(|b| checker(hc, b.addr)).collect(),
-            None => Vec::new(),
-        };
         Pool {
             name: name.to_owned(),
             config: config.clone(),
             backends,
-            checkers,
             budget: Default::default(),
             stats: metrics.pool_stats(name),
             in_flight: Default::default(),
@@ -437,45 +429,6 @@ impl Pool {
         let at_least = usize::from(cfg.max_ejection_percent > 0 && n > 1);
         let max = (n * cfg.max_ejection_percent as usize / 100).max(at_least);
         ejected < max
-    }
-}
-
-fn checker(
-    hc: &crate::config::HealthCheck,
-    addr: SocketAddr,
-) -> Box<dyn HealthCheck + Send + Sync> {
-    use crate::config::CheckKind;
-    match &hc.kind {
-        CheckKind::Tcp => {
-            let mut c = TcpHealthCheck::new();
-            c.peer_template.options.connection_timeout = Some(hc.timeout);
-            c.peer_template.options.total_connection_timeout = Some(hc.timeout);
-            c
-        }
-        CheckKind::Http { path, host, expect } => {
-            let host = host.clone().unwrap_or_else(|| addr.to_string());
-            let mut c = HttpHealthCheck::new(&host, false);
-            c.peer_template.options.connection_timeout = Some(hc.timeout);
-            c.peer_template.options.read_timeout = Some(hc.timeout);
-            c.peer_template.options.write_timeout = Some(hc.timeout);
-            if let Ok(uri) = path.parse() {
-                c.req.set_uri(uri);
-            }
-            let _ = c.req.insert_header("user-agent", "brace-health-check");
-            let (lo, hi) = *expect;
-            c.validator = Some(Box::new(move |resp| {
-                let s = resp.status.as_u16();
-                if (lo..=hi).contains(&s) {
-                    Ok(())
-                } else {
-                    pingora::Error::e_explain(
-                        pingora::ErrorType::CustomCode("unexpected status", s),
-                        format!("status {s} outside {lo}-{hi}"),
-                    )
-                }
-            }));
-            Box::new(c)
-        }
     }
 }
 

@@ -203,6 +203,17 @@ impl Brace {
         }
     }
 
+    /// Stops brace and returns what it wrote to stderr (the process log).
+    pub fn stderr(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut s).ok();
+        }
+        s
+    }
+
     /// Takes brace's stdout pipe, to read it while brace runs.
     pub fn child_stdout(&mut self) -> std::process::ChildStdout {
         self.child.stdout.take().expect("stdout not taken yet")
