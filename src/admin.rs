@@ -12,6 +12,66 @@ pub struct Admin {
     pub state: Arc<State>,
 }
 
+/// Binds the admin address (with SO_REUSEPORT, so a gracefully upgrading successor can bind
+/// it while this process drains). Fails at start, with the address, when it is taken.
+pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, String> {
+    use socket2::{Domain, Socket, Type};
+    let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    s.set_reuse_address(true).map_err(fail)?;
+    s.set_reuse_port(true).map_err(fail)?;
+    s.bind(&addr.into()).map_err(fail)?;
+    s.listen(1024).map_err(fail)?;
+    s.set_nonblocking(true).map_err(fail)?;
+    Ok(s.into())
+}
+
+/// Serves the admin endpoints until the process exits, through the drain: the listener is
+/// not tied to pingora's shutdown.
+pub struct AdminService {
+    pub state: Arc<State>,
+    pub listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+}
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for AdminService {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        use pingora::apps::ServerApp;
+        let Some(l) = self.listener.lock().ok().and_then(|mut l| l.take()) else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("admin listener: {e}");
+                return;
+            }
+        };
+        let app = Arc::new(pingora::apps::http_app::HttpServer::new_app(Admin {
+            state: self.state.clone(),
+        }));
+        // A shutdown signal that never comes: admin connections end with the process.
+        let (_keep, never) = tokio::sync::watch::channel(false);
+        loop {
+            let sock = match listener.accept().await {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!("admin listener: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (app, never) = (app.clone(), never.clone());
+            tokio::spawn(async move {
+                let stream: pingora::protocols::Stream =
+                    Box::new(pingora::protocols::l4::stream::Stream::from(sock));
+                let _ = app.process_new(stream, &never).await;
+            });
+        }
+    }
+}
+
 fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)

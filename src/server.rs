@@ -6,7 +6,6 @@
 //! `grace_period`, exit 0); a second SIGINT exits at once; SIGQUIT hands the listening sockets
 //! to a new process started with `--upgrade` (pingora's graceful upgrade).
 
-use crate::admin::Admin;
 use crate::config::Loaded;
 use crate::demo;
 use crate::metrics::Metrics;
@@ -42,7 +41,6 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     addrs.extend(config.server.tls.iter().map(|t| t.listen));
     if !opts.upgrade {
         let mut all = addrs.clone();
-        all.push(config.admin.listen);
         if opts.demo {
             all.extend(
                 demo::BACKENDS
@@ -116,14 +114,17 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     }
     server.add_service(proxy);
 
-    let mut admin = Service::new(
-        "brace admin".to_string(),
-        Admin {
+    // The admin listener is brace's own, not a pingora listening service: pingora closes
+    // those at SIGTERM, and `/readyz` must go on answering `503 draining` while requests
+    // drain. SO_REUSEPORT lets the next process bind it during a graceful upgrade.
+    let admin_listener = crate::admin::bind(config.admin.listen)?;
+    server.add_service(background_service(
+        "brace admin",
+        crate::admin::AdminService {
             state: state.clone(),
+            listener: std::sync::Mutex::new(Some(admin_listener)),
         },
-    );
-    admin.add_tcp(&config.admin.listen.to_string());
-    server.add_service(admin);
+    ));
 
     if opts.demo {
         for b in &demo::BACKENDS {

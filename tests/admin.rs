@@ -141,9 +141,12 @@ fn sigterm_finishes_the_in_flight_request_then_exits_0() {
         || up.count() == 1,
     );
     b.signal("TERM");
+    // The admin listener stays open through the drain, so a load balancer sees the answer.
     wait_for("/readyz to say draining", Duration::from_secs(5), || {
-        try_get(b.admin(), "/readyz").map_or(true, |r| r.status == 503)
+        try_get(b.admin(), "/readyz").is_ok_and(|r| r.status == 503 && r.text() == "draining\n")
     });
+    assert_eq!(get(b.admin(), "/healthz").status, 200);
+    assert_eq!(get(b.admin(), "/metrics").status, 200);
     let r = client.join().unwrap();
     assert_eq!(r.status, 200, "the in-flight request was cut");
     assert_eq!(r.text(), "hello from u\n");
