@@ -53,6 +53,7 @@ pub struct Metrics {
     pub config_restart_required: IntGauge,
     /// Mirrors the access log writer's own count (`LogControl::access_dropped`) at scrape.
     pub access_log_dropped_lines_total: IntCounter,
+    pub connections_refused_total: IntCounter,
     pub cache_requests_total: IntCounterVec,
     pub cache_not_stored_total: IntCounterVec,
     pub cache_stored_bytes: IntGauge,
@@ -104,7 +105,7 @@ impl Metrics {
         .expect("static metric definition");
         let connections_active = IntGauge::new(
             "brace_connections_active",
-            "Client connections open on the proxy listeners",
+            "Client connections open on the proxy listeners, idle keep-alive ones included",
         )
         .expect("static metric definition");
         let requests_in_flight = IntGauge::new(
@@ -225,6 +226,11 @@ impl Metrics {
             "Access log records dropped because the log target could not keep up",
         )
         .expect("static metric definition");
+        let connections_refused_total = IntCounter::new(
+            "brace_connections_refused_total",
+            "Client connections closed on accept because max_connections were open",
+        )
+        .expect("static metric definition");
         let config_restart_required = IntGauge::new(
             "brace_config_restart_required",
             "1 when the last applied config changed keys that only a restart applies",
@@ -287,6 +293,7 @@ impl Metrics {
             Box::new(config_last_reload_successful.clone()),
             Box::new(config_restart_required.clone()),
             Box::new(access_log_dropped_lines_total.clone()),
+            Box::new(connections_refused_total.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -358,6 +365,7 @@ impl Metrics {
             config_last_reload_successful,
             config_restart_required,
             access_log_dropped_lines_total,
+            connections_refused_total,
             cache_requests_total,
             cache_not_stored_total,
             cache_stored_bytes,

@@ -36,6 +36,7 @@ pub struct RunOptions {
 pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     let config = &loaded.config;
     let log = crate::logging::init(&config.log)?;
+    file_limit(config.server.max_connections);
 
     let mut addrs: Vec<SocketAddr> = config.server.listen.clone();
     addrs.extend(config.server.tls.iter().map(|t| t.listen));
@@ -166,6 +167,39 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         shutdown_signal: Box::new(Signals),
     });
     std::process::exit(0)
+}
+
+/// Raises the open-file limit to its hard limit (as Go's runtime does), and warns when even
+/// that leaves too little room for `max_connections` client connections plus upstream
+/// connections and files: past the limit, accept fails for every listener.
+fn file_limit(max_connections: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    // Each proxied request may hold an upstream connection too; keep some for files.
+    let needed = max_connections.saturating_mul(2).saturating_add(256);
+    if lim.rlim_cur < needed {
+        tracing::warn!(
+            "open-file limit {} is below what max_connections = {max_connections} may need ({needed}); lower max_connections or raise the limit (ulimit -n, LimitNOFILE=)",
+            lim.rlim_cur
+        );
+    }
 }
 
 /// pingora binds its listeners in service threads and, when a bind fails, panics there while

@@ -428,3 +428,25 @@ fn expect_100_continue_is_answered_before_the_body_is_sent() {
     assert_eq!(r.status, 413);
     assert_eq!(up.count(), 1);
 }
+
+#[test]
+fn max_connections_refuses_beyond_the_cap_and_idle_connections_count() {
+    let up = Upstream::start("u");
+    let b = Brace::start_with(&simple_config("", &[&up], ""), "max_connections = 5");
+    // Five clients connect and say nothing: each holds a place.
+    let idle: Vec<TcpStream> = (0..5).map(|_| connect(&b)).collect();
+    b.wait_metric("brace_connections_active", 5.0);
+    // The sixth is closed at once, without a byte read or written.
+    let mut sixth = connect(&b);
+    let _ = sixth.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    let got = read_until_closed(&mut sixth).unwrap_or_default();
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    b.wait_metric("brace_connections_refused_total", 1.0);
+    // The admin listener is not counted and keeps answering.
+    assert_eq!(get(b.admin(), "/healthz").status, 200);
+    // One leaves; a new client gets its place.
+    drop(idle);
+    b.wait_metric("brace_connections_active", 0.0);
+    assert_eq!(b.get("/").status, 200);
+    assert_eq!(up.count(), 1);
+}

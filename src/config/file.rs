@@ -157,6 +157,8 @@ pub struct FileServer {
     pub client_send_timeout: Dur,
     #[serde(default = "default_max_header")]
     pub max_request_header_size: Size,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
 }
 
 /// `[server] path_normalization`: what the upstream receives once the path is normalised
@@ -203,6 +205,7 @@ impl Default for FileServer {
             client_body_timeout: default_sixty(),
             client_send_timeout: default_sixty(),
             max_request_header_size: default_max_header(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -214,6 +217,10 @@ fn default_keepalive_timeout() -> Dur {
 /// nginx's `client_header_timeout`, `client_body_timeout` and `send_timeout`.
 fn default_sixty() -> Dur {
     Dur(Duration::from_secs(60))
+}
+/// Open client connections, idle ones included (nginx: `worker_connections` per worker).
+fn default_max_connections() -> u64 {
+    10_000
 }
 /// nginx's `large_client_header_buffers` allow 4 × 8 KiB; Envoy's default is 60 KiB.
 fn default_max_header() -> Size {

@@ -82,6 +82,8 @@ pub struct Server {
     pub client_send_timeout: Duration,
     /// The largest request header (restart to change).
     pub max_request_header_size: u64,
+    /// Open client connections beyond which new ones are closed at once.
+    pub max_connections: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -562,7 +564,11 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         client_body_timeout,
         client_send_timeout,
         max_request_header_size,
+        max_connections,
     } = s;
+    if !(1..=1_000_000).contains(&max_connections) {
+        return err(p.key("max_connections"), "must be between 1 and 1000000");
+    }
     let keepalive = client_keepalive_timeout.0;
     if !keepalive.is_zero() {
         within(p.key("client_keepalive_timeout"), keepalive, SEC, HOUR)?;
@@ -664,6 +670,7 @@ fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
         client_body_timeout: client_body_timeout.0,
         client_send_timeout: client_send_timeout.0,
         max_request_header_size: header_size,
+        max_connections,
     })
 }
 

@@ -153,7 +153,6 @@ impl Drop for PoolSlot {
 /// A client connection: counted in `brace_connections_active` while open, and its peer
 /// address rendered once as a header value rather than on every request.
 pub struct Conn {
-    _open: GaugeGuard,
     /// The peer's IP address (none for a Unix socket).
     pub peer: Option<IpAddr>,
     /// `peer` as an `X-Forwarded-For` value.
@@ -163,12 +162,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(open: &IntGauge, peer: Option<IpAddr>, local_port: Option<u16>) -> Conn {
+    pub fn new(peer: Option<IpAddr>, local_port: Option<u16>) -> Conn {
         let peer_value = peer.map(|ip| {
             http::HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value")
         });
         Conn {
-            _open: GaugeGuard::new(open),
             peer,
             peer_value,
             local_port: local_port.map(http::HeaderValue::from),

@@ -99,11 +99,7 @@ impl ProxyHttp for BraceProxy {
                     .server_addr()
                     .and_then(|a| a.as_inet())
                     .map(|a| a.port());
-                Arc::new(Conn::new(
-                    &self.state.metrics.connections_active,
-                    peer,
-                    port,
-                ))
+                Arc::new(Conn::new(peer, port))
             })
             .peer;
         let snap = ctx.snapshot.clone();
@@ -643,6 +639,16 @@ impl ProxyHttp for BraceProxy {
         _: pingora::proxy::ProxyWarnLogContext,
     ) -> bool {
         true // a retry is counted (`brace_upstream_retries_total`); its end is logged once
+    }
+
+    fn admit_connection(&self) -> Option<pingora::apps::ConnectionGuard> {
+        let open = &self.state.metrics.connections_active;
+        let max = self.state.snapshot().config.server.max_connections;
+        if open.get() >= max as i64 {
+            self.state.metrics.connections_refused_total.inc();
+            return None;
+        }
+        Some(Box::new(ctx::GaugeGuard::new(open)))
     }
 
     fn request_refused(&self, session: &ServerSession, status: u16, e: &Error) {

@@ -169,7 +169,8 @@ impl Plan {
                 trust_forwarded_host,
                 client_keepalive_timeout,
                 client_body_timeout,
-                client_send_timeout
+                client_send_timeout,
+                max_connections
             ]
         );
         diff_fields!(

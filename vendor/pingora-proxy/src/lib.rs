@@ -1566,6 +1566,10 @@ where
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
+    fn admit(&self) -> Option<pingora_core::apps::ConnectionGuard> {
+        self.inner.admit_connection()
+    }
+
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: HttpSession,

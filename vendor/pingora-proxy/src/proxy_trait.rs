@@ -543,6 +543,12 @@ pub trait ProxyHttp {
     ) {
     }
 
+    /// brace: called for each accepted connection before anything is read from it. `None`
+    /// closes it at once (a connection limit); `Some(guard)` is held until it closes.
+    fn admit_connection(&self) -> Option<pingora_core::apps::ConnectionGuard> {
+        Some(Box::new(()))
+    }
+
     /// brace: a request refused before any other phase ran: its header was malformed, too
     /// large or too slow (`status` 400, 414, 431, 408), its method is CONNECT (405), or the
     /// connection broke while it was read (`status` 0, nothing sent). Called once, before the

@@ -57,7 +57,18 @@ pub trait ServerApp {
 
     /// This callback will be called once after the service stops listening to its endpoints.
     async fn cleanup(&self) {}
+
+    /// brace: called for each accepted connection before anything is read from it. `None`
+    /// closes it at once (a connection limit); `Some(guard)` is held until the connection
+    /// closes, idle keep-alive time included.
+    fn admit(&self) -> Option<ConnectionGuard> {
+        Some(Box::new(()))
+    }
 }
+
+/// brace: what [`ServerApp::admit`] returns: held for a connection's whole life.
+pub type ConnectionGuard = Box<dyn std::any::Any + Send>;
+
 #[non_exhaustive]
 #[derive(Clone, Debug, Default)]
 /// HTTP Server options that control how the server handles some transport types.
@@ -255,6 +266,11 @@ pub trait HttpServerApp {
 
     async fn http_cleanup(&self) {}
 
+    /// brace: see [`ServerApp::admit`].
+    fn admit(&self) -> Option<ConnectionGuard> {
+        Some(Box::new(()))
+    }
+
     #[doc(hidden)]
     async fn process_custom_session(
         self: Arc<Self>,
@@ -385,6 +401,10 @@ where
 
     async fn cleanup(&self) {
         self.http_cleanup().await;
+    }
+
+    fn admit(&self) -> Option<ConnectionGuard> {
+        HttpServerApp::admit(self)
     }
 }
 
