@@ -176,6 +176,70 @@ pub fn key_value(
     }
 }
 
+/// A rate limit as applied on one route, with its decision counters resolved.
+pub struct RouteLimit {
+    pub limiter: Arc<Limiter>,
+    /// allowed, limited, shadow_limited
+    pub decisions: [prometheus::IntCounter; 3],
+}
+
+/// What a route's rate limits say about one request.
+pub enum Verdict {
+    /// Allowed; with `headers`, the tightest limit's `RateLimit` header value.
+    Allow(Option<(u32, String)>),
+    /// The first limit to refuse answers: its status, body and headers.
+    Refuse {
+        status: u16,
+        body: String,
+        headers: [(&'static str, String); 3],
+    },
+}
+
+/// Checks a route's limits in order; the first to refuse answers. A limit whose key the
+/// request lacks (no such header) does not apply.
+pub fn check(
+    limits: &[RouteLimit],
+    client_ip: Option<IpAddr>,
+    route: &str,
+    req: &pingora::http::RequestHeader,
+    headers: bool,
+    now_us: u64,
+) -> Verdict {
+    let mut tightest: Option<(u32, String)> = None;
+    for l in limits {
+        let Some(key) = key_value(&l.limiter.config.key, client_ip, route, req) else {
+            continue;
+        };
+        let d = l.limiter.check(key, now_us);
+        l.decisions[d.index()].inc();
+        match d {
+            Decision::Limited {
+                retry_after_secs, ..
+            } => {
+                let name = &l.limiter.name;
+                return Verdict::Refuse {
+                    status: l.limiter.config.status,
+                    body: format!(
+                        "brace: rate limit \"{name}\" exceeded; retry in {retry_after_secs} s\n"
+                    ),
+                    headers: [
+                        ("retry-after", retry_after_secs.to_string()),
+                        ("ratelimit-policy", l.limiter.policy_header.clone()),
+                        ("ratelimit", l.limiter.header(&d)),
+                    ],
+                };
+            }
+            Decision::Allowed { remaining, .. }
+                if headers && tightest.as_ref().is_none_or(|(r, _)| remaining < *r) =>
+            {
+                tightest = Some((remaining, l.limiter.header(&d)));
+            }
+            _ => {}
+        }
+    }
+    Verdict::Allow(tightest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

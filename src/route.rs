@@ -21,18 +21,11 @@ pub struct Route {
     pub pool: Arc<Pool>,
     pub stats: RouteStats,
     /// Rate limits in the order the route names them.
-    pub limits: Vec<RouteLimit>,
+    pub limits: Vec<crate::limit::RouteLimit>,
     /// This route's cache policy; `None` = this route does not cache.
     pub cache: Option<crate::config::RouteCache>,
     /// Cache metric handles, present with `cache`.
     pub cache_stats: Option<crate::metrics::RouteCacheStats>,
-}
-
-/// A rate limit as applied on one route, with its decision counters resolved.
-pub struct RouteLimit {
-    pub limiter: Arc<crate::limit::Limiter>,
-    /// allowed, limited, shadow_limited
-    pub decisions: [prometheus::IntCounter; 3],
 }
 
 /// Routes of one host group, longest prefix first.

@@ -6,8 +6,9 @@
 use super::snapshot::{Snapshot, REFUSED, UNMATCHED};
 use crate::config::{AccessLog, Loaded};
 use crate::limit::Limiter;
+use crate::limit::RouteLimit;
 use crate::metrics::Metrics;
-use crate::route::{Route, RouteLimit, Router};
+use crate::route::{Route, Router};
 use crate::upstream::pool::Pool;
 use std::collections::BTreeMap;
 use std::sync::Arc;

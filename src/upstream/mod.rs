@@ -8,5 +8,6 @@ pub mod latency;
 pub mod outcome;
 pub mod pool;
 pub mod retry;
+pub mod select;
 
 pub use crate::clock::now_ms;

@@ -5,7 +5,62 @@
 //! Approximation: counts are kept per whole second of brace's clock, not as a sliding window;
 //! at the start of a second the allowance starts over. Two atomics per pool, no lock.
 
+use super::pool::Pool;
+use crate::metrics::RetryReason;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// True when one more attempt is allowed by `attempts` (`tries` were made) and the pool's
+/// retry budget; counts it. Like nginx's `proxy_next_upstream`, a retry goes to another
+/// backend: with none left (in the pool or its backup), the client gets the real error
+/// rather than a retry that could only fail.
+pub fn may_retry(
+    pool: &Pool,
+    pools: &BTreeMap<String, Arc<Pool>>,
+    tried: &[SocketAddr],
+    tries: u32,
+    reason: RetryReason,
+    now: u64,
+) -> bool {
+    let r = &pool.config.retry;
+    if tries > r.attempts {
+        return false;
+    }
+    let untried = |p: &Pool| {
+        p.backends
+            .iter()
+            .any(|b| !tried.contains(&b.addr) && b.available(now))
+    };
+    let backup = pool.config.backup.as_deref().and_then(|b| pools.get(b));
+    if !untried(pool) && !backup.is_some_and(|b| untried(b)) {
+        return false;
+    }
+    // A connection that was never made put no work on any backend, so retrying it elsewhere
+    // cannot amplify load: only retries of requests a backend received draw on the budget.
+    let free = reason == RetryReason::ConnectError;
+    if !free
+        && !pool
+            .budget
+            .try_retry(now, r.budget_percent, r.min_retries_per_second)
+    {
+        pool.stats.budget_exhausted.inc();
+        return false;
+    }
+    pool.stats.retries[reason as usize].inc();
+    true
+}
+
+/// Waits before retry `tries`: `base * 2^(tries-1)`, times a random factor in 0.5..1.5.
+pub async fn backoff(base: Duration, tries: u32) {
+    if base.is_zero() {
+        return;
+    }
+    let exp = base.saturating_mul(1 << tries.saturating_sub(1).min(6));
+    tokio::time::sleep(exp.mul_f64(0.5 + fastrand::f64())).await;
+}
 
 #[derive(Default)]
 pub struct RetryBudget {

@@ -1,0 +1,215 @@
+//! One attempt on one backend: choosing it (with backup), the peer's timeouts, and what
+//! happened to it: connect failures, broken exchanges and upstream statuses, each recorded
+//! once as an `Outcome` and, when allowed, retried on another backend.
+
+use super::ctx::{Attempt, Ctx, PoolSlot};
+use super::{headers, http_status, request};
+use crate::metrics::RetryReason;
+use crate::upstream::outcome::Outcome;
+use crate::upstream::{now_ms, retry, select};
+use pingora::http::ResponseHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use std::time::Duration;
+
+/// How long an idle upstream connection is kept in the pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `upstream_peer`: the backend for this attempt, with the pool's timeouts.
+pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    let route = ctx
+        .route
+        .clone()
+        .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
+    let now = now_ms();
+    if ctx.tries == 0 {
+        let Some(slot) = PoolSlot::take(&route.pool) else {
+            route.pool.stats.in_flight_rejected.inc();
+            ctx.retry_after = Some(Duration::from_secs(1));
+            return Err(http_status(503, "pool at max_in_flight"));
+        };
+        ctx.pool_slot = Some(slot);
+        route.pool.budget.note_request(now);
+    } else {
+        retry::backoff(route.pool.config.retry.backoff, ctx.tries).await;
+    }
+    ctx.tries += 1;
+    let key = select::hash_key(
+        session.req_header(),
+        ctx.client_ip,
+        &route.pool.config.balance,
+    );
+    let Some((pool, idx)) = select::choose(&ctx.snapshot.pools, &route.pool, &key, &ctx.tried, now)
+    else {
+        if route.pool.breakers_open(now) {
+            route.pool.stats.breaker_rejected.inc();
+        }
+        ctx.retry_after = Some(route.pool.retry_after(now));
+        return Err(http_status(503, "no backend available"));
+    };
+    let backend = pool.backends[idx].clone();
+    ctx.tried.push(backend.addr);
+    let mut peer = HttpPeer::new(backend.addr, false, String::new());
+    ctx.attempt = Some(Attempt::new(idx, backend));
+    let o = &mut peer.options;
+    o.connection_timeout = Some(pool.config.connect_timeout);
+    // pingora times each read, not the wait for headers as a whole: the route timeout caps
+    // every read, which bounds the header wait when headers come in one read.
+    o.read_timeout = Some(pool.config.read_timeout.min(route.timeout));
+    o.write_timeout = Some(pool.config.read_timeout);
+    o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    o.upgrade_idle_timeout = Some(pool.config.upgrade_idle_timeout);
+    ctx.pool = Some(pool);
+    Ok(Box::new(peer))
+}
+
+/// `fail_to_connect`: nothing reached the backend, so any method may be retried.
+pub fn connect_failed(ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    let outcome = Outcome::from_error(&e).unwrap_or(Outcome::ConnectError);
+    finish_attempt(ctx, outcome);
+    // Nothing reached the upstream, so any method may be retried.
+    let allowed = ctx
+        .route
+        .as_ref()
+        .is_some_and(|r| r.pool.config.retry.on.connect_error);
+    e.set_retry(allowed && may_retry(ctx, RetryReason::ConnectError));
+    e
+}
+
+/// `error_while_proxy`: the exchange broke after connecting.
+pub fn broke(
+    peer: &HttpPeer,
+    session: &mut Session,
+    e: Box<Error>,
+    ctx: &mut Ctx,
+    client_reused: bool,
+) -> Box<Error> {
+    let mut e = e.more_context(format!("Peer: {peer}"));
+    if std::mem::take(&mut ctx.status_retry) {
+        return e; // an upstream 5xx being retried: recorded and decided already
+    }
+    let mut outcome = Outcome::from_error(&e).unwrap_or(Outcome::Error);
+    if ctx.upgraded {
+        // A tunnel's end: an idle timeout is not the backend's failure, and nothing is
+        // replayed.
+        finish_attempt(ctx, outcome.after_upgrade());
+        e.set_retry(false);
+        return e;
+    }
+    if outcome == Outcome::Timeout
+        && e.etype() == &ErrorType::ReadTimedout
+        && !session.is_body_done()
+    {
+        // The backend waits for the rest of the body: pingora restarts the upstream read
+        // timer whenever a body chunk arrives, so this timeout means the client sent
+        // nothing for read_timeout. Its stall, answered 408 like client_body_timeout.
+        outcome = Outcome::ClientTimeout;
+        e = Error::explain(
+            ErrorType::HTTPStatus(408),
+            "request body stalled longer than the upstream read_timeout",
+        )
+        .into_down();
+    }
+    finish_attempt(ctx, outcome);
+    let replayable = session.req_header().method.is_idempotent()
+        && !session.as_ref().retry_buffer_truncated()
+        && session.response_written().is_none();
+    if !replayable || outcome.is_client() {
+        e.set_retry(false);
+        return e;
+    }
+    let on = ctx
+        .route
+        .as_ref()
+        .map(|r| r.pool.config.retry.on)
+        .unwrap_or_default();
+    let (reason, allowed) = match outcome {
+        Outcome::Timeout => (RetryReason::Timeout, on.timeout),
+        _ => (RetryReason::Error, on.error),
+    };
+    if allowed && may_retry(ctx, reason) {
+        e.set_retry(true);
+    } else {
+        // pingora's own rule: a failure on a reused (possibly stale) pooled connection of an
+        // idempotent request is retried once on a fresh connection.
+        e.retry.decide_reuse(client_reused);
+    }
+    e
+}
+
+/// `upstream_response_filter`: the backend's status decides the outcome (and a retry on a
+/// configured 5xx); brace writes the framing the client reads.
+pub fn response_header(
+    session: &mut Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let code = resp.status.as_u16();
+    if code == 101 {
+        ctx.upgraded = true;
+        ctx.upstream_status = Some(code);
+    }
+    if resp.status.is_informational() {
+        return Ok(());
+    }
+    // Brace-Cache-Control is for brace alone: read it, never store or forward it.
+    ctx.brace_cache_control = resp.remove_header(&headers::BRACE_CACHE_CONTROL);
+    if code == 304 && session.cache.enabled() {
+        ctx.revalidation_headers = Some(resp.headers.clone());
+    }
+    ctx.upstream_status = Some(code);
+    let retry_on = ctx
+        .route
+        .as_ref()
+        .is_some_and(|r| r.pool.config.retry.on.status(code));
+    if retry_on
+        && session.req_header().method.is_idempotent()
+        && !session.as_ref().retry_buffer_truncated()
+    {
+        let reason = match code {
+            502 => RetryReason::Status502,
+            503 => RetryReason::Status503,
+            _ => RetryReason::Status504,
+        };
+        if may_retry(ctx, reason) {
+            finish_attempt(ctx, Outcome::Http5xx);
+            ctx.status_retry = true;
+            ctx.upstream_status = None;
+            let mut e = Error::explain(ErrorType::HTTPStatus(code), "retrying an upstream 5xx");
+            e.set_retry(true);
+            return Err(e);
+        }
+    }
+    headers::strip_response_hop_by_hop(resp);
+    // One framing, written by brace: a length brace cannot read as one decimal number
+    // is refused rather than handed to a client that might read it another way.
+    match request::content_length(&resp.headers) {
+        Err(why) => {
+            // The backend spoke bad HTTP: its failure, whatever status line it sent.
+            finish_attempt(ctx, Outcome::Error);
+            return Err(http_status(502, why));
+        }
+        Ok(Some(n)) if !request::content_length_is_canonical(&resp.headers) => {
+            resp.insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
+        }
+        Ok(_) => {}
+    }
+    Ok(())
+}
+
+/// Ends the current attempt: its outcome goes to metrics and outlier detection, and the
+/// backend's in-flight count drops.
+pub fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
+    if let (Some(a), Some(pool)) = (ctx.attempt.take(), &ctx.pool) {
+        pool.record(a.idx, outcome, a.start.elapsed().as_secs_f64());
+    }
+}
+
+/// True when one more attempt is allowed; counts it (`upstream::retry::may_retry`).
+fn may_retry(ctx: &Ctx, reason: RetryReason) -> bool {
+    ctx.route.as_ref().is_some_and(|r| {
+        let pools = &ctx.snapshot.pools;
+        retry::may_retry(&r.pool, pools, &ctx.tried, ctx.tries, reason, now_ms())
+    })
+}

@@ -1,0 +1,101 @@
+//! How a request ends: brace's error response when it failed, then one record of it
+//! (the attempt's outcome, route and cache metrics, the access log, a process-log line for a
+//! failure at the level its cause calls for).
+
+use super::ctx::Ctx;
+use super::{headers, respond};
+use crate::cache;
+use crate::logging;
+use crate::upstream::outcome::Outcome;
+use pingora::proxy::{FailToProxy, Session};
+use pingora::Error;
+
+/// `fail_to_proxy`.
+pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    let code = respond::status_for(e);
+    // The connection is not reused after an error (below): the response says so, so a
+    // client does not send its next request into a closing connection.
+    session.set_keepalive(None);
+    if code > 0 && session.response_written().is_none() {
+        if ctx.request_id.as_bytes().is_empty() {
+            ctx.request_id = headers::new_request_id();
+        }
+        let upstream = ctx.route.as_ref().map(|r| r.pool.name.as_str());
+        let body = respond::message(code, upstream);
+        let mut extra = Vec::new();
+        if let (503, Some(d)) = (code, ctx.retry_after) {
+            // Rounded up: coming back a little late is fine, early is not.
+            let secs = (d.as_millis() as u64).div_ceil(1000).max(1);
+            extra.push(("retry-after", secs.to_string()));
+        }
+        respond::text(session, code, ctx.request_id_str(), &body, &extra).await;
+    }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}
+
+/// `logging`: once per request, whatever happened.
+pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let elapsed = ctx.start.elapsed().as_secs_f64();
+    let outcome = ctx.outcome(e);
+    super::attempt::finish_attempt(ctx, outcome);
+    match &ctx.route {
+        Some(r) => r.stats.record(status, elapsed),
+        None if ctx.refused => ctx.snapshot.refused.record(status, elapsed),
+        None => ctx.snapshot.unmatched.record(status, elapsed),
+    }
+    if let Some(e) = e {
+        log_failure(ctx, e, outcome, status);
+    }
+    if let Some((cs, reason)) = cache::policy::status(session, ctx) {
+        record_cache(session, ctx, cs, reason, status);
+    }
+    if ctx.snapshot.access_log {
+        logging::access(session, ctx, status);
+    }
+}
+
+/// One process-log line for a request that ended in an error, at the level its cause calls
+/// for: a backend's failure is WARN (the upstream metrics and ejection carry the rest), the
+/// client's doing DEBUG. Nothing a client can cause logs at ERROR. pingora's own line for
+/// it is suppressed (`suppress_error_log`).
+fn log_failure(ctx: &Ctx, e: &Error, outcome: Outcome, status: u16) {
+    let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
+    let backend = ctx
+        .tried
+        .last()
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
+    if outcome.is_client() || ctx.upgraded || ctx.pool.is_none() {
+        tracing::debug!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request ended: {e}");
+    } else {
+        tracing::warn!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request failed: {e}");
+    }
+}
+
+/// Cache metrics for one request, and invalidation by a successful unsafe request.
+fn record_cache(
+    session: &Session,
+    ctx: &Ctx,
+    cs: cache::CacheStatus,
+    reason: Option<&str>,
+    status: u16,
+) {
+    let Some(stats) = ctx.route.as_ref().and_then(|r| r.cache_stats.as_ref()) else {
+        return;
+    };
+    let lock_wait = session.cache.lock_duration().map(|_| {
+        matches!(
+            cs,
+            cache::CacheStatus::Hit | cache::CacheStatus::Stale | cache::CacheStatus::Revalidated
+        )
+    });
+    stats.record(cs, reason, lock_wait);
+    let m = &ctx.snapshot.metrics;
+    let purged = cache::policy::invalidate(session, ctx, status);
+    if purged > 0 {
+        m.cache_purged_total.inc_by(purged);
+    }
+}

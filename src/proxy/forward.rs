@@ -1,0 +1,137 @@
+//! What goes upstream and what comes back to the client: forwarding headers, `Host` for an
+//! HTTP/1.0 request, the target (strip_prefix, the keyed query of a cacheable request), and
+//! the response's version, framing and brace's own headers.
+
+use super::ctx::Ctx;
+use super::headers;
+use crate::cache;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+/// `upstream_request_filter`.
+pub fn upstream_request(
+    session: &mut Session,
+    req: &mut RequestHeader,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    req.remove_header(&http::header::EXPECT);
+    if !req.headers.contains_key(http::header::HOST) {
+        // An HTTP/1.0 request may come without Host; HTTP/1.1, which brace speaks
+        // upstream, requires one (RFC 9112 §3.2): the target's authority, else the
+        // backend's address (nginx sends its upstream's name).
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| ctx.attempt.as_ref().map(|a| a.backend.label.clone()));
+        if let Some(h) = host {
+            req.insert_header(http::header::HOST, h)?;
+        }
+    }
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let conn = ctx.connection.as_deref();
+    let client_ip = match (ctx.client_ip, conn) {
+        (Some(ip), Some(c)) if c.peer == Some(ip) => c.peer_value.clone(),
+        (ip, _) => ip.map(|ip| {
+            http::HeaderValue::from_str(&ip.to_string()).expect("an IP is a header value")
+        }),
+    };
+    headers::add_forwarding(
+        req,
+        &headers::Forwarding {
+            peer: conn.and_then(|c| c.peer_value.as_ref()),
+            port: conn.and_then(|c| c.local_port.as_ref()),
+            client_ip,
+            peer_trusted: ctx.peer_trusted,
+            tls,
+            trust_forwarded_host: ctx.snapshot.config.server.trust_forwarded_host,
+            request_id: &ctx.request_id,
+        },
+    )?;
+    // A cacheable request's query is cut to the keyed parameters.
+    let query = match (
+        ctx.route.as_ref().and_then(|r| r.cache.as_ref()),
+        req.uri.query(),
+    ) {
+        (Some(policy), Some(q)) if session.cache.enabled() => {
+            cache::policy::forwarded_query(policy, q)
+        }
+        _ => None,
+    };
+    let strip = ctx.route.as_ref().filter(|r| r.strip_prefix);
+    if strip.is_some() || query.is_some() {
+        let path = req.uri.path();
+        let rest = match strip {
+            Some(route) => path
+                .strip_prefix(route.path_prefix.as_str())
+                .unwrap_or(path),
+            None => path,
+        };
+        let mut uri = String::with_capacity(rest.len() + 16);
+        if !rest.starts_with('/') {
+            uri.push('/');
+        }
+        uri.push_str(rest);
+        match (query.as_deref(), req.uri.query()) {
+            (Some(""), _) | (None, None) => {}
+            (Some(q), _) | (None, Some(q)) => {
+                uri.push('?');
+                uri.push_str(q);
+            }
+        }
+        let uri = uri
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(ErrorType::InternalError, "upstream target", e))?;
+        req.set_uri(uri);
+    }
+    Ok(())
+}
+
+/// `response_filter`.
+pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    // Speak brace's own HTTP version to the client, whatever the upstream spoke (an
+    // HTTP/1.0 origin must not turn a keep-alive HTTP/1.1 client connection into 1.0).
+    match session.req_header().version {
+        http::Version::HTTP_11 if resp.version != http::Version::HTTP_11 => {
+            resp.set_version(http::Version::HTTP_11);
+        }
+        // HTTP/1.0 has no chunked coding (RFC 9112 §6.1): a body of unknown length is
+        // delimited by closing the connection.
+        http::Version::HTTP_10 if resp.headers.contains_key(http::header::TRANSFER_ENCODING) => {
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            session.set_keepalive(None);
+        }
+        _ => {}
+    }
+    resp.insert_header("x-request-id", ctx.request_id.clone())?;
+    if ctx.upgraded {
+        if let Some(pool) = &ctx.pool {
+            // The client side of the tunnel idles as long as the backend side may.
+            session.set_read_timeout(Some(pool.config.upgrade_idle_timeout));
+        }
+    }
+    if let Some((_, v)) = &ctx.rate_limit_header {
+        resp.insert_header("ratelimit", v.as_str())?;
+    }
+    if let Some((status, reason)) = cache::policy::status(session, ctx) {
+        if ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.cache.as_ref())
+            .is_some_and(|c| c.status_header)
+        {
+            resp.insert_header("x-cache-status", status.as_str())?;
+            if let Some(r) = reason {
+                resp.insert_header("x-cache-reason", r)?;
+            }
+        }
+    }
+    if ctx.snapshot.debug_headers {
+        if let (Some(pool), Some(a)) = (&ctx.pool, &ctx.attempt) {
+            resp.insert_header("x-brace-upstream", pool.name.as_str())?;
+            resp.insert_header("x-brace-backend", a.backend.label.as_str())?;
+        }
+    }
+    Ok(())
+}
