@@ -470,14 +470,49 @@ impl Metrics {
     }
 
     /// Drops the series of a backend or pool that left the config.
+    /// Removes every series of a backend that left the config: each per-backend family,
+    /// with every value its further labels can take (the enums' `ALL`), so none of them
+    /// reports its last value forever.
     pub fn forget_backend(&self, upstream: &str, backend: &str) {
+        use crate::upstream::breaker::{BreakerState, TripReason};
+        use crate::upstream::outcome::Outcome;
         let ub = &[upstream, backend];
         for v in [
             &self.backend_healthy,
             &self.backend_ejected,
             &self.upstream_in_flight,
+            &self.breaker_state,
         ] {
             let _ = v.remove_label_values(ub);
+        }
+        let _ = self.ejections_total.remove_label_values(ub);
+        let _ = self.upstream_request_duration.remove_label_values(ub);
+        for o in Outcome::ALL {
+            let _ =
+                self.upstream_requests_total
+                    .remove_label_values(&[upstream, backend, o.as_str()]);
+        }
+        for r in ["pass", "fail"] {
+            let _ = self
+                .health_checks_total
+                .remove_label_values(&[upstream, backend, r]);
+        }
+        for reason in TripReason::ALL.map(TripReason::as_str) {
+            let _ = self
+                .breaker_shadow_trips_total
+                .remove_label_values(&[upstream, backend, reason]);
+            for to in [
+                BreakerState::Closed,
+                BreakerState::HalfOpen,
+                BreakerState::Open,
+            ] {
+                let _ = self.breaker_transitions_total.remove_label_values(&[
+                    upstream,
+                    backend,
+                    to.as_str(),
+                    reason,
+                ]);
+            }
         }
     }
 }

@@ -359,3 +359,39 @@ fn check_against_prints_the_plan() {
     );
     assert!(text.contains("~ route.main.timeout: 30s -> 9s"), "{text}");
 }
+
+#[test]
+fn a_backend_removed_by_reload_leaves_no_series_behind() {
+    let (bad, good) = (
+        Upstream::with_mode("bad", Mode::Status(500, "x")),
+        Upstream::start("good"),
+    );
+    let cfg = |backends: &str| {
+        format!(
+            "[[route]]\nname = \"main\"\nupstream = \"pool\"\n\
+             [upstream.pool]\nbalance = \"round_robin\"\nbackends = [{backends}]\n\
+             [upstream.pool.retry]\nattempts = 0\n\
+             [upstream.pool.health_check]\ntype = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\n\
+             [upstream.pool.circuit_breaker]\nconsecutive_failures = 1\nfailure_ratio = 0.0\nopen_duration = \"60s\"\n"
+        )
+    };
+    let b = Brace::start(&cfg(&format!("\"{}\", \"{}\"", bad.addr, good.addr)));
+    for _ in 0..4 {
+        b.get("/");
+    }
+    // Its breaker is open, it has outcomes, checks and a transition: series of every kind.
+    let state = format!(
+        "brace_circuit_breaker_state{{backend=\"{}\",upstream=\"pool\"}}",
+        bad.addr
+    );
+    b.wait_metric(&state, 2.0);
+    b.rewrite(&cfg(&format!("\"{}\"", good.addr)));
+    assert_eq!(b.reload().status, 200);
+    let m = b.metrics();
+    let left: Vec<&str> = m
+        .lines()
+        .filter(|l| l.contains(&bad.addr.to_string()))
+        .collect();
+    assert!(left.is_empty(), "series of the removed backend: {left:#?}");
+    assert!(m.contains(&good.addr.to_string()));
+}
