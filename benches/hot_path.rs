@@ -22,7 +22,12 @@ fn limiter(rate: u32, burst: u32) -> Limiter {
         shadow: false,
         max_keys: 100_000,
     };
-    Limiter::new("bench", &cfg, prometheus::IntGauge::new("g", "g").unwrap())
+    Limiter::new(
+        "bench",
+        &cfg,
+        prometheus::IntGauge::new("g", "g").unwrap(),
+        None,
+    )
 }
 
 fn bench_limits(c: &mut Criterion) {

@@ -78,13 +78,31 @@ fn ceil_secs(us: u64) -> u64 {
 }
 
 impl Limiter {
-    pub fn new(name: &str, config: &RateLimit, keys_gauge: IntGauge) -> Limiter {
+    /// A limiter; `old` is the limiter of the same name in the running config, whose buckets
+    /// are kept when they mean the same here (same key, bucket size and key limit): switching
+    /// `shadow` to enforcing or changing `status` refills nobody's bucket.
+    pub fn new(
+        name: &str,
+        config: &RateLimit,
+        keys_gauge: IntGauge,
+        old: Option<&Limiter>,
+    ) -> Limiter {
         let interval_us = (config.per.as_micros() as u64 / u64::from(config.rate)).max(1);
         let capacity_us = interval_us * u64::from(config.burst);
-        let buckets = moka::sync::Cache::builder()
-            .max_capacity(config.max_keys)
-            .time_to_idle(Duration::from_micros(capacity_us.max(1_000)))
-            .build();
+        let buckets = match old {
+            Some(o)
+                if o.config.key == config.key
+                    && o.config.max_keys == config.max_keys
+                    && o.interval_us == interval_us
+                    && o.capacity_us == capacity_us =>
+            {
+                o.buckets.clone()
+            }
+            _ => moka::sync::Cache::builder()
+                .max_capacity(config.max_keys)
+                .time_to_idle(Duration::from_micros(capacity_us.max(1_000)))
+                .build(),
+        };
         Limiter {
             name: name.to_owned(),
             // draft-ietf-httpapi-ratelimit-headers-08: quota q per window w seconds.
@@ -254,7 +272,7 @@ mod tests {
             shadow,
             max_keys: 1000,
         };
-        Limiter::new("t", &cfg, IntGauge::new("g", "g").unwrap())
+        Limiter::new("t", &cfg, IntGauge::new("g", "g").unwrap(), None)
     }
 
     fn ip(n: u8) -> KeyValue {

@@ -395,3 +395,56 @@ fn a_backend_removed_by_reload_leaves_no_series_behind() {
     assert!(left.is_empty(), "series of the removed backend: {left:#?}");
     assert!(m.contains(&good.addr.to_string()));
 }
+
+#[test]
+fn a_pools_in_flight_count_survives_a_reload_that_changes_it() {
+    let up = Upstream::with_mode("slow", Mode::Delay(Duration::from_millis(1500)));
+    let cfg = |timeout: &str| {
+        format!(
+            "[[route]]\nname = \"main\"\nupstream = \"pool\"\n\
+             [upstream.pool]\nbackends = [\"{}\"]\nmax_in_flight = 1\nread_timeout = \"{timeout}\"\n",
+            up.addr
+        )
+    };
+    let b = Brace::start(&cfg("10s"));
+    let addr = b.addr();
+    let slow = std::thread::spawn(move || get(addr, "/slow").status);
+    wait_for(
+        "the request to reach the upstream",
+        Duration::from_secs(10),
+        || up.count() == 1,
+    );
+    // The pool is rebuilt (another read_timeout); the request on the old one still counts.
+    b.rewrite(&cfg("20s"));
+    assert_eq!(b.reload().status, 200);
+    assert_eq!(
+        b.get("/second").status,
+        503,
+        "max_in_flight forgot the running request"
+    );
+    assert_eq!(slow.join().unwrap(), 200);
+    assert_eq!(b.get("/third").status, 200, "the count came back down");
+}
+
+#[test]
+fn switching_a_limit_from_shadow_to_enforce_keeps_its_buckets() {
+    let up = Upstream::start("u");
+    let cfg = |shadow: bool| {
+        let mode = if shadow { "shadow" } else { "enforce" };
+        format!(
+            "[rate_limit.tight]\nkey = \"route\"\nrate = 1\nper = \"60s\"\nburst = 2\nmode = \"{mode}\"\n\
+             [[route]]\nname = \"main\"\nupstream = \"pool\"\nrate_limits = [\"tight\"]\n\
+             [upstream.pool]\nbackends = [\"{}\"]\n",
+            up.addr
+        )
+    };
+    let b = Brace::start(&cfg(true));
+    // Shadow mode: the bucket is drawn down (and past), nobody is refused.
+    for _ in 0..3 {
+        assert_eq!(b.get("/").status, 200);
+    }
+    b.rewrite(&cfg(false));
+    assert_eq!(b.reload().status, 200);
+    // Enforcing now, on the same bucket: empty, so refused at once.
+    assert_eq!(b.get("/").status, 429);
+}

@@ -1,7 +1,9 @@
 //! Config (+ the old snapshot) → new Snapshot, off the request path.
 //!
-//! A pool whose upstream config is unchanged is reused as the same `Arc`, so whatever state it
-//! has earned (connections, and later health, ejections and breakers) survives a reload.
+//! Earned state survives a reload by identity, whatever else changed: a backend's health,
+//! ejection, breaker and latency by its address (and weight), a pool's in-flight count and
+//! retry budget by the pool's name, a limit's buckets by its name (when key and bucket size
+//! are the same). A section that is unchanged is reused whole, as the same `Arc`.
 
 use super::snapshot::{Snapshot, REFUSED, UNMATCHED};
 use crate::config::{AccessLog, Loaded};
@@ -27,12 +29,14 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
     let mut limiters = BTreeMap::new();
     for (name, l) in &config.rate_limits {
         let limiter = match old.and_then(|o| o.limiters.get(name)) {
-            // Same settings: keep the buckets clients have drawn down.
             Some(prev) if prev.config == *l => prev.clone(),
-            _ => Arc::new(Limiter::new(
+            // Other settings: a new limiter, with the buckets clients have drawn down when
+            // they still mean the same.
+            prev => Arc::new(Limiter::new(
                 name,
                 l,
                 metrics.rate_limit_keys.with_label_values(&[name]),
+                prev.map(|p| p.as_ref()),
             )),
         };
         limiters.insert(name.clone(), limiter);

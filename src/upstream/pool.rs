@@ -47,10 +47,13 @@ pub struct Pool {
     pub name: String,
     pub config: UpstreamConfig,
     pub backends: Vec<Arc<Backend>>,
-    pub budget: super::retry::RetryBudget,
+    /// Shared with the pool this one replaced (same name): a reload that changes any setting
+    /// keeps the retries already counted.
+    pub budget: Arc<super::retry::RetryBudget>,
     pub stats: PoolStats,
-    /// Requests in flight to the pool, for `max_in_flight`.
-    pub in_flight: std::sync::atomic::AtomicU32,
+    /// Requests in flight to the pool, for `max_in_flight`. Shared with the pool this one
+    /// replaced, so requests still running on the old one keep counting (and leave it right).
+    pub in_flight: Arc<std::sync::atomic::AtomicU32>,
     metrics: Arc<Metrics>,
     selector: Selector,
 }
@@ -165,9 +168,9 @@ impl Pool {
             name: name.to_owned(),
             config: config.clone(),
             backends,
-            budget: Default::default(),
+            budget: old.map(|o| o.budget.clone()).unwrap_or_default(),
             stats: metrics.pool_stats(name),
-            in_flight: Default::default(),
+            in_flight: old.map(|o| o.in_flight.clone()).unwrap_or_default(),
             metrics: metrics.clone(),
             selector,
         }
