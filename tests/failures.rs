@@ -212,3 +212,37 @@ fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
     assert_eq!(up.count(), 1);
     assert!(!up.head().contains("smuggled"));
 }
+
+#[test]
+fn a_503_is_retried_on_another_backend_when_configured() {
+    let (busy, ok) = (
+        Upstream::with_mode("busy", Mode::Status(503, "busy")),
+        Upstream::start("ok"),
+    );
+    let b = Brace::start(&simple_config(
+        "",
+        &[&busy, &ok],
+        "balance = \"round_robin\"\n[upstream.pool.retry]\non = [\"503\"]\n\
+         [upstream.pool.outlier]\nconsecutive_failures = 0\n",
+    ));
+    for _ in 0..6 {
+        let r = b.get("/");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-upstream"), Some("ok"));
+    }
+    // Every 503 it gave was retried once, on the other backend, and recorded against it.
+    let busy_n = busy.count() as f64;
+    assert!(busy_n >= 3.0, "{busy_n}");
+    assert_eq!(
+        b.metric("brace_upstream_retries_total{reason=\"503\",upstream=\"pool\"}"),
+        busy_n
+    );
+    assert_eq!(
+        b.metric(&format!(
+            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"http_5xx\",upstream=\"pool\"}}",
+            busy.addr
+        )),
+        busy_n
+    );
+    assert_eq!(ok.count(), 6);
+}

@@ -2,7 +2,7 @@
 //! happened to it: connect failures, broken exchanges and upstream statuses, each recorded
 //! once as an `Outcome` and, when allowed, retried on another backend.
 
-use super::ctx::{Attempt, Ctx, PoolSlot};
+use super::ctx::{Attempt, AttemptState, Ctx, PoolSlot};
 use super::{headers, http_status, request};
 use crate::metrics::RetryReason;
 use crate::upstream::outcome::Outcome;
@@ -51,7 +51,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     let backend = pool.backends[idx].clone();
     ctx.tried.push(backend.addr);
     let mut peer = HttpPeer::new(backend.addr, false, String::new());
-    ctx.attempt = Some(Attempt::new(idx, backend));
+    ctx.attempt = AttemptState::Running(Attempt::new(idx, backend));
     let o = &mut peer.options;
     o.connection_timeout = Some(pool.config.connect_timeout);
     // pingora times each read, not the wait for headers as a whole: the route timeout caps
@@ -86,8 +86,9 @@ pub fn broke(
     client_reused: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("Peer: {peer}"));
-    if std::mem::take(&mut ctx.status_retry) {
-        return e; // an upstream 5xx being retried: recorded and decided already
+    if let AttemptState::StatusRetry = ctx.attempt {
+        ctx.attempt = AttemptState::Idle;
+        return e;
     }
     let mut outcome = Outcome::from_error(&e).unwrap_or(Outcome::Error);
     if ctx.upgraded {
@@ -174,7 +175,7 @@ pub fn response_header(
         };
         if may_retry(ctx, reason) {
             finish_attempt(ctx, Outcome::Http5xx);
-            ctx.status_retry = true;
+            ctx.attempt = AttemptState::StatusRetry;
             ctx.upstream_status = None;
             let mut e = Error::explain(ErrorType::HTTPStatus(code), "retrying an upstream 5xx");
             e.set_retry(true);

@@ -23,14 +23,12 @@ pub struct Ctx {
     /// The pool of the current attempt: the route's, or its backup.
     pub pool: Option<Arc<Pool>>,
     /// The attempt in progress; dropping it ends the backend's in-flight count.
-    pub attempt: Option<Attempt>,
+    pub attempt: AttemptState,
     /// Backends already tried by this request (a retry goes elsewhere when it can). Inline:
     /// most requests try one backend and never allocate for this.
     pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
     /// Attempts started (1 = the first).
     pub tries: u32,
-    /// Set when an upstream status is being retried, so `error_while_proxy` leaves it be.
-    pub status_retry: bool,
     /// For a 503 because no backend is available: when to come back.
     pub retry_after: Option<Duration>,
     /// The request's place under the pool's `max_in_flight`, held until the request ends.
@@ -66,10 +64,9 @@ impl Ctx {
             peer_trusted: false,
             request_id: http::HeaderValue::from_static(""),
             pool: None,
-            attempt: None,
+            attempt: AttemptState::Idle,
             tried: smallvec::SmallVec::new(),
             tries: 0,
-            status_retry: false,
             retry_after: None,
             pool_slot: None,
             rate_limit_header: None,
@@ -92,6 +89,35 @@ impl Ctx {
             o.after_upgrade()
         } else {
             o
+        }
+    }
+}
+
+/// Where the current attempt stands.
+pub enum AttemptState {
+    /// None started yet, or the last one's outcome is recorded.
+    Idle,
+    /// Under way on a backend.
+    Running(Attempt),
+    /// The backend's status is being retried: its outcome was recorded and the retry decided
+    /// in `upstream_response_filter`, so `error_while_proxy` passes the error on untouched.
+    StatusRetry,
+}
+
+impl AttemptState {
+    /// The attempt under way, if any.
+    pub fn running(&self) -> Option<&Attempt> {
+        match self {
+            AttemptState::Running(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Ends the attempt under way (if any), leaving `Idle`.
+    pub fn take(&mut self) -> Option<Attempt> {
+        match std::mem::replace(self, AttemptState::Idle) {
+            AttemptState::Running(a) => Some(a),
+            _ => None,
         }
     }
 }

@@ -24,7 +24,7 @@ pub fn upstream_request(
             .uri
             .authority()
             .map(|a| a.to_string())
-            .or_else(|| ctx.attempt.as_ref().map(|a| a.backend.label.clone()));
+            .or_else(|| ctx.attempt.running().map(|a| a.backend.label.clone()));
         if let Some(h) = host {
             req.insert_header(http::header::HOST, h)?;
         }
@@ -128,7 +128,7 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
         }
     }
     if ctx.snapshot.debug_headers {
-        if let (Some(pool), Some(a)) = (&ctx.pool, &ctx.attempt) {
+        if let (Some(pool), Some(a)) = (&ctx.pool, ctx.attempt.running()) {
             resp.insert_header("x-brace-upstream", pool.name.as_str())?;
             resp.insert_header("x-brace-backend", a.backend.label.as_str())?;
         }
