@@ -3,11 +3,12 @@
 //! two and reports any error with file, line, column, key path and what is wrong.
 
 pub mod file;
+pub mod model;
 pub mod units;
 pub mod validate;
 
 pub use file::{PathNormalization, SetCookiePolicy};
-pub use validate::*;
+pub use model::*;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,338 @@
+//! The typed configuration: what `validate` makes of the file, in types that cannot hold a
+//! bad value. `PartialEq` lets a reload tell which parts changed (`runtime::plan`).
+
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use super::file::{PathNormalization, SetCookiePolicy};
+
+/// The validated configuration. `PartialEq` lets a reload tell which parts changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: Server,
+    pub admin: Admin,
+    pub log: Log,
+    pub routes: Vec<Route>,
+    pub upstreams: BTreeMap<String, Upstream>,
+    pub rate_limits: BTreeMap<String, RateLimit>,
+    pub cache: Option<CacheConfig>,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    pub max_size: u64,
+    pub max_object_size: u64,
+}
+
+/// `[route.cache]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCache {
+    /// Freshness for responses that carry none; zero = don't store them.
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    pub key_query: KeyQuery,
+    /// Lower-cased header names.
+    pub key_headers: Vec<String>,
+    pub lock_timeout: Duration,
+    pub status_header: bool,
+    pub cache_set_cookie: SetCookiePolicy,
+    /// Heuristic freshness (RFC 9111 §4.2.2) from `Last-Modified`.
+    pub heuristic: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyQuery {
+    All,
+    None,
+    /// Keep only these parameters (sorted, so order in the URL does not split the key).
+    Only(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; already resolved from `0` to the number of cores.
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub client_max_body_size: u64,
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls: Vec<TlsListener>,
+    pub debug_headers: bool,
+    pub rate_limit_headers: bool,
+    /// Reload when the config file changes.
+    pub watch_config: bool,
+    pub path_normalization: PathNormalization,
+    /// Believe `X-Forwarded-Host` from a trusted peer (forwarded, and part of the cache key).
+    pub trust_forwarded_host: bool,
+    /// Idle time allowed between requests on a client connection; zero: no keep-alive.
+    pub client_keepalive_timeout: Duration,
+    /// From the first byte of a request header to its end (restart to change).
+    pub client_header_timeout: Duration,
+    /// Between two reads of a request body.
+    pub client_body_timeout: Duration,
+    /// Between two writes of a response that the client does not read.
+    pub client_send_timeout: Duration,
+    /// The largest request header (restart to change).
+    pub max_request_header_size: u64,
+    /// Open client connections beyond which new ones are closed at once.
+    pub max_connections: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    pub level: String,
+    pub access_log: AccessLog,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// Empty = any host.
+    pub hosts: Vec<HostPattern>,
+    pub path_prefix: String,
+    pub upstream: String,
+    pub strip_prefix: bool,
+    pub timeout: Duration,
+    /// Names of `[rate_limit.NAME]` sections, applied in order.
+    pub rate_limits: Vec<String>,
+    pub cache: Option<RouteCache>,
+}
+
+/// A `hosts` entry: `api.example.com` (exact) or `*.example.org` (any subdomain, kept as
+/// the suffix `.example.org`). Both lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Exact(String),
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub backends: Vec<BackendAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Idle time allowed on an upgraded (101, e.g. WebSocket) connection, both ways.
+    pub upgrade_idle_timeout: Duration,
+    pub keepalive: usize,
+    pub balance: Balance,
+    /// Another upstream used only while this one has no available backend.
+    pub backup: Option<String>,
+    /// Ramp-up time for a backend that becomes available again; zero = off.
+    pub slow_start: Duration,
+    /// Below this share of available backends, balance over all of them; 0 = off.
+    pub panic_threshold: f64,
+    pub health_check: Option<HealthCheck>,
+    pub outlier: Option<Outlier>,
+    pub retry: Retry,
+    pub circuit_breaker: Option<BreakerConfig>,
+    /// Requests in flight to the pool beyond which brace answers 503 at once; 0 = no limit.
+    pub max_in_flight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// 0 = this trigger off.
+    pub consecutive_failures: u32,
+    /// 0 = this trigger off.
+    pub failure_ratio: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub slow_call_duration: Duration,
+    /// 0 = this trigger off.
+    pub slow_call_ratio: f64,
+    pub open_duration: Duration,
+    pub max_open_duration: Duration,
+    pub half_open_requests: u32,
+    pub failure_on: FailureOn,
+    pub mode: BreakerMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerMode {
+    Enforce,
+    /// Count and report what would have tripped; change nothing.
+    Shadow,
+}
+
+/// Which outcomes a breaker counts as failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureOn {
+    pub connect_error: bool,
+    pub timeout: bool,
+    pub error: bool,
+    pub http_5xx: bool,
+}
+
+impl FailureOn {
+    pub fn default_set() -> FailureOn {
+        FailureOn {
+            connect_error: true,
+            timeout: true,
+            error: false,
+            http_5xx: true,
+        }
+    }
+    pub fn matches(&self, o: crate::upstream::outcome::Outcome) -> bool {
+        use crate::upstream::outcome::Outcome::*;
+        match o {
+            ConnectError => self.connect_error,
+            Timeout => self.timeout,
+            Error => self.error,
+            Http5xx => self.http_5xx,
+            Success | ClientAbort | ClientError | ClientTimeout => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub key: LimitKey,
+    pub rate: u32,
+    pub per: Duration,
+    pub burst: u32,
+    pub status: u16,
+    /// Shadow: count what would be refused, refuse nothing.
+    pub shadow: bool,
+    pub max_keys: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    ClientIp,
+    /// Lower-cased header name.
+    Header(String),
+    Route,
+    Path,
+    ClientIpAndHeader(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Balance {
+    RoundRobin,
+    LeastRequests,
+    P2c,
+    /// Peak-EWMA latency × load, power of two choices (`upstream::latency`).
+    Ewma,
+    Random,
+    ConsistentHash(HashKey),
+}
+
+impl Balance {
+    /// The config file's spelling (`balance = "..."`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastRequests => "least_requests",
+            Balance::P2c => "p2c",
+            Balance::Ewma => "ewma",
+            Balance::Random => "random",
+            Balance::ConsistentHash(_) => "consistent_hash",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashKey {
+    ClientIp,
+    /// Lower-cased header name.
+    Header(String),
+    Cookie(String),
+    Path,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    Tcp,
+    Http {
+        path: String,
+        host: Option<String>,
+        /// Inclusive range of passing statuses.
+        expect: (u16, u16),
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejection_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// Extra tries after the first.
+    pub attempts: u32,
+    pub on: RetryOn,
+    pub budget_percent: u32,
+    pub min_retries_per_second: u32,
+    pub backoff: Duration,
+}
+
+/// The failures a retry is allowed for.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RetryOn {
+    pub connect_error: bool,
+    pub timeout: bool,
+    /// The connection broke after it was made (reset, closed, bad response).
+    pub error: bool,
+    pub status_502: bool,
+    pub status_503: bool,
+    pub status_504: bool,
+}
+
+impl RetryOn {
+    pub fn status(&self, code: u16) -> bool {
+        match code {
+            502 => self.status_502,
+            503 => self.status_503,
+            504 => self.status_504,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendAddr {
+    pub addr: SocketAddr,
+    pub weight: NonZeroU32,
+}
+
+/// Largest backend weight: the weighted round robin expands a backend `weight` times.
+pub const MAX_WEIGHT: i64 = 1000;

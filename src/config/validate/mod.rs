@@ -1,0 +1,255 @@
+//! Raw file structs → typed [`Config`]: every value parsed into a type that cannot hold a bad
+//! one, every cross-reference checked. Errors carry the key path (`upstream.api.backends[1]`);
+//! the loader turns that path into a line and column. The checks are split by section:
+//! `server` (`[server]`, `[admin]`, `[log]`), `upstream` (`[upstream.NAME]` and its tables),
+//! `route` (`[[route]]`, `[route.cache]`, `[rate_limit.NAME]`); shared helpers live here.
+
+mod route;
+mod server;
+mod upstream;
+
+use route::{validate_rate_limit, validate_route};
+use server::{validate_admin, validate_log, validate_server};
+use upstream::validate_upstream;
+
+use super::model::*;
+use super::KeyPath;
+use crate::config::file::*;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+type VResult<T> = Result<T, (KeyPath, String)>;
+
+fn err<T>(path: KeyPath, msg: impl Into<String>) -> VResult<T> {
+    Err((path, msg.into()))
+}
+
+fn name_ok(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn socket_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
+    let a = any_socket_addr(path.clone(), s)?;
+    if a.port() == 0 {
+        return err(
+            path,
+            format!("\"{s}\": port 0 is not a port a backend listens on"),
+        );
+    }
+    Ok(a)
+}
+
+fn any_socket_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return err(
+            path,
+            format!("invalid address \"{s}\": expected \"host:port\""),
+        );
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => match it.next() {
+            Some(a) => Ok(a),
+            None => err(path, format!("address \"{s}\" resolved to nothing")),
+        },
+        Err(e) => err(path, format!("invalid address \"{s}\": {e}")),
+    }
+}
+
+fn listen_addr(path: KeyPath, s: &str) -> VResult<SocketAddr> {
+    s.parse().or_else(|_| {
+        err(
+            path,
+            format!(
+                "invalid listen address \"{s}\": expected \"ip:port\", e.g. \"127.0.0.1:8080\""
+            ),
+        )
+    })
+}
+
+fn host_pattern(path: KeyPath, h: &str) -> VResult<HostPattern> {
+    let h = h.trim().to_ascii_lowercase();
+    let (suffix, name) = match h.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, h.as_str()),
+    };
+    let valid = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !valid {
+        return err(
+            path,
+            format!("invalid host \"{h}\": expected a name like \"api.example.com\" or \"*.example.org\" (no port)"),
+        );
+    }
+    Ok(if suffix {
+        HostPattern::Suffix(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_owned())
+    })
+}
+
+impl Config {
+    /// Validates a parsed file. `base` is the directory relative paths (TLS files) start from.
+    pub fn from_file(f: FileConfig, base: &Path) -> VResult<Config> {
+        let FileConfig {
+            server,
+            admin,
+            log,
+            route,
+            upstream,
+            rate_limit,
+            cache,
+        } = f;
+        let cache = match cache {
+            Some(c) => {
+                let crate::config::file::FileCache {
+                    max_size,
+                    max_object_size,
+                } = c;
+                let p = KeyPath::root().key("cache");
+                if max_size.0 == 0 {
+                    return err(p.key("max_size"), "must be greater than 0");
+                }
+                let max_object_size = max_object_size.unwrap_or(crate::config::units::Size(
+                    crate::config::file::DEFAULT_CACHE_OBJECT.min(max_size.0),
+                ));
+                if max_object_size.0 == 0 || max_object_size.0 > max_size.0 {
+                    return err(
+                        p.key("max_object_size"),
+                        "must be greater than 0 and at most max_size",
+                    );
+                }
+                if max_object_size.0 > u64::from(u32::MAX) {
+                    return err(p.key("max_object_size"), "at most 4GiB");
+                }
+                Some(CacheConfig {
+                    max_size: max_size.0,
+                    max_object_size: max_object_size.0,
+                })
+            }
+            None => None,
+        };
+        let root = KeyPath::root();
+
+        let server = validate_server(server, &root.key("server"), base)?;
+        let admin = validate_admin(admin, &root.key("admin"), &server)?;
+        let log = validate_log(log, &root.key("log"), base)?;
+
+        let mut upstreams = BTreeMap::new();
+        for (name, u) in upstream {
+            let p = root.key("upstream").key(&name);
+            if !name_ok(&name) {
+                return err(p, format!("invalid upstream name \"{name}\": use letters, digits, '_', '-', '.', starting with a letter or digit"));
+            }
+            upstreams.insert(name, validate_upstream(u, &p)?);
+        }
+
+        for (name, u) in &upstreams {
+            if let Some(b) = &u.backup {
+                let p = root.key("upstream").key(name).key("backup");
+                if b == name {
+                    return err(p, "an upstream cannot be its own backup");
+                }
+                match upstreams.get(b) {
+                    None => return err(p, format!("backup upstream \"{b}\" is not defined")),
+                    Some(bu) if bu.backup.is_some() => {
+                        return err(p, format!("backup upstream \"{b}\" has a backup of its own; only one level is supported"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+
+        let mut rate_limits = BTreeMap::new();
+        for (name, r) in rate_limit {
+            let p = root.key("rate_limit").key(&name);
+            if !name_ok(&name) {
+                return err(p, format!("invalid rate limit name \"{name}\""));
+            }
+            rate_limits.insert(name, validate_rate_limit(r, &p)?);
+        }
+
+        let mut routes = Vec::with_capacity(route.len());
+        let mut names = HashSet::new();
+        let mut places = HashSet::new();
+        for (i, r) in route.into_iter().enumerate() {
+            let p = root.key("route").index(i);
+            let r = validate_route(r, &p, &upstreams, &rate_limits, cache.is_some())?;
+            if !names.insert(r.name.clone()) {
+                return err(
+                    p.key("name"),
+                    format!("duplicate route name \"{}\"", r.name),
+                );
+            }
+            let hosts: Vec<Option<&HostPattern>> = if r.hosts.is_empty() {
+                vec![None]
+            } else {
+                r.hosts.iter().map(Some).collect()
+            };
+            for h in hosts {
+                if !places.insert((h.cloned(), r.path_prefix.clone())) {
+                    return err(
+                        p.key("path_prefix"),
+                        format!(
+                            "route \"{}\" repeats host {} with path_prefix \"{}\" of an earlier route; the match would be ambiguous",
+                            r.name,
+                            h.map(|h| format!("{h:?}")).unwrap_or_else(|| "(any)".into()),
+                            r.path_prefix
+                        ),
+                    );
+                }
+            }
+            routes.push(r);
+        }
+        if routes.is_empty() {
+            return err(
+                root.key("route"),
+                "no [[route]] defined: brace would answer 404 to everything",
+            );
+        }
+
+        Ok(Config {
+            server,
+            admin,
+            log,
+            routes,
+            upstreams,
+            rate_limits,
+            cache,
+        })
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86400);
+
+/// A duration between `min` and `max`, both included: every duration in the file is bounded
+/// at load, so no value can panic a timer or a rate computation later.
+fn within(p: KeyPath, d: Duration, min: Duration, max: Duration) -> VResult<Duration> {
+    if d < min || d > max {
+        let f = humantime::format_duration;
+        return err(
+            p,
+            format!(
+                "{} is out of range: must be between {} and {}",
+                f(d),
+                f(min),
+                f(max)
+            ),
+        );
+    }
+    Ok(d)
+}

@@ -1,0 +1,210 @@
+//! Validation of `[server]`, `[admin]` and `[log]`.
+
+use super::*;
+
+pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
+    let FileServer {
+        listen,
+        threads,
+        grace_period,
+        client_max_body_size,
+        trusted_proxies,
+        tls,
+        debug_headers,
+        rate_limit_headers,
+        watch_config,
+        path_normalization,
+        trust_forwarded_host,
+        client_keepalive_timeout,
+        client_header_timeout,
+        client_body_timeout,
+        client_send_timeout,
+        max_request_header_size,
+        max_connections,
+    } = s;
+    if !(1..=1_000_000).contains(&max_connections) {
+        return err(p.key("max_connections"), "must be between 1 and 1000000");
+    }
+    let keepalive = client_keepalive_timeout.0;
+    if !keepalive.is_zero() {
+        within(p.key("client_keepalive_timeout"), keepalive, SEC, HOUR)?;
+    }
+    within(
+        p.key("client_header_timeout"),
+        client_header_timeout.0,
+        SEC,
+        HOUR,
+    )?;
+    within(
+        p.key("client_body_timeout"),
+        client_body_timeout.0,
+        SEC,
+        HOUR,
+    )?;
+    within(
+        p.key("client_send_timeout"),
+        client_send_timeout.0,
+        SEC,
+        HOUR,
+    )?;
+    let header_size = max_request_header_size.0;
+    if !(1024..=1024 * 1024).contains(&header_size) {
+        return err(
+            p.key("max_request_header_size"),
+            format!("{header_size} bytes: must be between 1KiB and 1MiB"),
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut addrs = Vec::new();
+    for (i, l) in listen.iter().enumerate() {
+        let a = listen_addr(p.key("listen").index(i), l)?;
+        if !seen.insert(a) {
+            return err(p.key("listen").index(i), format!("{a} is listed twice"));
+        }
+        addrs.push(a);
+    }
+    let mut tls_out = Vec::new();
+    for (i, t) in tls.into_iter().enumerate() {
+        let tp = p.key("tls").index(i);
+        let FileTls { listen, cert, key } = t;
+        let a = listen_addr(tp.key("listen"), &listen)?;
+        if !seen.insert(a) {
+            return err(tp.key("listen"), format!("{a} is already a listener"));
+        }
+        let cert = pem_file(tp.key("cert"), base, &cert, "CERTIFICATE")?;
+        let key = pem_file(tp.key("key"), base, &key, "PRIVATE KEY")?;
+        tls_out.push(TlsListener {
+            listen: a,
+            cert,
+            key,
+        });
+    }
+    if addrs.is_empty() && tls_out.is_empty() {
+        return err(p.key("listen"), "no listener: give at least one address");
+    }
+    if threads > 1024 {
+        return err(p.key("threads"), "at most 1024 (0 = one per core)");
+    }
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let mut nets = Vec::new();
+    for (i, t) in trusted_proxies.iter().enumerate() {
+        let net = match t.parse::<IpNet>() {
+            Ok(n) => n,
+            Err(_) => match t.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    return err(
+                        p.key("trusted_proxies").index(i),
+                        format!("invalid network \"{t}\": expected a CIDR like \"10.0.0.0/8\" or an address"),
+                    )
+                }
+            },
+        };
+        nets.push(net);
+    }
+    if client_max_body_size.0 == 0 {
+        return err(p.key("client_max_body_size"), "must be greater than 0");
+    }
+    Ok(Server {
+        listen: addrs,
+        threads,
+        grace_period: within(p.key("grace_period"), grace_period.0, Duration::ZERO, HOUR)?,
+        client_max_body_size: client_max_body_size.0,
+        trusted_proxies: nets,
+        tls: tls_out,
+        debug_headers,
+        rate_limit_headers,
+        watch_config,
+        path_normalization,
+        trust_forwarded_host,
+        client_keepalive_timeout: keepalive,
+        client_header_timeout: client_header_timeout.0,
+        client_body_timeout: client_body_timeout.0,
+        client_send_timeout: client_send_timeout.0,
+        max_request_header_size: header_size,
+        max_connections,
+    })
+}
+
+pub(super) fn pem_file(p: KeyPath, base: &Path, file: &str, what: &str) -> VResult<PathBuf> {
+    let path = base.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.contains("-----BEGIN ") && text.contains(what) => Ok(path),
+        Ok(_) => err(p, format!("{} holds no PEM {what}", path.display())),
+        Err(e) => err(p, format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+pub(super) fn validate_admin(a: FileAdmin, p: &KeyPath, server: &Server) -> VResult<Admin> {
+    let FileAdmin { listen, token } = a;
+    let addr = listen_addr(p.key("listen"), &listen)?;
+    let clash = server
+        .listen
+        .iter()
+        .chain(server.tls.iter().map(|t| &t.listen))
+        .any(|l| {
+            l.port() == addr.port()
+                && (l.ip() == addr.ip() || l.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
+    if clash {
+        return err(
+            p.key("listen"),
+            format!(
+                "{addr} overlaps a proxy listener; the admin endpoints must have their own port"
+            ),
+        );
+    }
+    if let Some(t) = &token {
+        if t.trim().is_empty() {
+            return err(
+                p.key("token"),
+                "empty token; remove the key or set a secret",
+            );
+        }
+    }
+    if !addr.ip().is_loopback() && token.is_none() {
+        return err(
+            p.key("listen"),
+            format!(
+                "{addr} is reachable from other hosts: set admin.token, or listen on 127.0.0.1"
+            ),
+        );
+    }
+    Ok(Admin {
+        listen: addr,
+        token,
+    })
+}
+
+pub(super) fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<Log> {
+    let FileLog { level, access_log } = l;
+    // A bare word is a target name to EnvFilter ("loud" = everything from target "loud"), so a
+    // lone word must be a level; filters with `=` or `,` are checked by EnvFilter itself.
+    let directive = level.contains('=') || level.contains(',');
+    let bare_level = matches!(
+        level.trim().to_ascii_lowercase().as_str(),
+        "off" | "error" | "warn" | "info" | "debug" | "trace"
+    );
+    if !(bare_level || directive) || tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        return err(
+            p.key("level"),
+            format!("invalid level \"{level}\": expected error, warn, info, debug, trace or a filter like \"info,brace=debug\""),
+        );
+    }
+    let access_log = match access_log.as_str() {
+        "off" => AccessLog::Off,
+        "stdout" => AccessLog::Stdout,
+        "" => {
+            return err(
+                p.key("access_log"),
+                "empty: use \"off\", \"stdout\" or a file path",
+            )
+        }
+        path => AccessLog::File(base.join(path)),
+    };
+    Ok(Log { level, access_log })
+}

@@ -1,0 +1,364 @@
+//! Validation of `[upstream.NAME]` and its tables: balance, health check, outlier, breaker, retry.
+
+use super::*;
+
+pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
+    let FileUpstream {
+        backends,
+        connect_timeout,
+        read_timeout,
+        upgrade_idle_timeout,
+        keepalive,
+        balance,
+        hash_key,
+        backup,
+        slow_start,
+        panic_threshold,
+        health_check,
+        outlier,
+        retry,
+        circuit_breaker,
+        max_in_flight,
+    } = u;
+    let balance = validate_balance(&balance, hash_key.as_deref(), p)?;
+    if !(0.0..=1.0).contains(&panic_threshold) {
+        return err(
+            p.key("panic_threshold"),
+            format!("{panic_threshold} is outside 0.0..=1.0"),
+        );
+    }
+    let health_check = match health_check {
+        Some(h) => Some(validate_health(h, &p.key("health_check"))?),
+        None => None,
+    };
+    // Passive ejection is on without a table, with the table's defaults (nginx ejects on
+    // failures by default too); `consecutive_failures = 0` turns it off.
+    let outlier = validate_outlier(outlier.unwrap_or_default(), &p.key("outlier"))?;
+    let retry = validate_retry(retry, &p.key("retry"))?;
+    let circuit_breaker = match circuit_breaker {
+        Some(b) => Some(validate_breaker(b, &p.key("circuit_breaker"))?),
+        None => None,
+    };
+    if backends.is_empty() {
+        return err(
+            p.key("backends"),
+            "no backends: give at least one \"host:port\"",
+        );
+    }
+    let mut out = Vec::with_capacity(backends.len());
+    let mut seen = HashSet::new();
+    for (i, b) in backends.into_iter().enumerate() {
+        let bp = p.key("backends").index(i);
+        let (addr, weight, ap) = match b {
+            FileBackend::Addr(a) => (a, 1, bp.clone()),
+            FileBackend::Full(FileBackendFull { addr, weight }) => (addr, weight, bp.key("addr")),
+        };
+        let addr = socket_addr(ap, &addr)?;
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            return err(
+                bp.key("weight"),
+                format!("weight {weight} is out of range 1..={MAX_WEIGHT}"),
+            );
+        }
+        if !seen.insert(addr) {
+            return err(
+                bp,
+                format!("backend {addr} is listed twice in this upstream"),
+            );
+        }
+        out.push(BackendAddr {
+            addr,
+            weight: NonZeroU32::new(weight as u32).expect("checked above"),
+        });
+    }
+    Ok(Upstream {
+        backends: out,
+        connect_timeout: within(p.key("connect_timeout"), connect_timeout.0, MS, 5 * MINUTE)?,
+        read_timeout: within(p.key("read_timeout"), read_timeout.0, MS, HOUR)?,
+        upgrade_idle_timeout: within(
+            p.key("upgrade_idle_timeout"),
+            upgrade_idle_timeout.0,
+            SEC,
+            24 * HOUR,
+        )?,
+        keepalive,
+        balance,
+        backup,
+        slow_start: within(p.key("slow_start"), slow_start.0, Duration::ZERO, HOUR)?,
+        panic_threshold,
+        health_check,
+        outlier,
+        retry,
+        circuit_breaker,
+        max_in_flight,
+    })
+}
+
+pub(super) fn ratio(p: KeyPath, v: f64) -> VResult<f64> {
+    if !(0.0..=1.0).contains(&v) {
+        return err(p, format!("{v} is outside 0.0..=1.0"));
+    }
+    Ok(v)
+}
+
+pub(super) fn validate_breaker(b: FileBreaker, p: &KeyPath) -> VResult<BreakerConfig> {
+    let FileBreaker {
+        consecutive_failures,
+        failure_ratio,
+        min_requests,
+        window,
+        slow_call_duration,
+        slow_call_ratio,
+        open_duration,
+        max_open_duration,
+        half_open_requests,
+        failure_on,
+        mode,
+    } = b;
+    let failure_ratio = ratio(p.key("failure_ratio"), failure_ratio)?;
+    let slow_call_ratio = ratio(p.key("slow_call_ratio"), slow_call_ratio)?;
+    if consecutive_failures == 0 && failure_ratio == 0.0 && slow_call_ratio == 0.0 {
+        return err(p.clone(), "every trigger is off (consecutive_failures, failure_ratio and slow_call_ratio are 0): the breaker could never trip");
+    }
+    let window = within(p.key("window"), window.0, MS, HOUR)?;
+    let open = within(p.key("open_duration"), open_duration.0, MS, DAY)?;
+    within(p.key("max_open_duration"), max_open_duration.0, MS, DAY)?;
+    within(p.key("slow_call_duration"), slow_call_duration.0, MS, HOUR)?;
+    if max_open_duration.0 < open {
+        return err(p.key("max_open_duration"), "must be at least open_duration");
+    }
+    if half_open_requests == 0 {
+        return err(p.key("half_open_requests"), "must be at least 1");
+    }
+    let mut on = FailureOn::default();
+    for (i, f) in failure_on.iter().enumerate() {
+        match f.as_str() {
+            "connect_error" => on.connect_error = true,
+            "timeout" => on.timeout = true,
+            "error" => on.error = true,
+            "5xx" => on.http_5xx = true,
+            other => {
+                return err(
+                    p.key("failure_on").index(i),
+                    format!(
+                    "unknown failure \"{other}\": expected connect_error, timeout, error or 5xx"
+                ),
+                )
+            }
+        }
+    }
+    let mode = match mode.as_str() {
+        "enforce" => BreakerMode::Enforce,
+        "shadow" => BreakerMode::Shadow,
+        other => {
+            return err(
+                p.key("mode"),
+                format!("unknown mode \"{other}\": expected enforce or shadow"),
+            )
+        }
+    };
+    Ok(BreakerConfig {
+        consecutive_failures,
+        failure_ratio,
+        min_requests,
+        window,
+        slow_call_duration: slow_call_duration.0,
+        slow_call_ratio,
+        open_duration: open,
+        max_open_duration: max_open_duration.0,
+        half_open_requests,
+        failure_on: on,
+        mode,
+    })
+}
+
+pub(super) fn validate_balance(
+    balance: &str,
+    hash_key: Option<&str>,
+    p: &KeyPath,
+) -> VResult<Balance> {
+    let b = match balance {
+        "round_robin" => Balance::RoundRobin,
+        "least_requests" => Balance::LeastRequests,
+        "p2c" => Balance::P2c,
+        "ewma" => Balance::Ewma,
+        "random" => Balance::Random,
+        "consistent_hash" => {
+            let key = hash_key.unwrap_or("client_ip");
+            let hk = match key {
+                "client_ip" => HashKey::ClientIp,
+                "path" => HashKey::Path,
+                k => match k.split_once(':') {
+                    Some(("header", n)) if http::HeaderName::from_bytes(n.as_bytes()).is_ok() => {
+                        HashKey::Header(n.to_ascii_lowercase())
+                    }
+                    Some(("cookie", n)) if !n.is_empty() => HashKey::Cookie(n.to_owned()),
+                    _ => {
+                        return err(
+                            p.key("hash_key"),
+                            format!("invalid hash_key \"{k}\": expected client_ip, path, header:NAME or cookie:NAME"),
+                        )
+                    }
+                },
+            };
+            return Ok(Balance::ConsistentHash(hk));
+        }
+        other => {
+            return err(
+                p.key("balance"),
+                format!("unknown balance \"{other}\": expected ewma, round_robin, least_requests, p2c, random or consistent_hash"),
+            )
+        }
+    };
+    if hash_key.is_some() {
+        return err(
+            p.key("hash_key"),
+            "hash_key applies only to balance = \"consistent_hash\"",
+        );
+    }
+    Ok(b)
+}
+
+pub(super) fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<HealthCheck> {
+    let FileHealthCheck {
+        kind,
+        path,
+        host,
+        expect_status,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    } = h;
+    let kind = match kind.as_str() {
+        "tcp" => CheckKind::Tcp,
+        "http" => {
+            if !path.starts_with('/') {
+                return err(p.key("path"), format!("\"{path}\" must start with '/'"));
+            }
+            let expect = status_range(&expect_status).ok_or_else(|| {
+                (
+                    p.key("expect_status"),
+                    format!("invalid status range \"{expect_status}\": expected e.g. \"200\" or \"200-399\" within 100-599"),
+                )
+            })?;
+            CheckKind::Http { path, host, expect }
+        }
+        other => {
+            return err(
+                p.key("type"),
+                format!("unknown check type \"{other}\": expected http or tcp"),
+            )
+        }
+    };
+    let interval = within(p.key("interval"), interval.0, MS, HOUR)?;
+    let timeout = within(p.key("timeout"), timeout.0, MS, HOUR)?;
+    if timeout > interval {
+        return err(
+            p.key("timeout"),
+            format!(
+                "timeout ({}) is longer than interval ({}): checks would overlap",
+                crate::config::units::Dur(timeout),
+                crate::config::units::Dur(interval)
+            ),
+        );
+    }
+    for (k, v) in [
+        ("healthy_threshold", healthy_threshold),
+        ("unhealthy_threshold", unhealthy_threshold),
+    ] {
+        if v == 0 {
+            return err(p.key(k), "must be at least 1");
+        }
+    }
+    Ok(HealthCheck {
+        kind,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
+
+pub(super) fn status_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let v = s.trim().parse().ok()?;
+            (v, v)
+        }
+    };
+    ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
+}
+
+pub(super) fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Outlier>> {
+    let FileOutlier {
+        consecutive_failures,
+        base_ejection,
+        max_ejection,
+        max_ejection_percent,
+    } = o;
+    if consecutive_failures == 0 {
+        return Ok(None);
+    }
+    let base = within(p.key("base_ejection"), base_ejection.0, MS, DAY)?;
+    within(p.key("max_ejection"), max_ejection.0, MS, DAY)?;
+    if max_ejection.0 < base {
+        return err(p.key("max_ejection"), "must be at least base_ejection");
+    }
+    if max_ejection_percent > 100 {
+        return err(
+            p.key("max_ejection_percent"),
+            format!("{max_ejection_percent} is over 100"),
+        );
+    }
+    Ok(Some(Outlier {
+        consecutive_failures,
+        base_ejection: base,
+        max_ejection: max_ejection.0,
+        max_ejection_percent,
+    }))
+}
+
+pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {
+    let FileRetry {
+        attempts,
+        on,
+        budget_percent,
+        min_retries_per_second,
+        backoff,
+    } = r;
+    if attempts > 10 {
+        return err(p.key("attempts"), format!("{attempts} is over 10"));
+    }
+    let mut set = RetryOn::default();
+    for (i, o) in on.iter().enumerate() {
+        match o.as_str() {
+            "connect_error" => set.connect_error = true,
+            "timeout" => set.timeout = true,
+            "error" => set.error = true,
+            "502" => set.status_502 = true,
+            "503" => set.status_503 = true,
+            "504" => set.status_504 = true,
+            other => {
+                return err(
+                    p.key("on").index(i),
+                    format!("unknown retry condition \"{other}\": expected connect_error, timeout, error, 502, 503 or 504"),
+                )
+            }
+        }
+    }
+    if budget_percent > 100 {
+        return err(
+            p.key("budget_percent"),
+            format!("{budget_percent} is over 100"),
+        );
+    }
+    Ok(Retry {
+        attempts,
+        on: set,
+        budget_percent,
+        min_retries_per_second,
+        backoff: within(p.key("backoff"), backoff.0, Duration::ZERO, MINUTE)?,
+    })
+}
