@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! request_cache_filter  policy::enable        route has [route.cache], GET/HEAD, no `no-store`
-//! cache_key_callback    policy::key           scheme + host + path + kept query + key headers
+//! cache_key_callback    key::key              scheme + host + path + kept query + key headers
 //! cache_hit_filter      policy::hit           request no-cache / max-age → revalidate
 //! proxy_upstream_filter policy::only_if_cached  miss + only-if-cached → 504
 //! response_cache_filter policy::cacheable     targeted fields, reasons, ttl caps, stale defaults
-//! cache_vary_filter     policy::variance      Vary (normalised) → variance key
+//! cache_vary_filter     key::variance         Vary (normalised) → variance key
 //! should_serve_stale    policy::serve_stale   stale-if-error on upstream failure
 //! response_filter       X-Cache-Status / X-Cache-Reason
 //! logging               metrics; unsafe methods invalidate (RFC 9111 §4.4)
@@ -16,6 +16,7 @@
 //! leaked when built; a reload that changes `[cache]` builds a new one and empties the old.
 
 pub mod date;
+pub mod key;
 pub mod policy;
 pub mod storage;
 

@@ -5,21 +5,19 @@
 //! normalisation, and the reasons brace reports.
 
 use super::{CacheStatus, Store};
-use crate::config::{KeyQuery, RouteCache, SetCookiePolicy};
+use crate::config::{RouteCache, SetCookiePolicy};
 use crate::proxy::ctx::Ctx;
 use http::Method;
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
-use pingora::cache::key::HashBinary;
 use pingora::cache::{
-    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, NoCacheReason,
-    RespCacheable, VarianceBuilder,
+    CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable,
 };
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource};
 use std::time::{Duration, SystemTime};
 
-fn policy_and_store(ctx: &Ctx) -> Option<(&RouteCache, &Store)> {
+pub(super) fn policy_and_store(ctx: &Ctx) -> Option<(&RouteCache, &Store)> {
     let policy = ctx.route.as_ref()?.cache.as_ref()?;
     let store = ctx.snapshot.cache.as_deref()?;
     Some((policy, store))
@@ -48,91 +46,6 @@ pub fn enable(session: &mut Session, ctx: &mut Ctx) {
     session
         .cache
         .set_max_file_size_bytes(store.config.max_object_size as usize);
-}
-
-/// `scheme://host/path?query` as the cache sees it: the host lower-cased, the query filtered
-/// by `key_query` (kept parameters sorted, so their order does not split the key).
-pub fn url(session: &Session, ctx: &Ctx, policy: &RouteCache) -> String {
-    let req = session.req_header();
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    let path = req.uri.path();
-    let mut u = String::with_capacity(16 + ctx.host.len() + path.len());
-    u.push_str(if tls { "https://" } else { "http://" });
-    u.extend(ctx.host.chars().map(|c| c.to_ascii_lowercase()));
-    u.push_str(path);
-    if let Some(q) = req.uri.query() {
-        match &policy.key_query {
-            KeyQuery::All => {
-                u.push('?');
-                u.push_str(q);
-            }
-            KeyQuery::None => {}
-            KeyQuery::Only(names) => {
-                let mut kept: Vec<&str> = keyed_params(names, q).collect();
-                kept.sort_unstable();
-                if !kept.is_empty() {
-                    u.push('?');
-                    u.push_str(&kept.join("&"));
-                }
-            }
-        }
-    }
-    u
-}
-
-/// The query to send upstream for a request the cache may store: with `key_query` a list,
-/// only those parameters (in the client's order); with `"none"`, no query. What is fetched is
-/// then exactly what is keyed, so an unkeyed parameter cannot change a page that is stored for
-/// everyone. `None` when the query goes as it is.
-pub fn forwarded_query(policy: &RouteCache, query: &str) -> Option<String> {
-    match &policy.key_query {
-        KeyQuery::All => None,
-        KeyQuery::None => Some(String::new()),
-        KeyQuery::Only(names) => {
-            let kept: Vec<&str> = keyed_params(names, query).collect();
-            (kept.len() != query.split('&').count()).then(|| kept.join("&"))
-        }
-    }
-}
-
-/// The `name=value` parameters of `query` whose name is in `key_query`, in the client's order.
-fn keyed_params<'a>(names: &'a [String], query: &'a str) -> impl Iterator<Item = &'a str> {
-    query.split('&').filter(move |p| {
-        names
-            .iter()
-            .any(|n| p.split('=').next() == Some(n.as_str()))
-    })
-}
-
-/// `cache_key_callback`: the URL, then one line per `key_headers` entry. The scheme and Host
-/// are always part of it, so one host's content is never served for another.
-pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
-    let Some((policy, _)) = policy_and_store(ctx) else {
-        return CacheKey::new("", "");
-    };
-    let mut primary = url(session, ctx, policy);
-    let req = session.req_header();
-    for h in &policy.key_headers {
-        let values: Vec<&[u8]> = req
-            .headers
-            .get_all(h.as_str())
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        primary.push('\n');
-        primary.push_str(h);
-        primary.push(':');
-        primary.push_str(&String::from_utf8_lossy(&values.join(&b","[..])));
-    }
-    // A believed X-Forwarded-Host reaches the upstream, which may build the page from it: it
-    // is then part of what the page depends on.
-    if ctx.peer_trusted && ctx.snapshot.config.server.trust_forwarded_host {
-        if let Some(v) = req.headers.get(&crate::proxy::headers::X_FORWARDED_HOST) {
-            primary.push_str("\nx-forwarded-host:");
-            primary.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
-    }
-    CacheKey::new(primary, "")
 }
 
 /// `cache_hit_filter`: request directives (RFC 9111 §5.2.1). `no-cache` (or `Pragma:
@@ -404,38 +317,6 @@ pub fn cacheable(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCac
     ))
 }
 
-/// `cache_vary_filter`: the request's values of the response's `Vary` headers, with names
-/// lower-cased and list values' whitespace normalised, so `gzip,deflate` and `gzip, deflate`
-/// share a variant.
-pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
-    let names: Vec<String> = meta
-        .headers()
-        .get_all("vary")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect();
-    if names.is_empty() {
-        return None;
-    }
-    let mut vb = VarianceBuilder::new();
-    for n in names {
-        let joined: Vec<String> = req
-            .headers
-            .get_all(n.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-            .filter(|p| !p.is_empty())
-            .collect();
-        vb.add_owned_name_value(n, joined.join(",").into_bytes());
-    }
-    vb.finalize()
-}
-
 /// `should_serve_stale`: during revalidation (no error) as the response allows, and on any
 /// failure that is not the client's (refused, timed out, 5xx, no available backend).
 pub fn serve_stale(error: Option<&Error>) -> bool {
@@ -487,7 +368,7 @@ pub fn invalidate(session: &Session, ctx: &Ctx, status: u16) -> u64 {
     if !unsafe_method || !(200..400).contains(&status) {
         return 0;
     }
-    let own = url(session, ctx, policy);
+    let own = super::key::url(session, ctx, policy);
     let origin_end = own.find("://").map_or(0, |i| i + 3) + ctx.host.len();
     let origin = &own[..origin_end.min(own.len())];
     let mut targets = vec![own.clone()];

@@ -55,7 +55,7 @@ pub fn upstream_request(
         req.uri.query(),
     ) {
         (Some(policy), Some(q)) if session.cache.enabled() => {
-            cache::policy::forwarded_query(policy, q)
+            cache::key::forwarded_query(policy, q)
         }
         _ => None,
     };

@@ -114,7 +114,7 @@ impl ProxyHttp for BraceProxy {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
-        Ok(cache::policy::key(session, ctx))
+        Ok(cache::key::key(session, ctx))
     }
 
     async fn cache_hit_filter(
@@ -152,7 +152,7 @@ impl ProxyHttp for BraceProxy {
         _ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        cache::policy::variance(meta, req)
+        cache::key::variance(meta, req)
     }
 
     fn should_serve_stale(
