@@ -137,7 +137,7 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
 
     server.add_service(background_service(
         "health checks",
-        crate::upstream::health::HealthService {
+        crate::runtime::tasks::HealthService {
             state: state.clone(),
         },
     ));
@@ -288,7 +288,9 @@ impl BackgroundService for Lifecycle {
             .max()
             .unwrap_or_default();
         let deadline = Instant::now() + first_round * 2 + Duration::from_millis(500);
-        while !crate::upstream::health::first_round_done(&self.state) && Instant::now() < deadline {
+        while !crate::upstream::health::first_round_done(self.state.snapshot().pools.values())
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(DRAIN_POLL).await;
         }
         self.state.set_ready();

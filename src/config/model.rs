@@ -199,16 +199,6 @@ impl FailureOn {
             http_5xx: true,
         }
     }
-    pub fn matches(&self, o: crate::upstream::outcome::Outcome) -> bool {
-        use crate::upstream::outcome::Outcome::*;
-        match o {
-            ConnectError => self.connect_error,
-            Timeout => self.timeout,
-            Error => self.error,
-            Http5xx => self.http_5xx,
-            Success | ClientAbort | ClientError | ClientTimeout => false,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

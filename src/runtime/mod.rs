@@ -6,6 +6,7 @@ pub mod plan;
 pub mod reload;
 pub mod snapshot;
 pub mod store;
+pub mod tasks;
 
 pub use snapshot::Snapshot;
 pub use store::State;

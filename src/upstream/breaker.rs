@@ -221,7 +221,7 @@ impl Breaker {
         if outcome.is_client() {
             return None;
         }
-        let failure = cfg.failure_on.matches(outcome);
+        let failure = outcome.fails(&cfg.failure_on);
         let slow =
             cfg.slow_call_ratio > 0.0 && elapsed_ms >= cfg.slow_call_duration.as_millis() as u64;
         match self.state() {

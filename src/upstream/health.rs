@@ -1,9 +1,8 @@
-//! Active health checks and ejection housekeeping: one background service over the pools of
-//! the current snapshot.
+//! Active health checks and ejection housekeeping, one tick at a time over the pools of the
+//! current snapshot (the loop is `runtime::tasks::HealthService`).
 //!
-//! Every tick it (1) starts a check for each backend whose next check is due and that has none
-//! running (`probe`, bounded by `timeout`),
-//! and (2) notices ejections that have ended, to update the gauge, log it and start the
+//! Each tick (1) starts a check for each backend whose next check is due and that has none
+//! running (`probe`, bounded by `timeout`), and (2) notices ejections that have ended, to update the gauge, log it and start the
 //! backend's slow-start ramp. Checks run in their own tasks, so a black-holed backend delays
 //! nothing but its own next check, and never the request path. Reading the snapshot each tick
 //! means a reload's new pools are picked up without restarting anything.
@@ -11,13 +10,9 @@
 use super::backend::HealthStatus;
 use super::now_ms;
 use super::pool::Pool;
-use crate::runtime::State;
-use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, OnceLock};
@@ -26,28 +21,10 @@ use std::time::{Duration, SystemTime};
 /// How often the service looks for due checks; also the resolution of `interval`.
 pub const TICK: Duration = Duration::from_millis(50);
 
-pub struct HealthService {
-    pub state: Arc<State>,
-}
-
-#[async_trait]
-impl BackgroundService for HealthService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => round(&self.state),
-            }
-        }
-    }
-}
-
-fn round(state: &State) {
-    let snap = state.snapshot();
+/// One tick over the pools of the current snapshot (run by `runtime::tasks::HealthService`).
+pub fn round<'a>(pools: impl Iterator<Item = &'a Arc<Pool>>) {
     let now = now_ms();
-    for pool in snap.pools.values() {
+    for pool in pools {
         housekeeping(pool, now);
         let Some(hc) = &pool.config.health_check else {
             continue;
@@ -184,8 +161,8 @@ fn housekeeping(pool: &Pool, now: u64) {
 }
 
 /// True once every backend of every pool with active checks has a first result.
-pub fn first_round_done(state: &State) -> bool {
-    state.snapshot().pools.values().all(|p| {
+pub fn first_round_done<'a>(mut pools: impl Iterator<Item = &'a Arc<Pool>>) -> bool {
+    pools.all(|p| {
         p.config.health_check.is_none()
             || p.backends
                 .iter()

@@ -71,6 +71,21 @@ impl Outcome {
         }
     }
 
+    /// True when a breaker with this `failure_on` counts the outcome as a failure (client
+    /// outcomes never are).
+    pub fn fails(self, on: &crate::config::FailureOn) -> bool {
+        match self {
+            Outcome::ConnectError => on.connect_error,
+            Outcome::Timeout => on.timeout,
+            Outcome::Error => on.error,
+            Outcome::Http5xx => on.http_5xx,
+            Outcome::Success
+            | Outcome::ClientAbort
+            | Outcome::ClientError
+            | Outcome::ClientTimeout => false,
+        }
+    }
+
     /// Classifies a finished exchange from the upstream status (if any arrived) and the error.
     pub fn classify(status: Option<u16>, error: Option<&Error>) -> Outcome {
         if let Some(e) = error {
