@@ -23,21 +23,23 @@
 //! ```
 //!
 //! Modules:
-//! - [`config`]: `file` (the TOML's serde shapes), `validate` (the typed `Config` and its
-//!   checks), `units` (durations, sizes).
+//! - [`config`]: `file` (the TOML's serde shapes; `file::upstream` for the upstream tables),
+//!   `model` (the typed `Config`), `validate` (file → model, by section: `server`,
+//!   `upstream`, `route`), `units` (durations, sizes).
 //! - [`runtime`]: `snapshot` (what one request needs, immutable), `build` (config + old
 //!   snapshot → new, reusing unchanged parts), `store` (the one `ArcSwap`, lifecycle flags),
-//!   `reload`, `plan` (what a reload changes).
+//!   `reload`, `plan` (what a reload changes), `tasks` (the health-check loop).
 //! - [`route`]: host and path → route. [`limit`]: rate limits (buckets, keys, `check`).
 //! - [`upstream`]: `pool` (balancers, pick, outcome recording), `select` (backup, hash key),
 //!   `backend` (earned state), `latency` (ewma), `breaker`, `health`, `retry` (budget,
 //!   `may_retry`, backoff), `outcome` (who is to blame).
 //! - [`cache`]: `storage` (pingora-cache storage over moka), `policy` (RFC 9111 decisions),
-//!   `date`.
+//!   `key` (cache key, variance, forwarded query), `date`.
 //! - [`proxy`]: `impl ProxyHttp` as a table of contents (`mod.rs`), with `downstream`,
 //!   `attempt`, `forward`, `finish`, `request` (target and framing checks), `headers`,
 //!   `respond` (brace's own responses) and `ctx` (per-request state).
-//! - [`admin`] (metrics, health, readiness, API), [`metrics`], [`logging`] (process log,
+//! - [`admin`] (metrics, health, readiness, API), [`metrics`] (families; `handles` for the
+//!   request path's pre-resolved handles), [`logging`] (process log,
 //!   non-blocking access log), [`server`] (assembling pingora), [`cli`], [`demo`], [`clock`].
 
 pub mod admin;
