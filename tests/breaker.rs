@@ -221,13 +221,8 @@ fn max_in_flight_answers_503_at_once_beyond_the_limit() {
     );
 }
 
-fn p99(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[(v.len() * 99 / 100).min(v.len() - 1)]
-}
-
-/// Latencies of requests served by backends other than `avoid`.
-fn run_load(b: &Brace, avoid: &str, n: usize) -> Vec<Duration> {
+/// `n` requests from 8 clients; all must succeed. Returns which backend served each.
+fn run_load(b: &Brace, n: usize) -> Vec<String> {
     let addr = b.addr();
     let per = n / 8;
     let handles: Vec<_> = (0..8)
@@ -235,13 +230,8 @@ fn run_load(b: &Brace, avoid: &str, n: usize) -> Vec<Duration> {
             std::thread::spawn(move || {
                 (0..per)
                     .map(|_| {
-                        let t = Instant::now();
                         let r = get(addr, "/");
-                        (
-                            t.elapsed(),
-                            r.header("x-upstream").unwrap_or("-").to_owned(),
-                            r.status,
-                        )
+                        (r.header("x-upstream").unwrap_or("-").to_owned(), r.status)
                     })
                     .collect::<Vec<_>>()
             })
@@ -251,11 +241,8 @@ fn run_load(b: &Brace, avoid: &str, n: usize) -> Vec<Duration> {
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
-    assert!(all.iter().all(|(_, _, s)| *s == 200));
-    all.into_iter()
-        .filter(|(_, u, _)| u != avoid)
-        .map(|(d, _, _)| d)
-        .collect()
+    assert!(all.iter().all(|(_, s)| *s == 200));
+    all.into_iter().map(|(u, _)| u).collect()
 }
 
 #[test]
@@ -269,22 +256,16 @@ fn one_slow_backend_does_not_drag_the_others_down() {
          [upstream.pool.circuit_breaker]\nconsecutive_failures = 0\nfailure_ratio = 0.0\nmin_requests = 5\n\
          slow_call_duration = \"200ms\"\nslow_call_ratio = 0.5\nopen_duration = \"30s\"\n",
     ));
-    let baseline = p99(run_load(&b, "u2", 400));
+    let served = run_load(&b, 400);
+    assert!(
+        served.iter().any(|u| u == "u2"),
+        "u2 served nothing before it slowed"
+    );
     ups[2].set(Mode::Delay(Duration::from_millis(500)));
     let before = ups[2].count();
-    let during = run_load(&b, "u2", 400);
+    run_load(&b, 400);
     let slow_served = ups[2].count() - before;
-    let p = p99(during);
-    eprintln!(
-        "cascade: p99 of the other two: baseline {baseline:?}, with u2 slow {p:?}; u2 served {slow_served} of 400 while slow; breaker state {}",
-        state(&b, &ups[2])
-    );
-    // Generous: twice the baseline, or the baseline plus 50 ms on this noisy 2-core machine.
-    let bound = (baseline * 2).max(baseline + Duration::from_millis(50));
-    assert!(
-        p <= bound,
-        "p99 {p:?} over {bound:?} (baseline {baseline:?})"
-    );
+    // Timing is the benches' business (benches/load/faults); here, where the work went.
     // Round robin would send it a third (133); least_requests starves it of new work.
     assert!(
         slow_served <= 60,

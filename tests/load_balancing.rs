@@ -71,6 +71,15 @@ fn round_robin_honours_weights_exactly_and_interleaves() {
         !seen.contains("aaa") && !seen.contains("ccc"),
         "not interleaved: {seen}"
     );
+    // And the metrics say the same, per backend and per route.
+    b.wait_metric("brace_requests_total{code=\"200\",route=\"main\"}", 50.0);
+    assert_eq!(
+        b.metric(&format!(
+            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"success\",upstream=\"pool\"}}",
+            a.addr
+        )),
+        30.0
+    );
 }
 
 #[test]

@@ -125,30 +125,3 @@ fn strip_prefix_rewrites_the_upstream_path_and_keeps_the_query() {
     let r = b.get("/api/");
     assert!(r.text().starts_with("get / http/1.1"), "{}", r.text());
 }
-
-#[test]
-fn weighted_round_robin_honours_weights() {
-    let (a, c) = (Upstream::start("a"), Upstream::start("c"));
-    let cfg = format!(
-        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbalance = \"round_robin\"\nbackends = [\"{}\", {{ addr = \"{}\", weight = 3 }}]\n",
-        a.addr, c.addr
-    );
-    let b = Brace::start(&cfg);
-    for _ in 0..40 {
-        assert_eq!(b.get("/").status, 200);
-    }
-    assert_eq!((a.count(), c.count()), (10, 30));
-    b.wait_metric("brace_requests_total{code=\"200\",route=\"main\"}", 40.0);
-    let m = b.metrics();
-    assert_eq!(
-        metric_value(
-            &m,
-            &format!("brace_upstream_requests_total{{backend=\"{}\",outcome=\"success\",upstream=\"pool\"}}", c.addr)
-        ),
-        30.0
-    );
-    assert_eq!(
-        metric_value(&m, "brace_requests_total{code=\"200\",route=\"main\"}"),
-        40.0
-    );
-}
