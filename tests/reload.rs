@@ -448,3 +448,38 @@ fn switching_a_limit_from_shadow_to_enforce_keeps_its_buckets() {
     // Enforcing now, on the same bucket: empty, so refused at once.
     assert_eq!(b.get("/").status, 429);
 }
+
+#[test]
+fn check_against_reports_cache_only_edits_and_keepalive_as_restart_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.toml");
+    let new = dir.path().join("new.toml");
+    let base = "[[route]]\nname = \"a\"\nupstream = \"u\"\n";
+    std::fs::write(
+        &old,
+        format!("[cache]\n{base}[route.cache]\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &new,
+        format!("[cache]\nmax_size = \"64MiB\"\n{base}[route.cache]\nmax_ttl = \"2h\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\nkeepalive = 16\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BRACE)
+        .args(["check", "-c"])
+        .arg(&new)
+        .arg("--against")
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("no changes"), "{text}");
+    for want in [
+        "route.a.cache",
+        "cache:",
+        "upstream.u.keepalive: 128 -> 16 (needs a restart",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}

@@ -2,7 +2,7 @@
 //! limits and settings (old → new), and which changes need a restart. Used by reloads (applied,
 //! reported) and by `brace check --against` (only printed).
 
-use crate::config::Config;
+use crate::config::{Admin, Config, Log, RateLimit, Route, Server, Upstream};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -77,6 +77,17 @@ fn keyed<T: PartialEq>(
 impl Plan {
     pub fn between(old: &Config, new: &Config) -> Plan {
         let mut p = Plan::default();
+        // Every section is compared below. The destructurings name every field without `..`,
+        // so a field added to the config and forgotten here does not compile.
+        let Config {
+            server: _,
+            admin: _,
+            log: _,
+            routes: _,
+            upstreams: _,
+            rate_limits: _,
+            cache: _,
+        } = new;
 
         let r_old: BTreeMap<String, _> = old.routes.iter().map(|r| (r.name.clone(), r)).collect();
         let r_new: BTreeMap<String, _> = new.routes.iter().map(|r| (r.name.clone(), r)).collect();
@@ -84,6 +95,16 @@ impl Plan {
         (p.routes_added, p.routes_removed) = (a, r);
         for name in c {
             let (x, y) = (r_old[&name], r_new[&name]);
+            let Route {
+                name: _,
+                hosts: _,
+                path_prefix: _,
+                upstream: _,
+                strip_prefix: _,
+                timeout: _,
+                rate_limits: _,
+                cache: _,
+            } = y;
             diff_fields!(
                 &mut p.routes_changed,
                 &format!("route.{name}."),
@@ -95,7 +116,8 @@ impl Plan {
                     upstream,
                     strip_prefix,
                     timeout,
-                    rate_limits
+                    rate_limits,
+                    cache
                 ]
             );
         }
@@ -115,6 +137,24 @@ impl Plan {
             for b in addrs(x).iter().filter(|b| !addrs(y).contains(b)) {
                 p.backends_removed.push(format!("{name}/{b}"));
             }
+            let Upstream {
+                backends: _,
+                connect_timeout: _,
+                read_timeout: _,
+                upgrade_idle_timeout: _,
+                keepalive: _,
+                balance: _,
+                backup: _,
+                slow_start: _,
+                panic_threshold: _,
+                health_check: _,
+                outlier: _,
+                retry: _,
+                circuit_breaker: _,
+                max_in_flight: _,
+            } = y;
+            // pingora sizes its one upstream connection pool from the sum, at start.
+            diff_fields!(&mut p.restart_required, &prefix, x, y, [keepalive]);
             diff_fields!(
                 &mut p.upstreams_changed,
                 &prefix,
@@ -125,7 +165,6 @@ impl Plan {
                     connect_timeout,
                     read_timeout,
                     upgrade_idle_timeout,
-                    keepalive,
                     balance,
                     backup,
                     slow_start,
@@ -143,6 +182,15 @@ impl Plan {
         (p.rate_limits_added, p.rate_limits_removed) = (a, r);
         for name in c {
             let (x, y) = (&old.rate_limits[&name], &new.rate_limits[&name]);
+            let RateLimit {
+                key: _,
+                rate: _,
+                per: _,
+                burst: _,
+                status: _,
+                shadow: _,
+                max_keys: _,
+            } = y;
             diff_fields!(
                 &mut p.rate_limits_changed,
                 &format!("rate_limit.{name}."),
@@ -153,6 +201,38 @@ impl Plan {
         }
 
         let (s, t) = (&old.server, &new.server);
+        let Server {
+            listen: _,
+            threads: _,
+            grace_period: _,
+            client_max_body_size: _,
+            trusted_proxies: _,
+            tls: _,
+            debug_headers: _,
+            rate_limit_headers: _,
+            watch_config: _,
+            path_normalization: _,
+            trust_forwarded_host: _,
+            client_keepalive_timeout: _,
+            client_header_timeout: _,
+            client_body_timeout: _,
+            client_send_timeout: _,
+            max_request_header_size: _,
+            max_connections: _,
+        } = t;
+        let Admin {
+            listen: _,
+            token: _,
+        } = &new.admin;
+        let Log {
+            level: _,
+            access_log: _,
+        } = &new.log;
+        fields(
+            &[("cache", &old.cache, &new.cache)],
+            "",
+            &mut p.settings_changed,
+        );
         diff_fields!(
             &mut p.settings_changed,
             "server.",
