@@ -351,3 +351,39 @@ impl Plan {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra_upstream: &str, extra_top: &str) -> Config {
+        let text = format!(
+            "{extra_top}[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n{extra_upstream}"
+        );
+        crate::config::parse(&text, "t", std::path::Path::new("."))
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn the_same_config_plans_nothing() {
+        assert!(Plan::between(&config("", ""), &config("", "")).is_empty());
+    }
+
+    #[test]
+    fn live_and_restart_only_changes_are_told_apart() {
+        let p = Plan::between(
+            &config("", ""),
+            &config(
+                "read_timeout = \"5s\"\nkeepalive = 8\n",
+                "[server]\nthreads = 3\n",
+            ),
+        );
+        let keys = |v: &[Change]| v.iter().map(|c| c.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&p.upstreams_changed), ["upstream.u.read_timeout"]);
+        assert_eq!(
+            keys(&p.restart_required),
+            ["upstream.u.keepalive", "server.threads"]
+        );
+    }
+}

@@ -253,3 +253,73 @@ fn within(p: KeyPath, d: Duration, min: Duration, max: Duration) -> VResult<Dura
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    const BASE: &str =
+        "[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
+
+    fn error(text: &str) -> String {
+        match parse(text, "t.toml", Path::new(".")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn each_bad_value_is_named_with_its_key_path_and_line() {
+        for (text, want) in [
+            (
+                format!("{BASE}balance = \"fastest\"\n"),
+                "t.toml:6:11: upstream.u.balance: unknown balance \"fastest\"",
+            ),
+            (
+                format!("{BASE}connect_timeout = \"0s\"\n"),
+                "upstream.u.connect_timeout: 0s is out of range",
+            ),
+            (
+                format!("{BASE}[upstream.u.outlier]\nmax_ejection_percent = 101\n"),
+                "upstream.u.outlier.max_ejection_percent: 101 is over 100",
+            ),
+            (
+                format!("[server]\nmax_connections = 0\n{BASE}"),
+                "server.max_connections: must be between 1 and 1000000",
+            ),
+            (
+                "[[route]]\nname = \"r\"\nupstream = \"nope\"\n".to_string(),
+                "route[0].upstream",
+            ),
+            (
+                format!("{BASE}[upstream.u.retry]\non = [\"500\"]\n"),
+                "upstream.u.retry.on[0]: unknown retry condition \"500\"",
+            ),
+            (format!("{BASE}lisen = 1\n"), "unknown field `lisen`"),
+        ] {
+            let e = error(&text);
+            assert!(e.contains(want), "want {want:?} in {e}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(BASE, "t.toml", Path::new(".")).unwrap().config;
+        let u = &c.upstreams["u"];
+        assert_eq!(u.balance.as_str(), "ewma");
+        assert_eq!(u.read_timeout.as_secs(), 30);
+        assert_eq!(u.upgrade_idle_timeout.as_secs(), 3600);
+        let o = u
+            .outlier
+            .as_ref()
+            .expect("passive ejection is on by default");
+        assert_eq!((o.consecutive_failures, o.max_ejection_percent), (5, 50));
+        assert!(u.retry.on.connect_error && u.retry.on.error && u.retry.on.timeout);
+        let s = &c.server;
+        assert_eq!(s.client_keepalive_timeout.as_secs(), 75);
+        assert_eq!(s.client_header_timeout.as_secs(), 60);
+        assert_eq!(s.max_request_header_size, 64 * 1024);
+        assert_eq!(s.max_connections, 10_000);
+    }
+}
