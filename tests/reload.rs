@@ -260,9 +260,13 @@ fn the_file_watcher_reloads_once_per_burst() {
     let cfg = |to: &str| two_pools(to, &[&a], &[&c], "");
     let b = Brace::start_with(&cfg("one"), "watch_config = true");
     let success = "brace_config_reloads_total{result=\"success\"}";
-    // A burst of writes ending on the "two" config.
-    for i in 0..5 {
-        b.rewrite(&cfg(if i % 2 == 0 { "two" } else { "one" }));
+    // A burst of twelve writes, each a different valid config, 50 ms apart (the poll is
+    // 250 ms): the burst spans two polls or more, so only a watcher that waits for the
+    // content to settle reloads once.
+    for i in 0..12 {
+        let to = if i % 2 == 0 { "one" } else { "two" };
+        b.rewrite(&format!("{}# write {i}\n", cfg(to)));
+        std::thread::sleep(Duration::from_millis(50)); // allowed: the writer's pace is the test
     }
     wait_for("the watcher to reload", Duration::from_secs(10), || {
         b.get("/").header("x-upstream") == Some("c")
