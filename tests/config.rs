@@ -210,10 +210,13 @@ fn load_balancing_config_errors() {
             hc("expect_status = \"200-700\"\n"),
             "upstream.u.health_check.expect_status: invalid status range \"200-700\"",
         ),
-        (hc("type = \"udp\"\n"), "unknown check type \"udp\""),
+        (
+            hc("type = \"udp\"\n"),
+            "upstream.u.health_check.type: unknown variant `udp`, expected `http` or `tcp`",
+        ),
         (
             format!("{BASE}balance = \"fastest\"\n"),
-            "upstream.u.balance: unknown balance \"fastest\"",
+            "upstream.u.balance: unknown variant `fastest`, expected one of `ewma`, `round_robin`",
         ),
         (
             format!("{BASE}hash_key = \"path\"\n"),
@@ -237,7 +240,7 @@ fn load_balancing_config_errors() {
         ),
         (
             format!("{BASE}[upstream.u.retry]\non = [\"500\"]\n"),
-            "upstream.u.retry.on[0]: unknown retry condition \"500\"",
+            "upstream.u.retry.on[0]: unknown variant `500`, expected one of `connect_error`",
         ),
         (
             format!("{BASE}[upstream.u.outlier]\nmax_ejection_percent = 101\n"),
@@ -255,8 +258,8 @@ fn breaker_and_rate_limit_config_errors() {
     let cases: Vec<(String, &str)> = vec![
         (format!("{BASE}[upstream.u.circuit_breaker]\nfailure_ratio = 1.5\n"), "upstream.u.circuit_breaker.failure_ratio: 1.5 is outside 0.0..=1.0"),
         (format!("{BASE}[upstream.u.circuit_breaker]\nhalf_open_requests = 0\n"), "half_open_requests: must be at least 1"),
-        (format!("{BASE}[upstream.u.circuit_breaker]\nmode = \"loud\"\n"), "unknown mode \"loud\""),
-        (format!("{BASE}[upstream.u.circuit_breaker]\nfailure_on = [\"4xx\"]\n"), "failure_on[0]: unknown failure \"4xx\""),
+        (format!("{BASE}[upstream.u.circuit_breaker]\nmode = \"loud\"\n"), "upstream.u.circuit_breaker.mode: unknown variant `loud`, expected `enforce` or `shadow`"),
+        (format!("{BASE}[upstream.u.circuit_breaker]\nfailure_on = [\"4xx\"]\n"), "upstream.u.circuit_breaker.failure_on[0]: unknown variant `4xx`, expected one of"),
         (format!("[rate_limit.l]\nkey = \"client_ip\"\nrate = 1\nburst = 0\n{BASE}"), "rate_limit.l.burst: must be at least 1"),
         (format!("[rate_limit.l]\nkey = \"ip\"\nrate = 1\nburst = 1\n{BASE}"), "rate_limit.l.key: invalid key \"ip\""),
         (format!("[rate_limit.l]\nkey = \"client_ip\"\nrate = 1\nburst = 1\nstatus = 200\n{BASE}"), "rate_limit.l.status: 200 is not a 4xx or 5xx status"),

@@ -325,8 +325,14 @@ fn default_route_timeout() -> Dur {
     Dur(Duration::from_secs(30))
 }
 
-fn default_enforce() -> String {
-    "enforce".into()
+/// `mode` of a breaker or a rate limit.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Count and report what would have happened; change nothing.
+    Shadow,
 }
 /// `[rate_limit.NAME]`
 #[derive(Deserialize, Debug)]
@@ -339,8 +345,8 @@ pub struct FileRateLimit {
     pub burst: u32,
     #[serde(default = "default_limit_status")]
     pub status: u16,
-    #[serde(default = "default_enforce")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: Mode,
     #[serde(default = "default_max_keys")]
     pub max_keys: u64,
 }

@@ -15,8 +15,8 @@ pub struct FileUpstream {
     pub upgrade_idle_timeout: Dur,
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
-    #[serde(default = "default_balance")]
-    pub balance: String,
+    #[serde(default)]
+    pub balance: BalanceName,
     #[serde(default)]
     pub hash_key: Option<String>,
     #[serde(default)]
@@ -59,9 +59,58 @@ pub struct FileBreaker {
     #[serde(default = "default_three")]
     pub half_open_requests: u32,
     #[serde(default = "default_failure_on")]
-    pub failure_on: Vec<String>,
-    #[serde(default = "default_enforce")]
-    pub mode: String,
+    pub failure_on: Vec<FailureClass>,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// A `failure_on` entry: which outcomes a breaker counts as failures.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    ConnectError,
+    Timeout,
+    Error,
+    #[serde(rename = "5xx")]
+    Http5xx,
+}
+
+/// A `retry.on` entry.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryCondition {
+    ConnectError,
+    Timeout,
+    Error,
+    #[serde(rename = "502")]
+    Status502,
+    #[serde(rename = "503")]
+    Status503,
+    #[serde(rename = "504")]
+    Status504,
+}
+
+/// `balance`: the algorithm (`hash_key` is read with `consistent_hash`).
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceName {
+    /// Steers away from slow, failing and silent backends (`upstream::latency`).
+    #[default]
+    Ewma,
+    RoundRobin,
+    LeastRequests,
+    P2c,
+    Random,
+    ConsistentHash,
+}
+
+/// A health check's `type`.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckType {
+    #[default]
+    Http,
+    Tcp,
 }
 
 fn default_failure_ratio() -> f64 {
@@ -82,20 +131,19 @@ fn default_open() -> Dur {
 fn default_max_open() -> Dur {
     Dur(Duration::from_secs(120))
 }
-fn default_failure_on() -> Vec<String> {
-    vec!["connect_error".into(), "timeout".into(), "5xx".into()]
-}
-
-/// Steers away from slow, failing and silent backends (`upstream::latency`).
-fn default_balance() -> String {
-    "ewma".into()
+fn default_failure_on() -> Vec<FailureClass> {
+    vec![
+        FailureClass::ConnectError,
+        FailureClass::Timeout,
+        FailureClass::Http5xx,
+    ]
 }
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct FileHealthCheck {
-    #[serde(rename = "type", default = "default_hc_type")]
-    pub kind: String,
+    #[serde(rename = "type", default)]
+    pub kind: CheckType,
     #[serde(default = "default_hc_path")]
     pub path: String,
     #[serde(default)]
@@ -112,9 +160,6 @@ pub struct FileHealthCheck {
     pub unhealthy_threshold: u32,
 }
 
-fn default_hc_type() -> String {
-    "http".into()
-}
 /// `/`, as nginx Plus and HAProxy check by default: every app answers it, where a
 /// `/healthz` that does not exist would mark every backend down.
 fn default_hc_path() -> String {
@@ -179,7 +224,7 @@ pub struct FileRetry {
     #[serde(default = "default_attempts")]
     pub attempts: u32,
     #[serde(default = "default_retry_on")]
-    pub on: Vec<String>,
+    pub on: Vec<RetryCondition>,
     #[serde(default = "default_budget_percent")]
     pub budget_percent: u32,
     #[serde(default = "default_min_retries")]
@@ -207,8 +252,12 @@ fn default_attempts() -> u32 {
 /// breaks (a backend that died mid-request) or a backend that said nothing for `read_timeout`.
 /// Only idempotent requests are replayed after sending; all but connect failures draw on the
 /// retry budget.
-fn default_retry_on() -> Vec<String> {
-    vec!["connect_error".into(), "error".into(), "timeout".into()]
+fn default_retry_on() -> Vec<RetryCondition> {
+    vec![
+        RetryCondition::ConnectError,
+        RetryCondition::Error,
+        RetryCondition::Timeout,
+    ]
 }
 fn default_budget_percent() -> u32 {
     20

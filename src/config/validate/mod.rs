@@ -274,7 +274,7 @@ mod tests {
         for (text, want) in [
             (
                 format!("{BASE}balance = \"fastest\"\n"),
-                "t.toml:6:11: upstream.u.balance: unknown balance \"fastest\"",
+                "t.toml:6:11: upstream.u.balance: unknown variant `fastest`, expected one of `ewma`",
             ),
             (
                 format!("{BASE}connect_timeout = \"0s\"\n"),
@@ -294,7 +294,7 @@ mod tests {
             ),
             (
                 format!("{BASE}[upstream.u.retry]\non = [\"500\"]\n"),
-                "upstream.u.retry.on[0]: unknown retry condition \"500\"",
+                "upstream.u.retry.on[0]: unknown variant `500`, expected one of",
             ),
             (format!("{BASE}lisen = 1\n"), "unknown field `lisen`"),
         ] {

@@ -53,16 +53,7 @@ pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<Rate
             format!("{status} is not a 4xx or 5xx status"),
         );
     }
-    let shadow = match mode.as_str() {
-        "enforce" => false,
-        "shadow" => true,
-        other => {
-            return err(
-                p.key("mode"),
-                format!("unknown mode \"{other}\": expected enforce or shadow"),
-            )
-        }
-    };
+    let shadow = mode == Mode::Shadow;
     if max_keys == 0 {
         return err(p.key("max_keys"), "must be at least 1");
     }

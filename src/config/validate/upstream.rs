@@ -20,7 +20,7 @@ pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstrea
         circuit_breaker,
         max_in_flight,
     } = u;
-    let balance = validate_balance(&balance, hash_key.as_deref(), p)?;
+    let balance = validate_balance(balance, hash_key.as_deref(), p)?;
     if !(0.0..=1.0).contains(&panic_threshold) {
         return err(
             p.key("panic_threshold"),
@@ -131,31 +131,17 @@ pub(super) fn validate_breaker(b: FileBreaker, p: &KeyPath) -> VResult<BreakerCo
         return err(p.key("half_open_requests"), "must be at least 1");
     }
     let mut on = FailureOn::default();
-    for (i, f) in failure_on.iter().enumerate() {
-        match f.as_str() {
-            "connect_error" => on.connect_error = true,
-            "timeout" => on.timeout = true,
-            "error" => on.error = true,
-            "5xx" => on.http_5xx = true,
-            other => {
-                return err(
-                    p.key("failure_on").index(i),
-                    format!(
-                    "unknown failure \"{other}\": expected connect_error, timeout, error or 5xx"
-                ),
-                )
-            }
+    for f in failure_on {
+        match f {
+            FailureClass::ConnectError => on.connect_error = true,
+            FailureClass::Timeout => on.timeout = true,
+            FailureClass::Error => on.error = true,
+            FailureClass::Http5xx => on.http_5xx = true,
         }
     }
-    let mode = match mode.as_str() {
-        "enforce" => BreakerMode::Enforce,
-        "shadow" => BreakerMode::Shadow,
-        other => {
-            return err(
-                p.key("mode"),
-                format!("unknown mode \"{other}\": expected enforce or shadow"),
-            )
-        }
+    let mode = match mode {
+        Mode::Enforce => BreakerMode::Enforce,
+        Mode::Shadow => BreakerMode::Shadow,
     };
     Ok(BreakerConfig {
         consecutive_failures,
@@ -173,17 +159,17 @@ pub(super) fn validate_breaker(b: FileBreaker, p: &KeyPath) -> VResult<BreakerCo
 }
 
 pub(super) fn validate_balance(
-    balance: &str,
+    balance: BalanceName,
     hash_key: Option<&str>,
     p: &KeyPath,
 ) -> VResult<Balance> {
     let b = match balance {
-        "round_robin" => Balance::RoundRobin,
-        "least_requests" => Balance::LeastRequests,
-        "p2c" => Balance::P2c,
-        "ewma" => Balance::Ewma,
-        "random" => Balance::Random,
-        "consistent_hash" => {
+        BalanceName::RoundRobin => Balance::RoundRobin,
+        BalanceName::LeastRequests => Balance::LeastRequests,
+        BalanceName::P2c => Balance::P2c,
+        BalanceName::Ewma => Balance::Ewma,
+        BalanceName::Random => Balance::Random,
+        BalanceName::ConsistentHash => {
             let key = hash_key.unwrap_or("client_ip");
             let hk = match key {
                 "client_ip" => HashKey::ClientIp,
@@ -202,12 +188,6 @@ pub(super) fn validate_balance(
                 },
             };
             return Ok(Balance::ConsistentHash(hk));
-        }
-        other => {
-            return err(
-                p.key("balance"),
-                format!("unknown balance \"{other}\": expected ewma, round_robin, least_requests, p2c, random or consistent_hash"),
-            )
         }
     };
     if hash_key.is_some() {
@@ -230,9 +210,9 @@ pub(super) fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<Health
         healthy_threshold,
         unhealthy_threshold,
     } = h;
-    let kind = match kind.as_str() {
-        "tcp" => CheckKind::Tcp,
-        "http" => {
+    let kind = match kind {
+        CheckType::Tcp => CheckKind::Tcp,
+        CheckType::Http => {
             if !path.starts_with('/') {
                 return err(p.key("path"), format!("\"{path}\" must start with '/'"));
             }
@@ -243,12 +223,6 @@ pub(super) fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<Health
                 )
             })?;
             CheckKind::Http { path, host, expect }
-        }
-        other => {
-            return err(
-                p.key("type"),
-                format!("unknown check type \"{other}\": expected http or tcp"),
-            )
         }
     };
     let interval = within(p.key("interval"), interval.0, MS, HOUR)?;
@@ -332,20 +306,14 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {
         return err(p.key("attempts"), format!("{attempts} is over 10"));
     }
     let mut set = RetryOn::default();
-    for (i, o) in on.iter().enumerate() {
-        match o.as_str() {
-            "connect_error" => set.connect_error = true,
-            "timeout" => set.timeout = true,
-            "error" => set.error = true,
-            "502" => set.status_502 = true,
-            "503" => set.status_503 = true,
-            "504" => set.status_504 = true,
-            other => {
-                return err(
-                    p.key("on").index(i),
-                    format!("unknown retry condition \"{other}\": expected connect_error, timeout, error, 502, 503 or 504"),
-                )
-            }
+    for o in on {
+        match o {
+            RetryCondition::ConnectError => set.connect_error = true,
+            RetryCondition::Timeout => set.timeout = true,
+            RetryCondition::Error => set.error = true,
+            RetryCondition::Status502 => set.status_502 = true,
+            RetryCondition::Status503 => set.status_503 = true,
+            RetryCondition::Status504 => set.status_504 = true,
         }
     }
     if budget_percent > 100 {
