@@ -58,6 +58,10 @@ fn http_status(code: u16, why: &'static str) -> Box<Error> {
 impl ProxyHttp for BraceProxy {
     type CTX = Ctx;
 
+    /// No downstream modules: pingora adds a (disabled) response-compression module by
+    /// default, which still runs on every request; brace does not compress.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn admit_connection(&self) -> Option<pingora::apps::ConnectionGuard> {
         downstream::admit_connection(&self.state)
     }
