@@ -2,7 +2,7 @@
 //! happened to it: connect failures, broken exchanges and upstream statuses, each recorded
 //! once as an `Outcome` and, when allowed, retried on another backend.
 
-use super::ctx::{Attempt, AttemptState, Ctx, PoolSlot};
+use super::ctx::{Attempt, AttemptState, Ctx};
 use super::{headers, http_status, request};
 use crate::metrics::RetryReason;
 use crate::upstream::outcome::Outcome;
@@ -24,13 +24,11 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
     let now = now_ms();
     if ctx.tries == 0 {
-        let Some(slot) = PoolSlot::take(&route.pool) else {
-            route.pool.stats.in_flight_rejected.inc();
+        let Some(slot) = route.pool.admit(now) else {
             ctx.retry_after = Some(Duration::from_secs(1));
             return Err(http_status(503, "pool at max_in_flight"));
         };
         ctx.pool_slot = Some(slot);
-        route.pool.budget.note_request(now);
     } else {
         retry::backoff(route.pool.config.retry.backoff, ctx.tries).await;
     }
@@ -42,10 +40,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     );
     let Some((pool, idx)) = select::choose(&ctx.snapshot.pools, &route.pool, &key, &ctx.tried, now)
     else {
-        if route.pool.breakers_open(now) {
-            route.pool.stats.breaker_rejected.inc();
-        }
-        ctx.retry_after = Some(route.pool.retry_after(now));
+        ctx.retry_after = Some(route.pool.none_available(now));
         return Err(http_status(503, "no backend available"));
     };
     let backend = pool.backends[idx].clone();
@@ -112,10 +107,19 @@ pub fn broke(
         )
         .into_down();
     }
-    finish_attempt(ctx, outcome);
     let replayable = session.req_header().method.is_idempotent()
         && !session.as_ref().retry_buffer_truncated()
         && session.response_written().is_none();
+    if replayable && client_reused && outcome == Outcome::Error && ctx.upstream_status.is_none() {
+        // A pooled connection the backend had already closed (its idle timeout raced our
+        // reuse): pingora retries once on a fresh connection. Not the backend's failure, so
+        // not recorded; and the same backend may be chosen again, even as a pool's only one.
+        drop(ctx.attempt.take());
+        ctx.tried.pop();
+        e.retry.decide_reuse(true);
+        return e;
+    }
+    finish_attempt(ctx, outcome);
     if !replayable || outcome.is_client() {
         e.set_retry(false);
         return e;

@@ -32,7 +32,7 @@ pub struct Ctx {
     /// For a 503 because no backend is available: when to come back.
     pub retry_after: Option<Duration>,
     /// The request's place under the pool's `max_in_flight`, held until the request ends.
-    pub pool_slot: Option<PoolSlot>,
+    pub pool_slot: Option<crate::upstream::select::PoolSlot>,
     /// `RateLimit` header for the response (`rate_limit_headers = true`): the tightest limit.
     pub rate_limit_header: Option<(u32, String)>,
     /// The request's host as the client named it; set only on caching routes (cache key).
@@ -146,33 +146,6 @@ impl Attempt {
 impl Drop for Attempt {
     fn drop(&mut self) {
         self.backend.gauges.in_flight.dec();
-    }
-}
-
-/// One place under a pool's `max_in_flight`; released when dropped.
-pub struct PoolSlot(Arc<Pool>);
-
-impl PoolSlot {
-    /// Takes a place, or `None` when the pool is full.
-    pub fn take(pool: &Arc<Pool>) -> Option<PoolSlot> {
-        use std::sync::atomic::Ordering::AcqRel;
-        let max = pool.config.max_in_flight;
-        if max == 0 {
-            return Some(PoolSlot(pool.clone()));
-        }
-        let before = pool.in_flight.fetch_add(1, AcqRel);
-        let slot = PoolSlot(pool.clone());
-        (before < max).then_some(slot)
-    }
-}
-
-impl Drop for PoolSlot {
-    fn drop(&mut self) {
-        if self.0.config.max_in_flight > 0 {
-            self.0
-                .in_flight
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        }
     }
 }
 

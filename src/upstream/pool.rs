@@ -49,11 +49,11 @@ pub struct Pool {
     pub backends: Vec<Arc<Backend>>,
     /// Shared with the pool this one replaced (same name): a reload that changes any setting
     /// keeps the retries already counted.
-    pub budget: Arc<super::retry::RetryBudget>,
-    pub stats: PoolStats,
+    pub(super) budget: Arc<super::retry::RetryBudget>,
+    pub(super) stats: PoolStats,
     /// Requests in flight to the pool, for `max_in_flight`. Shared with the pool this one
     /// replaced, so requests still running on the old one keep counting (and leave it right).
-    pub in_flight: Arc<std::sync::atomic::AtomicU32>,
+    pub(super) in_flight: Arc<std::sync::atomic::AtomicU32>,
     metrics: Arc<Metrics>,
     selector: Selector,
 }
@@ -291,7 +291,7 @@ impl Pool {
     }
 
     /// How long until a backend may be available again, for `Retry-After` (at least 1 s).
-    pub fn retry_after(&self, now: u64) -> Duration {
+    pub(super) fn retry_after(&self, now: u64) -> Duration {
         let ejection_end = self
             .backends
             .iter()
@@ -331,7 +331,7 @@ impl Pool {
     }
 
     /// True when some backend is unavailable because its breaker is open.
-    pub fn breakers_open(&self, now: u64) -> bool {
+    pub(super) fn breakers_open(&self, now: u64) -> bool {
         self.config.circuit_breaker.is_some()
             && self.backends.iter().any(|b| !b.breaker.admits(now))
     }

@@ -1,5 +1,6 @@
-//! Choosing a backend for one attempt: the route's pool first, its backup pool when the
-//! primary has none available, and the consistent-hash key a request hashes by.
+//! Admission to a pool (`max_in_flight`) and choosing a backend for one attempt: the route's
+//! pool first, its backup pool when the primary has none available, and the consistent-hash
+//! key a request hashes by.
 
 use super::pool::Pool;
 use crate::config::{Balance, HashKey};
@@ -7,6 +8,56 @@ use pingora::http::RequestHeader;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+impl Pool {
+    /// Admits a request to the pool: its place under `max_in_flight` (`None`, counted, when
+    /// the pool is full), and a request for the retry budget's count.
+    pub fn admit(self: &Arc<Self>, now: u64) -> Option<PoolSlot> {
+        let Some(slot) = PoolSlot::take(self) else {
+            self.stats.in_flight_rejected.inc();
+            return None;
+        };
+        self.budget.note_request(now);
+        Some(slot)
+    }
+
+    /// No backend could be chosen: counts a breaker refusal when breakers are why, and says
+    /// when to come back (`Retry-After`).
+    pub fn none_available(&self, now: u64) -> Duration {
+        if self.breakers_open(now) {
+            self.stats.breaker_rejected.inc();
+        }
+        self.retry_after(now)
+    }
+}
+
+/// One place under a pool's `max_in_flight`; released when dropped.
+pub struct PoolSlot(Arc<Pool>);
+
+impl PoolSlot {
+    /// Takes a place, or `None` when the pool is full.
+    fn take(pool: &Arc<Pool>) -> Option<PoolSlot> {
+        use std::sync::atomic::Ordering::AcqRel;
+        let max = pool.config.max_in_flight;
+        if max == 0 {
+            return Some(PoolSlot(pool.clone()));
+        }
+        let before = pool.in_flight.fetch_add(1, AcqRel);
+        let slot = PoolSlot(pool.clone());
+        (before < max).then_some(slot)
+    }
+}
+
+impl Drop for PoolSlot {
+    fn drop(&mut self) {
+        if self.0.config.max_in_flight > 0 {
+            self.0
+                .in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
 
 /// Picks an untried backend from `primary`, else from its backup pool (named in its config,
 /// found in `pools`). A half-open breaker admits only its trial calls; a backend that lost
