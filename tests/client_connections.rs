@@ -113,6 +113,7 @@ fn a_request_header_dribbled_in_gets_408_after_client_header_timeout() {
         1.0,
     );
     b.wait_metric("brace_requests_total{code=\"408\",route=\"-\"}", 1.0);
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
@@ -152,6 +153,7 @@ fn an_oversized_header_gets_431_and_an_oversized_target_414() {
         b.metric("brace_requests_total{code=\"431\",route=\"-\"}"),
         1.0
     );
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
@@ -218,6 +220,20 @@ fn a_client_that_stops_reading_is_cut_after_client_send_timeout() {
     assert!(got < 64 * 1024 * 1024, "{got}");
 }
 
+/// Reads one request head byte by byte (so nothing after it is consumed); `None` when the
+/// peer closes first.
+fn read_request_head(c: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if c.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
 /// A backend that accepts a WebSocket upgrade, then echoes whatever comes through the tunnel.
 fn websocket_backend() -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -226,13 +242,8 @@ fn websocket_backend() -> std::net::SocketAddr {
         for conn in l.incoming().take(8) {
             let Ok(mut c) = conn else { return };
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if c.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if read_request_head(&mut c).is_none() {
+                    return;
                 }
                 let _ = c.write_all(
                     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
@@ -326,14 +337,9 @@ fn chunked_backend() -> (
             let Ok(mut c) = conn else { return };
             let seen = seen.clone();
             std::thread::spawn(move || loop {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if c.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
+                let Some(head) = read_request_head(&mut c) else {
+                    return;
+                };
                 seen.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
@@ -449,4 +455,5 @@ fn max_connections_refuses_beyond_the_cap_and_idle_connections_count() {
     b.wait_metric("brace_connections_active", 0.0);
     assert_eq!(b.get("/").status, 200);
     assert_eq!(up.count(), 1);
+    assert_no_backend_blamed(&b);
 }

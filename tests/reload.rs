@@ -308,22 +308,34 @@ fn reload_needs_the_token_when_one_is_set() {
     assert_eq!(get(b.admin(), "/api/reload").status, 405);
 }
 
+/// `brace check -c NEW --against OLD` on two config texts; its standard output.
+fn check_against(dir: &tempfile::TempDir, old: &str, new: &str) -> String {
+    let (old_path, new_path) = (dir.path().join("old.toml"), dir.path().join("new.toml"));
+    std::fs::write(&old_path, old).unwrap();
+    std::fs::write(&new_path, new).unwrap();
+    let out = std::process::Command::new(BRACE)
+        .args(["check", "-c"])
+        .arg(&new_path)
+        .arg("--against")
+        .arg(&old_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn check_against_prints_the_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("old.toml");
-    let new = dir.path().join("new.toml");
-    std::fs::write(&old, "[[route]]\nname = \"a\"\nupstream = \"u\"\n[[route]]\nname = \"gone\"\npath_prefix = \"/g/\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\", \"127.0.0.1:9002\"]\n").unwrap();
-    std::fs::write(&new, "[server]\nlisten = [\"127.0.0.1:8081\"]\n[[route]]\nname = \"a\"\nupstream = \"u\"\ntimeout = \"5s\"\n[[route]]\nname = \"fresh\"\npath_prefix = \"/f/\"\nupstream = \"v\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\", \"127.0.0.1:9003\"]\n[upstream.v]\nbackends = [\"127.0.0.1:9004\"]\n").unwrap();
-    let out = std::process::Command::new(BRACE)
-        .args(["check", "-c"])
-        .arg(&new)
-        .arg("--against")
-        .arg(&old)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = check_against(
+        &dir,
+        "[[route]]\nname = \"a\"\nupstream = \"u\"\n[[route]]\nname = \"gone\"\npath_prefix = \"/g/\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\", \"127.0.0.1:9002\"]\n",
+        "[server]\nlisten = [\"127.0.0.1:8081\"]\n[[route]]\nname = \"a\"\nupstream = \"u\"\ntimeout = \"5s\"\n[[route]]\nname = \"fresh\"\npath_prefix = \"/f/\"\nupstream = \"v\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\", \"127.0.0.1:9003\"]\n[upstream.v]\nbackends = [\"127.0.0.1:9004\"]\n",
+    );
     for want in [
         "+ route fresh",
         "- route gone",
@@ -456,28 +468,12 @@ fn switching_a_limit_from_shadow_to_enforce_keeps_its_buckets() {
 #[test]
 fn check_against_reports_cache_only_edits_and_keepalive_as_restart_only() {
     let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("old.toml");
-    let new = dir.path().join("new.toml");
     let base = "[[route]]\nname = \"a\"\nupstream = \"u\"\n";
-    std::fs::write(
-        &old,
-        format!("[cache]\n{base}[route.cache]\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        &new,
-        format!("[cache]\nmax_size = \"64MiB\"\n{base}[route.cache]\nmax_ttl = \"2h\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\nkeepalive = 16\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(BRACE)
-        .args(["check", "-c"])
-        .arg(&new)
-        .arg("--against")
-        .arg(&old)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = check_against(
+        &dir,
+        &format!("[cache]\n{base}[route.cache]\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n"),
+        &format!("[cache]\nmax_size = \"64MiB\"\n{base}[route.cache]\nmax_ttl = \"2h\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\nkeepalive = 16\n"),
+    );
     assert!(!text.contains("no changes"), "{text}");
     for want in [
         "route.a.cache",
