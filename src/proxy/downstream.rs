@@ -132,7 +132,7 @@ pub fn body_chunk(body: &Option<Bytes>, ctx: &mut Ctx) -> Result<()> {
 /// that counts it until it closes; beyond, `None` (closed at once).
 pub fn admit_connection(state: &State) -> Option<pingora::apps::ConnectionGuard> {
     let open = &state.metrics.connections_active;
-    let max = state.snapshot().config.server.max_connections;
+    let max = state.store.load().config.server.max_connections;
     if open.get() >= max as i64 {
         state.metrics.connections_refused_total.inc();
         return None;

@@ -34,10 +34,17 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn decayed(&self, now: u64) -> f64 {
+    /// The stored estimate and the weight its age leaves it: `stored × weight` is the
+    /// estimate now.
+    fn stored_and_weight(&self, now: u64) -> (f64, f64) {
         let est = f64::from_bits(self.estimate_us.load(Relaxed));
         let age = now.saturating_sub(self.stamp_ms.load(Relaxed)) as f64;
-        est * (-age / TAU_MS).exp()
+        (est, (-age / TAU_MS).exp())
+    }
+
+    fn decayed(&self, now: u64) -> f64 {
+        let (est, w) = self.stored_and_weight(now);
+        est * w
     }
 
     /// Called when a request is sent and the backend had none in flight.
@@ -48,17 +55,15 @@ impl Latency {
     /// Records one finished attempt: `ok` is false for a backend-side failure.
     pub fn observe(&self, ok: bool, seconds: f64, now: u64) {
         let sample = seconds * 1e6;
-        let est = self.decayed(now);
-        let age = now.saturating_sub(self.stamp_ms.load(Relaxed)) as f64;
-        let w = (-age / TAU_MS).exp();
-        let next = if ok && sample > est {
+        let (stored, w) = self.stored_and_weight(now);
+        let next = if ok && sample > stored * w {
             sample
         } else if ok {
-            est * w + sample * (1.0 - w)
+            stored * w + sample * (1.0 - w)
         } else {
             // At least 1 ms of weight, so back-to-back failures on one millisecond count.
             let w = w.min((-1.0 / TAU_MS).exp());
-            est * w + sample.max(FAILURE_US) * (1.0 - w)
+            stored * w + sample.max(FAILURE_US) * (1.0 - w)
         };
         self.estimate_us.store(next.to_bits(), Relaxed);
         self.stamp_ms.store(now, Relaxed);
@@ -98,6 +103,16 @@ mod tests {
         // Ten seconds without a sample: down to about 37%.
         let later = l.estimate_us(0, 11_001);
         assert!((700_000.0..760_000.0).contains(&later), "{later}");
+    }
+
+    #[test]
+    fn a_sample_weighs_the_old_estimate_by_its_age_once() {
+        let l = Latency::default();
+        l.observe(true, 0.001, 1_000);
+        // Ten seconds later, a 0 µs sample: the old 1,000 µs keeps e^-1 of its weight.
+        l.observe(true, 0.0, 11_000);
+        let est = l.estimate_us(0, 11_000);
+        assert!((est - 367.9).abs() < 1.0, "{est}");
     }
 
     #[test]
