@@ -2,23 +2,19 @@
 //! primary key, with `key_query` and `key_headers`), the variance key a response's `Vary`
 //! adds, and the query a cacheable request forwards (only what the key keeps).
 
-use super::policy::policy_and_store;
 use crate::config::{KeyQuery, RouteCache};
-use crate::proxy::ctx::Ctx;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, VarianceBuilder};
 use pingora::http::RequestHeader;
-use pingora::proxy::Session;
 
 /// `scheme://host/path?query` as the cache sees it: the host lower-cased, the query filtered
-/// by `key_query` (kept parameters sorted, so their order does not split the key).
-pub fn url(session: &Session, ctx: &Ctx, policy: &RouteCache) -> String {
-    let req = session.req_header();
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+/// by `key_query` (kept parameters sorted, so their order does not split the key). `host` is
+/// the request's host as the client named it; `tls` whether it came over TLS.
+pub fn url(req: &RequestHeader, tls: bool, host: &str, policy: &RouteCache) -> String {
     let path = req.uri.path();
-    let mut u = String::with_capacity(16 + ctx.host.len() + path.len());
+    let mut u = String::with_capacity(16 + host.len() + path.len());
     u.push_str(if tls { "https://" } else { "http://" });
-    u.extend(ctx.host.chars().map(|c| c.to_ascii_lowercase()));
+    u.extend(host.chars().map(|c| c.to_ascii_lowercase()));
     u.push_str(path);
     if let Some(q) = req.uri.query() {
         match &policy.key_query {
@@ -65,13 +61,17 @@ fn keyed_params<'a>(names: &'a [String], query: &'a str) -> impl Iterator<Item =
 }
 
 /// `cache_key_callback`: the URL, then one line per `key_headers` entry. The scheme and Host
-/// are always part of it, so one host's content is never served for another.
-pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
-    let Some((policy, _)) = policy_and_store(ctx) else {
-        return CacheKey::new("", "");
-    };
-    let mut primary = url(session, ctx, policy);
-    let req = session.req_header();
+/// are always part of it, so one host's content is never served for another. A believed
+/// `X-Forwarded-Host` (`forwarded_host`) reaches the upstream, which may build the page from
+/// it: it is then part of what the page depends on.
+pub fn key(
+    req: &RequestHeader,
+    tls: bool,
+    host: &str,
+    policy: &RouteCache,
+    forwarded_host: Option<&http::HeaderValue>,
+) -> CacheKey {
+    let mut primary = url(req, tls, host, policy);
     for h in &policy.key_headers {
         let values: Vec<&[u8]> = req
             .headers
@@ -84,13 +84,9 @@ pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
         primary.push(':');
         primary.push_str(&String::from_utf8_lossy(&values.join(&b","[..])));
     }
-    // A believed X-Forwarded-Host reaches the upstream, which may build the page from it: it
-    // is then part of what the page depends on.
-    if ctx.peer_trusted && ctx.snapshot.config.server.trust_forwarded_host {
-        if let Some(v) = req.headers.get(&crate::proxy::headers::X_FORWARDED_HOST) {
-            primary.push_str("\nx-forwarded-host:");
-            primary.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
+    if let Some(v) = forwarded_host {
+        primary.push_str("\nx-forwarded-host:");
+        primary.push_str(&String::from_utf8_lossy(v.as_bytes()));
     }
     CacheKey::new(primary, "")
 }

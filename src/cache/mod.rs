@@ -20,11 +20,44 @@ pub mod key;
 pub mod policy;
 pub mod storage;
 
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, RouteCache};
 use crate::metrics::Metrics;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::{CacheOptionOverrides, HttpCache};
+use pingora::http::RequestHeader;
 use std::time::Duration;
 use storage::MokaStorage;
+
+/// What one request on a caching route learns along the cache phases.
+#[derive(Default)]
+pub struct CacheCtx {
+    /// The request's host as the client named it (part of the key).
+    pub host: String,
+    /// Why the cache was bypassed for this request (unsafe method, request `no-store`).
+    pub bypass: Option<&'static str>,
+    /// The upstream's `Brace-Cache-Control`, taken off the response before it is stored.
+    pub brace_cache_control: Option<http::HeaderValue>,
+    /// The headers of a 304 that revalidated a stored response, merged into it.
+    pub revalidation_headers: Option<http::HeaderMap>,
+}
+
+/// `request_cache_filter` on a caching route: the cache is on for this request unless
+/// [`policy::bypass`] says why not (returned).
+pub fn enable(
+    cache: &mut HttpCache,
+    req: &RequestHeader,
+    policy: &RouteCache,
+    store: &Store,
+) -> Option<&'static str> {
+    if let Some(why) = policy::bypass(req) {
+        return Some(why);
+    }
+    let mut overrides = CacheOptionOverrides::default();
+    overrides.wait_timeout = Some(policy.lock_timeout);
+    cache.enable(store.storage, None, None, Some(store.lock), Some(overrides));
+    cache.set_max_file_size_bytes(store.config.max_object_size as usize);
+    None
+}
 
 pub struct Store {
     pub config: CacheConfig,

@@ -159,9 +159,9 @@ pub fn response_header(
         return Ok(());
     }
     // Brace-Cache-Control is for brace alone: read it, never store or forward it.
-    ctx.brace_cache_control = resp.remove_header(&headers::BRACE_CACHE_CONTROL);
+    ctx.cache.brace_cache_control = resp.remove_header(&headers::BRACE_CACHE_CONTROL);
     if code == 304 && session.cache.enabled() {
-        ctx.revalidation_headers = Some(resp.headers.clone());
+        ctx.cache.revalidation_headers = Some(resp.headers.clone());
     }
     ctx.upstream_status = Some(code);
     let retry_on = ctx

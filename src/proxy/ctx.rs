@@ -1,5 +1,7 @@
 //! Per-request context: the pinned snapshot and what the phases learn along the way.
 
+use crate::cache::{CacheCtx, Store};
+use crate::config::RouteCache;
 use crate::route::Route;
 use crate::runtime::Snapshot;
 use crate::upstream::backend::Backend;
@@ -35,14 +37,8 @@ pub struct Ctx {
     pub pool_slot: Option<crate::upstream::select::PoolSlot>,
     /// `RateLimit` header for the response (`rate_limit_headers = true`): the tightest limit.
     pub rate_limit_header: Option<(u32, String)>,
-    /// The request's host as the client named it; set only on caching routes (cache key).
-    pub host: String,
-    /// Why the cache was bypassed for this request (unsafe method, request `no-store`).
-    pub cache_bypass: Option<&'static str>,
-    /// The upstream's `Brace-Cache-Control`, taken off the response before it is stored.
-    pub brace_cache_control: Option<http::HeaderValue>,
-    /// The headers of a 304 that revalidated a stored response, merged into it.
-    pub revalidation_headers: Option<http::HeaderMap>,
+    /// What the cache phases learn (on a caching route).
+    pub cache: CacheCtx,
     pub upstream_status: Option<u16>,
     /// The backend answered 101: the connection is now a tunnel (WebSocket).
     pub upgraded: bool,
@@ -70,10 +66,7 @@ impl Ctx {
             retry_after: None,
             pool_slot: None,
             rate_limit_header: None,
-            host: String::new(),
-            cache_bypass: None,
-            brace_cache_control: None,
-            revalidation_headers: None,
+            cache: CacheCtx::default(),
             upstream_status: None,
             upgraded: false,
             refused: false,
@@ -81,6 +74,13 @@ impl Ctx {
             connection: None,
             _in_flight: GaugeGuard::new(in_flight),
         }
+    }
+
+    /// The route's cache policy and the store, when this request's route caches.
+    pub fn cache_policy(&self) -> Option<(&RouteCache, &Store)> {
+        let policy = self.route.as_ref()?.cache.as_ref()?;
+        let store = self.snapshot.cache.as_deref()?;
+        Some((policy, store))
     }
 
     pub fn outcome(&self, error: Option<&pingora::Error>) -> Outcome {

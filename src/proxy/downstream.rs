@@ -5,7 +5,6 @@
 use super::ctx::{Conn, Ctx, GaugeGuard};
 use super::{headers, http_status, request, respond};
 use crate::limit::{self, Verdict};
-use crate::logging;
 use crate::runtime::State;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
@@ -74,7 +73,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
     };
     ctx.route = Some(route.clone());
     if route.cache.is_some() {
-        ctx.host = host.to_owned();
+        ctx.cache.host = host.to_owned();
     }
     if let Some(uri) = target.rewrite.then(|| target.origin_form()) {
         session
@@ -161,7 +160,7 @@ pub fn refused_early(state: &State, session: &ServerSession, status: u16, e: &Er
         snap.refused.record(status, 0.0);
     }
     if snap.access_log {
-        logging::refused(session, status, reason);
+        super::access::refused(session, status, reason);
     }
 }
 

@@ -5,7 +5,6 @@
 use super::ctx::Ctx;
 use super::{headers, respond};
 use crate::cache;
-use crate::logging;
 use crate::upstream::outcome::Outcome;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::Error;
@@ -50,11 +49,11 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     if let Some(e) = e {
         log_failure(ctx, e, outcome, status);
     }
-    if let Some((cs, reason)) = cache::policy::status(session, ctx) {
+    if let Some((cs, reason)) = super::caching::status(session, ctx) {
         record_cache(session, ctx, cs, reason, status);
     }
     if ctx.snapshot.access_log {
-        logging::access(session, ctx, status);
+        super::access::access(session, ctx, status);
     }
 }
 
@@ -94,7 +93,7 @@ fn record_cache(
     });
     stats.record(cs, reason, lock_wait);
     let m = &ctx.snapshot.metrics;
-    let purged = cache::policy::invalidate(session, ctx, status);
+    let purged = super::caching::invalidate(session, ctx, status);
     if purged > 0 {
         m.cache_purged_total.inc_by(purged);
     }

@@ -22,7 +22,9 @@
 //!                          keep-alive requests
 //! ```
 
+mod access;
 mod attempt;
+mod caching;
 pub mod ctx;
 mod downstream;
 mod finish;
@@ -113,12 +115,12 @@ impl ProxyHttp for BraceProxy {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        cache::policy::enable(session, ctx);
+        caching::enable(session, ctx);
         Ok(())
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
-        Ok(cache::key::key(session, ctx))
+        Ok(caching::key(session, ctx))
     }
 
     async fn cache_hit_filter(
@@ -129,11 +131,11 @@ impl ProxyHttp for BraceProxy {
         _is_fresh: bool,
         _ctx: &mut Ctx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(cache::policy::hit(session, meta))
+        Ok(caching::hit(session, meta))
     }
 
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if session.cache.enabled() && cache::policy::only_if_cached(session) {
+        if session.cache.enabled() && cache::policy::only_if_cached(session.req_header()) {
             let body = "brace: not in cache (only-if-cached)\n";
             respond::text(session, 504, ctx.request_id_str(), body, &[]).await;
             return Ok(false);
@@ -147,7 +149,7 @@ impl ProxyHttp for BraceProxy {
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        Ok(cache::policy::cacheable(session, resp, ctx))
+        Ok(caching::cacheable(session, resp, ctx))
     }
 
     fn cache_vary_filter(
