@@ -43,19 +43,21 @@ pub enum Decision {
     },
 }
 
-impl Decision {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Decision::Allowed { .. } => "allowed",
-            Decision::Limited { .. } => "limited",
-            Decision::ShadowLimited { .. } => "shadow_limited",
-        }
+crate::label_set! {
+    /// The `decision` label of `brace_rate_limit_decisions_total`.
+    pub enum DecisionKind {
+        Allowed => "allowed",
+        Limited => "limited",
+        ShadowLimited => "shadow_limited",
     }
-    pub fn index(&self) -> usize {
+}
+
+impl Decision {
+    pub fn kind(&self) -> DecisionKind {
         match self {
-            Decision::Allowed { .. } => 0,
-            Decision::Limited { .. } => 1,
-            Decision::ShadowLimited { .. } => 2,
+            Decision::Allowed { .. } => DecisionKind::Allowed,
+            Decision::Limited { .. } => DecisionKind::Limited,
+            Decision::ShadowLimited { .. } => DecisionKind::ShadowLimited,
         }
     }
 }
@@ -197,8 +199,7 @@ pub fn key_value(
 /// A rate limit as applied on one route, with its decision counters resolved.
 pub struct RouteLimit {
     pub limiter: Arc<Limiter>,
-    /// allowed, limited, shadow_limited
-    pub decisions: [prometheus::IntCounter; 3],
+    pub decisions: crate::metrics::ByLabel<DecisionKind>,
 }
 
 /// What a route's rate limits say about one request.
@@ -229,7 +230,7 @@ pub fn check(
             continue;
         };
         let d = l.limiter.check(key, now_us);
-        l.decisions[d.index()].inc();
+        l.decisions.get(d.kind()).inc();
         match d {
             Decision::Limited {
                 retry_after_secs, ..

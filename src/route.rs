@@ -25,7 +25,7 @@ pub struct Route {
     /// This route's cache policy; `None` = this route does not cache.
     pub cache: Option<crate::config::RouteCache>,
     /// Cache metric handles, present with `cache`.
-    pub cache_stats: Option<crate::metrics::RouteCacheStats>,
+    pub cache_stats: Option<crate::cache::stats::RouteCacheStats>,
 }
 
 /// Routes of one host group, longest prefix first.

@@ -18,6 +18,7 @@
 pub mod date;
 pub mod key;
 pub mod policy;
+pub mod stats;
 pub mod storage;
 
 use crate::config::{CacheConfig, RouteCache};
@@ -86,38 +87,15 @@ impl Store {
     }
 }
 
-/// What the cache did for a response, as `X-Cache-Status` says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheStatus {
-    Hit,
-    Miss,
-    Expired,
-    Stale,
-    Revalidated,
-    Bypass,
-    Uncacheable,
-}
-
-impl CacheStatus {
-    pub const ALL: [CacheStatus; 7] = [
-        CacheStatus::Hit,
-        CacheStatus::Miss,
-        CacheStatus::Expired,
-        CacheStatus::Stale,
-        CacheStatus::Revalidated,
-        CacheStatus::Bypass,
-        CacheStatus::Uncacheable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Miss => "MISS",
-            CacheStatus::Expired => "EXPIRED",
-            CacheStatus::Stale => "STALE",
-            CacheStatus::Revalidated => "REVALIDATED",
-            CacheStatus::Bypass => "BYPASS",
-            CacheStatus::Uncacheable => "UNCACHEABLE",
-        }
+crate::label_set! {
+    /// What the cache did for a response, as `X-Cache-Status` says it.
+    pub enum CacheStatus {
+        Hit => "HIT",
+        Miss => "MISS",
+        Expired => "EXPIRED",
+        Stale => "STALE",
+        Revalidated => "REVALIDATED",
+        Bypass => "BYPASS",
+        Uncacheable => "UNCACHEABLE",
     }
 }

@@ -4,6 +4,7 @@
 //! pingora leaves to the application: targeted fields (RFC 9213), request directives, Vary
 //! normalisation, and the reasons brace reports.
 
+use super::stats::NotStored;
 use super::{CacheCtx, CacheStatus};
 use crate::config::{RouteCache, SetCookiePolicy};
 use http::Method;
@@ -17,10 +18,10 @@ use std::time::{Duration, SystemTime};
 /// it may): only GET and HEAD are cached, and a request's `no-store` keeps it out.
 pub fn bypass(req: &RequestHeader) -> Option<&'static str> {
     if req.method != Method::GET && req.method != Method::HEAD {
-        return Some("method");
+        return Some(NotStored::Method.as_str());
     }
     if CacheControl::from_req_headers(req).is_some_and(|cc| cc.no_store()) {
-        return Some("no-store");
+        return Some(NotStored::NoStore.as_str());
     }
     None
 }
@@ -163,15 +164,15 @@ pub fn cacheable(
     use NoCacheReason::Custom;
     let status = resp.status.as_u16();
     if status == 206 {
-        return RespCacheable::Uncacheable(Custom("status"));
+        return RespCacheable::Uncacheable(Custom(NotStored::Status.as_str()));
     }
     let cc = rules(resp, cc_ctx.brace_cache_control.as_ref());
     if let Some(cc) = &cc {
         if cc.no_store() {
-            return RespCacheable::Uncacheable(Custom("no-store"));
+            return RespCacheable::Uncacheable(Custom(NotStored::NoStore.as_str()));
         }
         if cc.private() {
-            return RespCacheable::Uncacheable(Custom("private"));
+            return RespCacheable::Uncacheable(Custom(NotStored::Private.as_str()));
         }
     }
     let vary_star = resp.headers.get_all("vary").iter().any(|v| {
@@ -180,18 +181,18 @@ pub fn cacheable(
             .any(|t| t.trim_ascii() == b"*")
     });
     if vary_star {
-        return RespCacheable::Uncacheable(Custom("vary"));
+        return RespCacheable::Uncacheable(Custom(NotStored::Vary.as_str()));
     }
     let set_cookie = resp.headers.contains_key("set-cookie");
     if set_cookie && policy.cache_set_cookie == SetCookiePolicy::Never {
-        return RespCacheable::Uncacheable(Custom("set-cookie"));
+        return RespCacheable::Uncacheable(Custom(NotStored::SetCookie.as_str()));
     }
     if req.headers.contains_key("authorization")
         && !cc
             .as_ref()
             .is_some_and(|c| c.allow_caching_authorized_req())
     {
-        return RespCacheable::Uncacheable(Custom("authorization"));
+        return RespCacheable::Uncacheable(Custom(NotStored::Authorization.as_str()));
     }
 
     let date = header_date(resp, "date").unwrap_or(now);
@@ -229,7 +230,7 @@ pub fn cacheable(
                 .then_some(policy.default_ttl)
         });
     let Some(fresh) = fresh else {
-        return RespCacheable::Uncacheable(Custom("no-freshness"));
+        return RespCacheable::Uncacheable(Custom(NotStored::NoFreshness.as_str()));
     };
     if fresh.is_zero() && !cc.as_ref().is_some_and(|c| c.no_cache()) {
         // max-age=0 / an Expires in the past: stale at once; storing it only helps revalidation
@@ -237,7 +238,7 @@ pub fn cacheable(
         let validator =
             resp.headers.contains_key("etag") || resp.headers.contains_key("last-modified");
         if !validator {
-            return RespCacheable::Uncacheable(Custom("no-freshness"));
+            return RespCacheable::Uncacheable(Custom(NotStored::NoFreshness.as_str()));
         }
     }
     // An age larger than the clock reaches back is "very old": stale on arrival, not new.
@@ -325,10 +326,14 @@ pub fn status(cc_ctx: &CacheCtx, phase: CachePhase) -> (CacheStatus, Option<&'st
 fn reason(r: &NoCacheReason) -> &'static str {
     match r {
         NoCacheReason::Custom(s) => s,
-        NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => "too-large",
-        NoCacheReason::OriginNotCache => "no-freshness",
-        NoCacheReason::UpstreamError => "upstream-error",
-        NoCacheReason::CacheLockTimeout | NoCacheReason::CacheLockGiveUp => "lock-timeout",
+        NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => {
+            NotStored::TooLarge.as_str()
+        }
+        NoCacheReason::OriginNotCache => NotStored::NoFreshness.as_str(),
+        NoCacheReason::UpstreamError => NotStored::UpstreamError.as_str(),
+        NoCacheReason::CacheLockTimeout | NoCacheReason::CacheLockGiveUp => {
+            NotStored::LockTimeout.as_str()
+        }
         other => other.as_str(),
     }
 }

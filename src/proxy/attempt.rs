@@ -4,8 +4,8 @@
 
 use super::ctx::{Attempt, AttemptState, Ctx};
 use super::{headers, http_status, request};
-use crate::metrics::RetryReason;
 use crate::upstream::outcome::Outcome;
+use crate::upstream::retry::RetryReason;
 use crate::upstream::{now_ms, retry, select};
 use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;

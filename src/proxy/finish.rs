@@ -5,6 +5,7 @@
 use super::ctx::Ctx;
 use super::{headers, respond};
 use crate::cache;
+use crate::cache::stats::LockWait;
 use crate::upstream::outcome::Outcome;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::Error;
@@ -85,11 +86,11 @@ fn record_cache(
     let Some(stats) = ctx.route.as_ref().and_then(|r| r.cache_stats.as_ref()) else {
         return;
     };
-    let lock_wait = session.cache.lock_duration().map(|_| {
-        matches!(
-            cs,
-            cache::CacheStatus::Hit | cache::CacheStatus::Stale | cache::CacheStatus::Revalidated
-        )
+    let lock_wait = session.cache.lock_duration().map(|_| match cs {
+        cache::CacheStatus::Hit | cache::CacheStatus::Stale | cache::CacheStatus::Revalidated => {
+            LockWait::ServedFromCache
+        }
+        _ => LockWait::WentUpstream,
     });
     stats.record(cs, reason, lock_wait);
     let m = &ctx.snapshot.metrics;

@@ -6,10 +6,11 @@
 //! are the same). A section that is unchanged is reused whole, as the same `Arc`.
 
 use super::snapshot::{Snapshot, REFUSED, UNMATCHED};
+use crate::cache::stats::RouteCacheStats;
 use crate::config::{AccessLog, Loaded};
 use crate::limit::Limiter;
 use crate::limit::RouteLimit;
-use crate::metrics::Metrics;
+use crate::metrics::{ByLabel, Metrics};
 use crate::route::{Route, Router};
 use crate::upstream::pool::Pool;
 use std::collections::BTreeMap;
@@ -71,11 +72,14 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
                     .iter()
                     .map(|l| RouteLimit {
                         limiter: limiters[l].clone(),
-                        decisions: metrics.limit_decisions(&r.name, l),
+                        decisions: ByLabel::new(&metrics.rate_limit_decisions_total, &[&r.name, l]),
                     })
                     .collect(),
                 cache: r.cache.clone(),
-                cache_stats: r.cache.as_ref().map(|_| metrics.route_cache_stats(&r.name)),
+                cache_stats: r
+                    .cache
+                    .as_ref()
+                    .map(|_| RouteCacheStats::new(metrics, &r.name)),
             });
             (r.clone(), route)
         })

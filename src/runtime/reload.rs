@@ -99,7 +99,7 @@ fn apply(state: &State) -> Result<Plan, String> {
     for (n, p) in &old.pools {
         for b in &p.backends {
             if !kept.contains(&(n.clone(), b.label.clone())) {
-                state.metrics.forget_backend(n, &b.label);
+                crate::upstream::stats::forget_backend(&state.metrics, n, &b.label);
             }
         }
     }

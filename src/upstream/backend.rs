@@ -5,8 +5,8 @@
 //! Time is passed in as milliseconds on brace's monotonic clock ([`super::now_ms`]) so the
 //! state machines are unit-tested by stepping `now`.
 
+use super::stats::{BackendGauges, BackendStats};
 use crate::config::Outlier;
-use crate::metrics::{BackendGauges, BackendStats};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::Mutex;

@@ -13,21 +13,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 
 const BUCKETS: usize = 10;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed = 0,
-    HalfOpen = 1,
-    Open = 2,
+crate::label_set! {
+    /// The `to` label of transitions; `as u8` is the state gauge's value.
+    pub enum BreakerState {
+        Closed => "closed",
+        HalfOpen => "half_open",
+        Open => "open",
+    }
 }
 
 impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::HalfOpen => "half_open",
-            BreakerState::Open => "open",
-        }
-    }
     fn from_u8(v: u8) -> BreakerState {
         match v {
             1 => BreakerState::HalfOpen,
@@ -37,35 +32,15 @@ impl BreakerState {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TripReason {
-    ConsecutiveFailures,
-    FailureRatio,
-    SlowCalls,
-    ProbeFailed,
-    ProbeSucceeded,
-    /// The open period ran out: the breaker moves to half-open.
-    OpenElapsed,
-}
-
-impl TripReason {
-    pub const ALL: [TripReason; 6] = [
-        TripReason::ConsecutiveFailures,
-        TripReason::FailureRatio,
-        TripReason::SlowCalls,
-        TripReason::ProbeFailed,
-        TripReason::ProbeSucceeded,
-        TripReason::OpenElapsed,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TripReason::ConsecutiveFailures => "consecutive_failures",
-            TripReason::FailureRatio => "failure_ratio",
-            TripReason::SlowCalls => "slow_calls",
-            TripReason::ProbeFailed => "probe_failed",
-            TripReason::ProbeSucceeded => "probe_succeeded",
-            TripReason::OpenElapsed => "open_elapsed",
-        }
+crate::label_set! {
+    pub enum TripReason {
+        ConsecutiveFailures => "consecutive_failures",
+        FailureRatio => "failure_ratio",
+        SlowCalls => "slow_calls",
+        ProbeFailed => "probe_failed",
+        ProbeSucceeded => "probe_succeeded",
+        /// The open period ran out: the breaker moves to half-open.
+        OpenElapsed => "open_elapsed",
     }
 }
 

@@ -10,6 +10,7 @@
 use super::backend::HealthStatus;
 use super::now_ms;
 use super::pool::Pool;
+use super::stats::CheckResult;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
@@ -114,9 +115,9 @@ async fn check(pool: &Pool, i: usize) {
             ),
         };
     if ok {
-        b.gauges.checks_pass.inc();
+        b.gauges.checks.get(CheckResult::Pass).inc();
     } else {
-        b.gauges.checks_fail.inc();
+        b.gauges.checks.get(CheckResult::Fail).inc();
     }
     if let Ok(mut last) = b.health.last.lock() {
         *last = Some(super::backend::LastCheck {

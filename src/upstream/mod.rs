@@ -9,5 +9,6 @@ pub mod outcome;
 pub mod pool;
 pub mod retry;
 pub mod select;
+pub mod stats;
 
 pub use crate::clock::now_ms;

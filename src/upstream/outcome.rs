@@ -3,54 +3,30 @@
 
 use pingora::{Error, ErrorSource, ErrorType};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The backend answered with a status below 500.
-    Success = 0,
-    /// The backend answered 5xx.
-    Http5xx,
-    /// No connection could be made (refused, unreachable, reset during connect).
-    ConnectError,
-    /// Connect, read or write timed out.
-    Timeout,
-    /// The connection broke or the backend spoke bad HTTP after connecting.
-    Error,
-    /// The client went away before the exchange finished: not the backend's fault.
-    ClientAbort,
-    /// The client broke the rules while the request was under way (a body over
-    /// `client_max_body_size`, a malformed body): brace refused it; not the backend's fault.
-    ClientError,
-    /// The client stopped sending its request body (`client_body_timeout`, or a stall
-    /// longer than the upstream's `read_timeout`): answered 408; not the backend's fault.
-    ClientTimeout,
+crate::label_set! {
+    pub enum Outcome {
+        /// The backend answered with a status below 500.
+        Success => "success",
+        /// The backend answered 5xx.
+        Http5xx => "http_5xx",
+        /// No connection could be made (refused, unreachable, reset during connect).
+        ConnectError => "connect_error",
+        /// Connect, read or write timed out.
+        Timeout => "timeout",
+        /// The connection broke or the backend spoke bad HTTP after connecting.
+        Error => "error",
+        /// The client went away before the exchange finished: not the backend's fault.
+        ClientAbort => "client_abort",
+        /// The client broke the rules while the request was under way (a body over
+        /// `client_max_body_size`, a malformed body): brace refused it; not the backend's fault.
+        ClientError => "client_error",
+        /// The client stopped sending its request body (`client_body_timeout`, or a stall
+        /// longer than the upstream's `read_timeout`): answered 408; not the backend's fault.
+        ClientTimeout => "client_timeout",
+    }
 }
 
 impl Outcome {
-    pub const COUNT: usize = 8;
-    pub const ALL: [Outcome; Self::COUNT] = [
-        Outcome::Success,
-        Outcome::Http5xx,
-        Outcome::ConnectError,
-        Outcome::Timeout,
-        Outcome::Error,
-        Outcome::ClientAbort,
-        Outcome::ClientError,
-        Outcome::ClientTimeout,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Http5xx => "http_5xx",
-            Outcome::ConnectError => "connect_error",
-            Outcome::Timeout => "timeout",
-            Outcome::Error => "error",
-            Outcome::ClientAbort => "client_abort",
-            Outcome::ClientError => "client_error",
-            Outcome::ClientTimeout => "client_timeout",
-        }
-    }
-
     /// True for the client's side of the exchange. The one place that decides blame: these
     /// never feed ejection, breakers or health, so no client can knock a backend out.
     pub fn is_client(self) -> bool {

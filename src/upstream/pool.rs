@@ -13,8 +13,9 @@
 use super::backend::Backend;
 use super::now_ms;
 use super::outcome::Outcome;
+use super::stats::{BackendGauges, BackendStats, PoolStats};
 use crate::config::{Balance, Upstream as UpstreamConfig};
-use crate::metrics::{Metrics, PoolStats};
+use crate::metrics::Metrics;
 use pingora::lb::discovery::Static;
 use pingora::lb::selection::Consistent;
 use pingora::lb::{Backend as LbBackend, Backends, LoadBalancer};
@@ -138,8 +139,8 @@ impl Pool {
                 Arc::new(Backend::new(
                     b.addr,
                     b.weight.get(),
-                    metrics.backend_stats(name, &label),
-                    metrics.backend_gauges(name, &label),
+                    BackendStats::new(metrics, name, &label),
+                    BackendGauges::new(metrics, name, &label),
                 ))
             }));
         }
@@ -169,7 +170,7 @@ impl Pool {
             config: config.clone(),
             backends,
             budget: old.map(|o| o.budget.clone()).unwrap_or_default(),
-            stats: metrics.pool_stats(name),
+            stats: PoolStats::new(metrics, name),
             in_flight: old.map(|o| o.in_flight.clone()).unwrap_or_default(),
             metrics: metrics.clone(),
             selector,

@@ -6,12 +6,23 @@
 //! at the start of a second the allowance starts over. Two atomics per pool, no lock.
 
 use super::pool::Pool;
-use crate::metrics::RetryReason;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::Duration;
+
+crate::label_set! {
+    /// What failed, as the `reason` label of `brace_upstream_retries_total`.
+    pub enum RetryReason {
+        ConnectError => "connect_error",
+        Timeout => "timeout",
+        Error => "error",
+        Status502 => "502",
+        Status503 => "503",
+        Status504 => "504",
+    }
+}
 
 /// True when one more attempt is allowed by `attempts` (`tries` were made) and the pool's
 /// retry budget; counts it. Like nginx's `proxy_next_upstream`, a retry goes to another
@@ -49,7 +60,7 @@ pub fn may_retry(
         pool.stats.budget_exhausted.inc();
         return false;
     }
-    pool.stats.retries[reason as usize].inc();
+    pool.stats.retries.get(reason).inc();
     true
 }
 
