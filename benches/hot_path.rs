@@ -1,7 +1,7 @@
 //! Criterion benchmarks of per-request decisions: a rate-limit check (allowed and refused), a
 //! breaker's admit and outcome, and a backend pick. Run: `cargo bench --bench hot_path`.
 
-use brace::config::{self, BreakerConfig, BreakerMode, FailureOn, LimitKey, RateLimit};
+use brace::config::{self, BreakerConfig, BreakerMode, FailureOn, LimitKey, RateLimitConfig};
 use brace::limit::{KeyValue, Limiter};
 use brace::metrics::Metrics;
 use brace::upstream::breaker::Breaker;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn limiter(rate: u32, burst: u32) -> Limiter {
-    let cfg = RateLimit {
+    let cfg = RateLimitConfig {
         key: LimitKey::ClientIp,
         rate,
         per: Duration::from_secs(1),

@@ -12,7 +12,7 @@
 //! that key start a fresh bucket). A key idle for `burst × per / rate` is expired: its bucket
 //! would be full again by then, so forgetting it changes no decision.
 
-use crate::config::{LimitKey, RateLimit};
+use crate::config::{LimitKey, RateLimitConfig};
 use prometheus::IntGauge;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -64,7 +64,7 @@ impl Decision {
 
 pub struct Limiter {
     pub name: String,
-    pub config: RateLimit,
+    pub config: RateLimitConfig,
     buckets: moka::sync::Cache<KeyValue, Arc<AtomicU64>>,
     /// Time for one request to refill, µs.
     interval_us: u64,
@@ -85,7 +85,7 @@ impl Limiter {
     /// `shadow` to enforcing or changing `status` refills nobody's bucket.
     pub fn new(
         name: &str,
-        config: &RateLimit,
+        config: &RateLimitConfig,
         keys_gauge: IntGauge,
         old: Option<&Limiter>,
     ) -> Limiter {
@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     fn limiter(rate: u32, per_ms: u64, burst: u32, shadow: bool) -> Limiter {
-        let cfg = RateLimit {
+        let cfg = RateLimitConfig {
             key: LimitKey::ClientIp,
             rate,
             per: Duration::from_millis(per_ms),

@@ -7,7 +7,7 @@
 //! (`brace_access_log_dropped_lines_total`) rather than stalling requests, and a write stuck
 //! for `STUCK_AFTER_MS` turns `/healthz` to 503.
 
-use crate::config::{AccessLog, Log};
+use crate::config::{AccessLog, LogConfig};
 use arc_swap::ArcSwap;
 use std::io::LineWriter;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,7 +79,7 @@ fn target(a: &AccessLog) -> Result<AccessTarget, String> {
 impl LogControl {
     /// Applies a new `[log]` section. Opens the new access log file first, so a failure
     /// changes nothing.
-    pub fn apply(&self, log: &Log) -> Result<(), String> {
+    pub fn apply(&self, log: &LogConfig) -> Result<(), String> {
         let new_target = target(&log.access_log)?;
         let new_filter = filter(&log.level)?;
         self.level
@@ -153,7 +153,7 @@ impl std::io::Write for AccessLine {
 }
 
 /// Installs the subscribers. Fails when the access log file cannot be opened.
-pub fn init(log: &Log) -> Result<LogControl, String> {
+pub fn init(log: &LogConfig) -> Result<LogControl, String> {
     let (level, handle) = tracing_subscriber::reload::Layer::new(filter(&log.level)?);
     let process = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

@@ -6,7 +6,7 @@
 //! `hosts`), and within that group the longest `path_prefix`. A request whose host group has
 //! no matching prefix gets 404; it does not fall through to a less specific host.
 
-use crate::config::{HostPattern, Route as RouteConfig};
+use crate::config::{HostPattern, RouteConfig};
 use crate::metrics::RouteStats;
 use crate::upstream::pool::Pool;
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ pub struct Route {
     /// Rate limits in the order the route names them.
     pub limits: Vec<crate::limit::RouteLimit>,
     /// This route's cache policy; `None` = this route does not cache.
-    pub cache: Option<crate::config::RouteCache>,
+    pub cache: Option<crate::config::RouteCacheConfig>,
     /// Cache metric handles, present with `cache`.
     pub cache_stats: Option<crate::cache::stats::RouteCacheStats>,
 }

@@ -2,7 +2,7 @@
 //! primary key, with `key_query` and `key_headers`), the variance key a response's `Vary`
 //! adds, and the query a cacheable request forwards (only what the key keeps).
 
-use crate::config::{KeyQuery, RouteCache};
+use crate::config::{KeyQuery, RouteCacheConfig};
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, VarianceBuilder};
 use pingora::http::RequestHeader;
@@ -10,7 +10,7 @@ use pingora::http::RequestHeader;
 /// `scheme://host/path?query` as the cache sees it: the host lower-cased, the query filtered
 /// by `key_query` (kept parameters sorted, so their order does not split the key). `host` is
 /// the request's host as the client named it; `tls` whether it came over TLS.
-pub fn url(req: &RequestHeader, tls: bool, host: &str, policy: &RouteCache) -> String {
+pub fn url(req: &RequestHeader, tls: bool, host: &str, policy: &RouteCacheConfig) -> String {
     let path = req.uri.path();
     let mut u = String::with_capacity(16 + host.len() + path.len());
     u.push_str(if tls { "https://" } else { "http://" });
@@ -40,7 +40,7 @@ pub fn url(req: &RequestHeader, tls: bool, host: &str, policy: &RouteCache) -> S
 /// only those parameters (in the client's order); with `"none"`, no query. What is fetched is
 /// then exactly what is keyed, so an unkeyed parameter cannot change a page that is stored for
 /// everyone. `None` when the query goes as it is.
-pub fn forwarded_query(policy: &RouteCache, query: &str) -> Option<String> {
+pub fn forwarded_query(policy: &RouteCacheConfig, query: &str) -> Option<String> {
     match &policy.key_query {
         KeyQuery::All => None,
         KeyQuery::None => Some(String::new()),
@@ -68,7 +68,7 @@ pub fn key(
     req: &RequestHeader,
     tls: bool,
     host: &str,
-    policy: &RouteCache,
+    policy: &RouteCacheConfig,
     forwarded_host: Option<&http::HeaderValue>,
 ) -> CacheKey {
     let mut primary = url(req, tls, host, policy);

@@ -21,7 +21,7 @@ pub mod policy;
 pub mod stats;
 pub mod storage;
 
-use crate::config::{CacheConfig, RouteCache};
+use crate::config::{CacheConfig, RouteCacheConfig};
 use crate::metrics::Metrics;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheOptionOverrides, HttpCache};
@@ -47,7 +47,7 @@ pub struct CacheCtx {
 pub fn enable(
     cache: &mut HttpCache,
     req: &RequestHeader,
-    policy: &RouteCache,
+    policy: &RouteCacheConfig,
     store: &Store,
 ) -> Option<&'static str> {
     if let Some(why) = policy::bypass(req) {

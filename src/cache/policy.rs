@@ -6,7 +6,7 @@
 
 use super::stats::NotStored;
 use super::{CacheCtx, CacheStatus};
-use crate::config::{RouteCache, SetCookiePolicy};
+use crate::config::{RouteCacheConfig, SetCookiePolicy};
 use http::Method;
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
 use pingora::cache::{CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable};
@@ -157,7 +157,7 @@ fn header_date(resp: &ResponseHeader, name: &str) -> Option<SystemTime> {
 pub fn cacheable(
     req: &RequestHeader,
     resp: &ResponseHeader,
-    policy: &RouteCache,
+    policy: &RouteCacheConfig,
     cc_ctx: &CacheCtx,
     now: SystemTime,
 ) -> RespCacheable {
@@ -380,8 +380,8 @@ mod tests {
     use super::*;
     use crate::config::KeyQuery;
 
-    fn policy() -> RouteCache {
-        RouteCache {
+    fn policy() -> RouteCacheConfig {
+        RouteCacheConfig {
             default_ttl: Duration::ZERO,
             max_ttl: Duration::from_secs(86_400),
             stale_while_revalidate: Duration::ZERO,
@@ -420,12 +420,16 @@ mod tests {
     }
 
     /// Stored for how long from `now`, or why not.
-    fn decide(p: &RouteCache, req: &RequestHeader, r: &ResponseHeader) -> Result<Duration, String> {
+    fn decide(
+        p: &RouteCacheConfig,
+        req: &RequestHeader,
+        r: &ResponseHeader,
+    ) -> Result<Duration, String> {
         decide_with(p, req, r, &CacheCtx::default())
     }
 
     fn decide_with(
-        p: &RouteCache,
+        p: &RouteCacheConfig,
         req: &RequestHeader,
         r: &ResponseHeader,
         c: &CacheCtx,

@@ -13,12 +13,12 @@ pub use super::file::{PathNormalization, SetCookiePolicy};
 /// The validated configuration. `PartialEq` lets a reload tell which parts changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    pub server: Server,
-    pub admin: Admin,
-    pub log: Log,
-    pub routes: Vec<Route>,
-    pub upstreams: BTreeMap<String, Upstream>,
-    pub rate_limits: BTreeMap<String, RateLimit>,
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub routes: Vec<RouteConfig>,
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
     pub cache: Option<CacheConfig>,
 }
 
@@ -31,7 +31,7 @@ pub struct CacheConfig {
 
 /// `[route.cache]`
 #[derive(Debug, Clone, PartialEq)]
-pub struct RouteCache {
+pub struct RouteCacheConfig {
     /// Freshness for responses that carry none; zero = don't store them.
     pub default_ttl: Duration,
     pub max_ttl: Duration,
@@ -56,14 +56,14 @@ pub enum KeyQuery {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Server {
+pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// Worker threads; already resolved from `0` to the number of cores.
     pub threads: usize,
     pub grace_period: Duration,
     pub client_max_body_size: u64,
     pub trusted_proxies: Vec<IpNet>,
-    pub tls: Vec<TlsListener>,
+    pub tls: Vec<TlsConfig>,
     pub debug_headers: bool,
     pub rate_limit_headers: bool,
     /// Reload when the config file changes.
@@ -86,20 +86,20 @@ pub struct Server {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct TlsListener {
+pub struct TlsConfig {
     pub listen: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Admin {
+pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Log {
+pub struct LogConfig {
     pub level: String,
     pub access_log: AccessLog,
 }
@@ -112,7 +112,7 @@ pub enum AccessLog {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Route {
+pub struct RouteConfig {
     pub name: String,
     /// Empty = any host.
     pub hosts: Vec<HostPattern>,
@@ -122,7 +122,7 @@ pub struct Route {
     pub timeout: Duration,
     /// Names of `[rate_limit.NAME]` sections, applied in order.
     pub rate_limits: Vec<String>,
-    pub cache: Option<RouteCache>,
+    pub cache: Option<RouteCacheConfig>,
 }
 
 /// A `hosts` entry: `api.example.com` (exact) or `*.example.org` (any subdomain, kept as
@@ -134,7 +134,7 @@ pub enum HostPattern {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Upstream {
+pub struct UpstreamConfig {
     pub backends: Vec<BackendAddr>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -148,9 +148,9 @@ pub struct Upstream {
     pub slow_start: Duration,
     /// Below this share of available backends, balance over all of them; 0 = off.
     pub panic_threshold: f64,
-    pub health_check: Option<HealthCheck>,
-    pub outlier: Option<Outlier>,
-    pub retry: Retry,
+    pub health_check: Option<HealthCheckConfig>,
+    pub outlier: Option<OutlierConfig>,
+    pub retry: RetryConfig,
     pub circuit_breaker: Option<BreakerConfig>,
     /// Requests in flight to the pool beyond which brace answers 503 at once; 0 = no limit.
     pub max_in_flight: u32,
@@ -202,7 +202,7 @@ impl FailureOn {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct RateLimit {
+pub struct RateLimitConfig {
     pub key: LimitKey,
     pub rate: u32,
     pub per: Duration,
@@ -258,7 +258,7 @@ pub enum HashKey {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct HealthCheck {
+pub struct HealthCheckConfig {
     pub kind: CheckKind,
     pub interval: Duration,
     pub timeout: Duration,
@@ -278,7 +278,7 @@ pub enum CheckKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outlier {
+pub struct OutlierConfig {
     pub consecutive_failures: u32,
     pub base_ejection: Duration,
     pub max_ejection: Duration,
@@ -286,7 +286,7 @@ pub struct Outlier {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Retry {
+pub struct RetryConfig {
     /// Extra tries after the first.
     pub attempts: u32,
     pub on: RetryOn,

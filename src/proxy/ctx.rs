@@ -1,7 +1,7 @@
 //! Per-request context: the pinned snapshot and what the phases learn along the way.
 
 use crate::cache::{CacheCtx, Store};
-use crate::config::RouteCache;
+use crate::config::RouteCacheConfig;
 use crate::route::Route;
 use crate::runtime::Snapshot;
 use crate::upstream::backend::Backend;
@@ -77,7 +77,7 @@ impl Ctx {
     }
 
     /// The route's cache policy and the store, when this request's route caches.
-    pub fn cache_policy(&self) -> Option<(&RouteCache, &Store)> {
+    pub fn cache_policy(&self) -> Option<(&RouteCacheConfig, &Store)> {
         let policy = self.route.as_ref()?.cache.as_ref()?;
         let store = self.snapshot.cache.as_deref()?;
         Some((policy, store))

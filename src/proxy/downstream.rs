@@ -183,7 +183,7 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Resu
 
 /// Applies the `[server]` client timeouts to this request's connection (a reload applies to
 /// the next request).
-fn client_timeouts(session: &mut Session, server: &crate::config::Server) {
+fn client_timeouts(session: &mut Session, server: &crate::config::ServerConfig) {
     // Pipelined requests are answered in order (RFC 9112 §9.3.2) rather than dropped.
     session.set_pipelining_enabled(true);
     session.set_read_timeout(Some(server.client_body_timeout));

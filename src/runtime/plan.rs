@@ -2,7 +2,9 @@
 //! limits and settings (old → new), and which changes need a restart. Used by reloads (applied,
 //! reported) and by `brace check --against` (only printed).
 
-use crate::config::{Admin, Config, Log, RateLimit, Route, Server, Upstream};
+use crate::config::{
+    AdminConfig, Config, LogConfig, RateLimitConfig, RouteConfig, ServerConfig, UpstreamConfig,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -95,7 +97,7 @@ impl Plan {
         (p.routes_added, p.routes_removed) = (a, r);
         for name in c {
             let (x, y) = (r_old[&name], r_new[&name]);
-            let Route {
+            let RouteConfig {
                 name: _,
                 hosts: _,
                 path_prefix: _,
@@ -129,15 +131,16 @@ impl Plan {
         for name in c {
             let (x, y) = (&old.upstreams[&name], &new.upstreams[&name]);
             let prefix = format!("upstream.{name}.");
-            let addrs =
-                |u: &crate::config::Upstream| u.backends.iter().map(|b| b.addr).collect::<Vec<_>>();
+            let addrs = |u: &crate::config::UpstreamConfig| {
+                u.backends.iter().map(|b| b.addr).collect::<Vec<_>>()
+            };
             for b in addrs(y).iter().filter(|b| !addrs(x).contains(b)) {
                 p.backends_added.push(format!("{name}/{b}"));
             }
             for b in addrs(x).iter().filter(|b| !addrs(y).contains(b)) {
                 p.backends_removed.push(format!("{name}/{b}"));
             }
-            let Upstream {
+            let UpstreamConfig {
                 backends: _,
                 connect_timeout: _,
                 read_timeout: _,
@@ -182,7 +185,7 @@ impl Plan {
         (p.rate_limits_added, p.rate_limits_removed) = (a, r);
         for name in c {
             let (x, y) = (&old.rate_limits[&name], &new.rate_limits[&name]);
-            let RateLimit {
+            let RateLimitConfig {
                 key: _,
                 rate: _,
                 per: _,
@@ -201,7 +204,7 @@ impl Plan {
         }
 
         let (s, t) = (&old.server, &new.server);
-        let Server {
+        let ServerConfig {
             listen: _,
             threads: _,
             grace_period: _,
@@ -220,11 +223,11 @@ impl Plan {
             max_request_header_size: _,
             max_connections: _,
         } = t;
-        let Admin {
+        let AdminConfig {
             listen: _,
             token: _,
         } = &new.admin;
-        let Log {
+        let LogConfig {
             level: _,
             access_log: _,
         } = &new.log;

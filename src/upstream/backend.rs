@@ -6,7 +6,7 @@
 //! state machines are unit-tested by stepping `now`.
 
 use super::stats::{BackendGauges, BackendStats};
-use crate::config::Outlier;
+use crate::config::OutlierConfig;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::Mutex;
@@ -173,7 +173,7 @@ impl OutlierState {
     pub fn failure(
         &self,
         now: u64,
-        cfg: &Outlier,
+        cfg: &OutlierConfig,
         may_eject: impl FnOnce() -> bool,
     ) -> Option<u64> {
         let n = self.consecutive.fetch_add(1, Relaxed) + 1;
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn ejection_doubles_and_is_capped() {
-        let cfg = Outlier {
+        let cfg = OutlierConfig {
             consecutive_failures: 2,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(25),

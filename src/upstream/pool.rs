@@ -14,7 +14,7 @@ use super::backend::Backend;
 use super::now_ms;
 use super::outcome::Outcome;
 use super::stats::{BackendGauges, BackendStats, PoolStats};
-use crate::config::{Balance, Upstream as UpstreamConfig};
+use crate::config::{Balance, UpstreamConfig};
 use crate::metrics::Metrics;
 use pingora::lb::discovery::Static;
 use pingora::lb::selection::Consistent;

@@ -34,57 +34,55 @@ pub struct FileConfig {
 
 /// `[cache]`: the shared response store.
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileCache {
-    #[serde(default = "default_cache_size")]
     pub max_size: Size,
     /// Default: 8 MiB, or `max_size` when that is smaller.
-    #[serde(default)]
     pub max_object_size: Option<Size>,
 }
 
-fn default_cache_size() -> Size {
-    Size(256 * 1024 * 1024)
-}
 pub const DEFAULT_CACHE_OBJECT: u64 = 8 * 1024 * 1024;
+
+impl Default for FileCache {
+    fn default() -> Self {
+        FileCache {
+            max_size: Size(256 * 1024 * 1024),
+            max_object_size: None,
+        }
+    }
+}
 
 /// `[route.cache]`: this route's caching policy.
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileRouteCache {
-    #[serde(default = "zero_duration")]
     pub default_ttl: Dur,
-    #[serde(default = "default_max_ttl")]
     pub max_ttl: Dur,
-    #[serde(default = "zero_duration")]
     pub stale_while_revalidate: Dur,
-    #[serde(default = "default_stale_if_error")]
     pub stale_if_error: Dur,
-    #[serde(default)]
     pub key_query: FileKeyQuery,
-    #[serde(default)]
     pub key_headers: Vec<String>,
-    #[serde(default = "default_lock_timeout")]
     pub lock_timeout: Dur,
-    #[serde(default = "default_true")]
     pub status_header: bool,
-    #[serde(default)]
     pub cache_set_cookie: SetCookiePolicy,
-    #[serde(default = "default_true")]
     pub heuristic: bool,
 }
 
-fn default_max_ttl() -> Dur {
-    Dur(Duration::from_secs(3600))
-}
-fn default_stale_if_error() -> Dur {
-    Dur(Duration::from_secs(300))
-}
-fn default_lock_timeout() -> Dur {
-    Dur(Duration::from_secs(2))
-}
-fn default_true() -> bool {
-    true
+impl Default for FileRouteCache {
+    fn default() -> Self {
+        FileRouteCache {
+            default_ttl: Dur(Duration::ZERO),
+            max_ttl: Dur(Duration::from_secs(3600)),
+            stale_while_revalidate: Dur(Duration::ZERO),
+            stale_if_error: Dur(Duration::from_secs(300)),
+            key_query: FileKeyQuery::default(),
+            key_headers: Vec::new(),
+            lock_timeout: Dur(Duration::from_secs(2)),
+            status_header: true,
+            cache_set_cookie: SetCookiePolicy::default(),
+            heuristic: true,
+        }
+    }
 }
 
 /// `key_query`: `"all"`, `"none"`, or a list of parameter names to keep.
@@ -127,42 +125,55 @@ impl<'de> Deserialize<'de> for FileKeyQuery {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileServer {
-    #[serde(default = "default_listen")]
     pub listen: Vec<String>,
-    #[serde(default)]
     pub threads: usize,
-    #[serde(default = "default_grace")]
     pub grace_period: Dur,
-    #[serde(default = "default_body")]
     pub client_max_body_size: Size,
-    #[serde(default = "default_trusted")]
     pub trusted_proxies: Vec<String>,
-    #[serde(default)]
     pub tls: Vec<FileTls>,
-    #[serde(default)]
     pub debug_headers: bool,
-    #[serde(default)]
     pub rate_limit_headers: bool,
-    #[serde(default)]
     pub watch_config: bool,
-    #[serde(default)]
     pub path_normalization: PathNormalization,
-    #[serde(default)]
     pub trust_forwarded_host: bool,
-    #[serde(default = "default_keepalive_timeout")]
     pub client_keepalive_timeout: Dur,
-    #[serde(default = "default_sixty")]
     pub client_header_timeout: Dur,
-    #[serde(default = "default_sixty")]
     pub client_body_timeout: Dur,
-    #[serde(default = "default_sixty")]
     pub client_send_timeout: Dur,
-    #[serde(default = "default_max_header")]
     pub max_request_header_size: Size,
-    #[serde(default = "default_max_connections")]
     pub max_connections: u64,
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        let sixty = Dur(Duration::from_secs(60));
+        FileServer {
+            listen: vec!["127.0.0.1:8080".into()],
+            threads: 0,
+            grace_period: Dur(Duration::from_secs(10)),
+            client_max_body_size: Size(10 * 1024 * 1024),
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            tls: Vec::new(),
+            debug_headers: false,
+            rate_limit_headers: false,
+            watch_config: false,
+            path_normalization: PathNormalization::default(),
+            trust_forwarded_host: false,
+            // nginx's `keepalive_timeout`.
+            client_keepalive_timeout: Dur(Duration::from_secs(75)),
+            // nginx's `client_header_timeout`, `client_body_timeout` and `send_timeout`.
+            client_header_timeout: sixty,
+            client_body_timeout: sixty,
+            client_send_timeout: sixty,
+            // nginx's `large_client_header_buffers` allow 4 × 8 KiB; Envoy's default is 60 KiB.
+            max_request_header_size: Size(64 * 1024),
+            // Open client connections, idle ones included (nginx: `worker_connections` per
+            // worker).
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// `[server] path_normalization`: what the upstream receives once the path is normalised
@@ -190,60 +201,6 @@ pub enum SetCookiePolicy {
     Store,
 }
 
-impl Default for FileServer {
-    fn default() -> Self {
-        FileServer {
-            listen: default_listen(),
-            threads: 0,
-            grace_period: default_grace(),
-            client_max_body_size: default_body(),
-            trusted_proxies: default_trusted(),
-            tls: Vec::new(),
-            debug_headers: false,
-            rate_limit_headers: false,
-            watch_config: false,
-            path_normalization: PathNormalization::default(),
-            trust_forwarded_host: false,
-            client_keepalive_timeout: default_keepalive_timeout(),
-            client_header_timeout: default_sixty(),
-            client_body_timeout: default_sixty(),
-            client_send_timeout: default_sixty(),
-            max_request_header_size: default_max_header(),
-            max_connections: default_max_connections(),
-        }
-    }
-}
-
-/// nginx's `keepalive_timeout`.
-fn default_keepalive_timeout() -> Dur {
-    Dur(Duration::from_secs(75))
-}
-/// nginx's `client_header_timeout`, `client_body_timeout` and `send_timeout`.
-fn default_sixty() -> Dur {
-    Dur(Duration::from_secs(60))
-}
-/// Open client connections, idle ones included (nginx: `worker_connections` per worker).
-fn default_max_connections() -> u64 {
-    10_000
-}
-/// nginx's `large_client_header_buffers` allow 4 × 8 KiB; Envoy's default is 60 KiB.
-fn default_max_header() -> Size {
-    Size(64 * 1024)
-}
-
-fn default_listen() -> Vec<String> {
-    vec!["127.0.0.1:8080".into()]
-}
-fn default_grace() -> Dur {
-    Dur(Duration::from_secs(10))
-}
-fn default_body() -> Size {
-    Size(10 * 1024 * 1024)
-}
-fn default_trusted() -> Vec<String> {
-    vec!["127.0.0.1/32".into(), "::1/128".into()]
-}
-
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
@@ -253,50 +210,35 @@ pub struct FileTls {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileAdmin {
-    #[serde(default = "default_admin_listen")]
     pub listen: String,
-    #[serde(default)]
     pub token: Option<String>,
 }
 
 impl Default for FileAdmin {
     fn default() -> Self {
         FileAdmin {
-            listen: default_admin_listen(),
+            listen: "127.0.0.1:9901".into(),
             token: None,
         }
     }
 }
 
-fn default_admin_listen() -> String {
-    "127.0.0.1:9901".into()
-}
-
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileLog {
-    #[serde(default = "default_level")]
     pub level: String,
-    #[serde(default = "default_access_log")]
     pub access_log: String,
 }
 
 impl Default for FileLog {
     fn default() -> Self {
         FileLog {
-            level: default_level(),
-            access_log: default_access_log(),
+            level: "info".into(),
+            access_log: "stdout".into(),
         }
     }
-}
-
-fn default_level() -> String {
-    "info".into()
-}
-fn default_access_log() -> String {
-    "stdout".into()
 }
 
 #[derive(Deserialize, Debug)]

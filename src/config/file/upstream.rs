@@ -38,30 +38,41 @@ pub struct FileUpstream {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileBreaker {
-    #[serde(default = "default_five")]
     pub consecutive_failures: u32,
-    #[serde(default = "default_failure_ratio")]
     pub failure_ratio: f64,
-    #[serde(default = "default_min_requests")]
     pub min_requests: u32,
-    #[serde(default = "default_window")]
     pub window: Dur,
-    #[serde(default = "default_slow_call")]
     pub slow_call_duration: Dur,
-    #[serde(default)]
     pub slow_call_ratio: f64,
-    #[serde(default = "default_open")]
     pub open_duration: Dur,
-    #[serde(default = "default_max_open")]
     pub max_open_duration: Dur,
-    #[serde(default = "default_three")]
     pub half_open_requests: u32,
-    #[serde(default = "default_failure_on")]
     pub failure_on: Vec<FailureClass>,
-    #[serde(default)]
     pub mode: Mode,
+}
+
+impl Default for FileBreaker {
+    fn default() -> Self {
+        FileBreaker {
+            consecutive_failures: 5,
+            failure_ratio: 0.5,
+            min_requests: 20,
+            window: Dur(Duration::from_secs(10)),
+            slow_call_duration: Dur(Duration::from_secs(2)),
+            slow_call_ratio: 0.0,
+            open_duration: Dur(Duration::from_secs(10)),
+            max_open_duration: Dur(Duration::from_secs(120)),
+            half_open_requests: 3,
+            failure_on: vec![
+                FailureClass::ConnectError,
+                FailureClass::Timeout,
+                FailureClass::Http5xx,
+            ],
+            mode: Mode::default(),
+        }
+    }
 }
 
 /// A `failure_on` entry: which outcomes a breaker counts as failures.
@@ -113,160 +124,85 @@ pub enum CheckType {
     Tcp,
 }
 
-fn default_failure_ratio() -> f64 {
-    0.5
-}
-fn default_min_requests() -> u32 {
-    20
-}
-fn default_window() -> Dur {
-    Dur(Duration::from_secs(10))
-}
-fn default_slow_call() -> Dur {
-    Dur(Duration::from_secs(2))
-}
-fn default_open() -> Dur {
-    Dur(Duration::from_secs(10))
-}
-fn default_max_open() -> Dur {
-    Dur(Duration::from_secs(120))
-}
-fn default_failure_on() -> Vec<FailureClass> {
-    vec![
-        FailureClass::ConnectError,
-        FailureClass::Timeout,
-        FailureClass::Http5xx,
-    ]
-}
-
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileHealthCheck {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     pub kind: CheckType,
-    #[serde(default = "default_hc_path")]
     pub path: String,
-    #[serde(default)]
     pub host: Option<String>,
-    #[serde(default = "default_hc_status")]
     pub expect_status: String,
-    #[serde(default = "default_hc_interval")]
     pub interval: Dur,
-    #[serde(default = "default_hc_timeout")]
     pub timeout: Dur,
-    #[serde(default = "default_two")]
     pub healthy_threshold: u32,
-    #[serde(default = "default_three")]
     pub unhealthy_threshold: u32,
 }
 
-/// `/`, as nginx Plus and HAProxy check by default: every app answers it, where a
-/// `/healthz` that does not exist would mark every backend down.
-fn default_hc_path() -> String {
-    "/".into()
-}
-fn default_hc_status() -> String {
-    "200-399".into()
-}
-fn default_hc_interval() -> Dur {
-    Dur(Duration::from_secs(2))
-}
-fn default_hc_timeout() -> Dur {
-    Dur(Duration::from_secs(1))
-}
-fn default_two() -> u32 {
-    2
-}
-fn default_three() -> u32 {
-    3
+impl Default for FileHealthCheck {
+    fn default() -> Self {
+        FileHealthCheck {
+            kind: CheckType::default(),
+            // `/`, as nginx Plus and HAProxy check by default: every app answers it, where a
+            // `/healthz` that does not exist would mark every backend down.
+            path: "/".into(),
+            host: None,
+            expect_status: "200-399".into(),
+            interval: Dur(Duration::from_secs(2)),
+            timeout: Dur(Duration::from_secs(1)),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileOutlier {
-    #[serde(default = "default_five")]
     pub consecutive_failures: u32,
-    #[serde(default = "default_base_ejection")]
     pub base_ejection: Dur,
-    #[serde(default = "default_max_ejection")]
     pub max_ejection: Dur,
-    #[serde(default = "default_max_ejection_percent")]
     pub max_ejection_percent: u32,
 }
 
 impl Default for FileOutlier {
     fn default() -> Self {
         FileOutlier {
-            consecutive_failures: default_five(),
-            base_ejection: default_base_ejection(),
-            max_ejection: default_max_ejection(),
-            max_ejection_percent: default_max_ejection_percent(),
+            consecutive_failures: 5,
+            base_ejection: Dur(Duration::from_secs(30)),
+            max_ejection: Dur(Duration::from_secs(300)),
+            max_ejection_percent: 50,
         }
     }
 }
 
-fn default_five() -> u32 {
-    5
-}
-fn default_base_ejection() -> Dur {
-    Dur(Duration::from_secs(30))
-}
-fn default_max_ejection() -> Dur {
-    Dur(Duration::from_secs(300))
-}
-fn default_max_ejection_percent() -> u32 {
-    50
-}
-
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FileRetry {
-    #[serde(default = "default_attempts")]
     pub attempts: u32,
-    #[serde(default = "default_retry_on")]
     pub on: Vec<RetryCondition>,
-    #[serde(default = "default_budget_percent")]
     pub budget_percent: u32,
-    #[serde(default = "default_min_retries")]
     pub min_retries_per_second: u32,
-    #[serde(default = "default_backoff")]
     pub backoff: Dur,
 }
 
 impl Default for FileRetry {
     fn default() -> Self {
         FileRetry {
-            attempts: default_attempts(),
-            on: default_retry_on(),
-            budget_percent: default_budget_percent(),
-            min_retries_per_second: default_min_retries(),
-            backoff: default_backoff(),
+            attempts: 1,
+            // Like nginx's default `proxy_next_upstream error timeout`: a refused connection,
+            // one that breaks (a backend that died mid-request) or a backend that said nothing
+            // for `read_timeout`. Only idempotent requests are replayed after sending; all but
+            // connect failures draw on the retry budget.
+            on: vec![
+                RetryCondition::ConnectError,
+                RetryCondition::Error,
+                RetryCondition::Timeout,
+            ],
+            budget_percent: 20,
+            min_retries_per_second: 10,
+            backoff: Dur(Duration::from_millis(10)),
         }
     }
-}
-
-fn default_attempts() -> u32 {
-    1
-}
-/// Like nginx's default `proxy_next_upstream error timeout`: a refused connection, one that
-/// breaks (a backend that died mid-request) or a backend that said nothing for `read_timeout`.
-/// Only idempotent requests are replayed after sending; all but connect failures draw on the
-/// retry budget.
-fn default_retry_on() -> Vec<RetryCondition> {
-    vec![
-        RetryCondition::ConnectError,
-        RetryCondition::Error,
-        RetryCondition::Timeout,
-    ]
-}
-fn default_budget_percent() -> u32 {
-    20
-}
-fn default_min_retries() -> u32 {
-    10
-}
-fn default_backoff() -> Dur {
-    Dur(Duration::from_millis(10))
 }
 
 fn default_connect_timeout() -> Dur {

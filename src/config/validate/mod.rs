@@ -322,4 +322,65 @@ mod tests {
         assert_eq!(s.max_request_header_size, 64 * 1024);
         assert_eq!(s.max_connections, 10_000);
     }
+
+    #[test]
+    fn an_empty_table_takes_every_documented_default() {
+        let text = format!(
+            "{BASE}[upstream.u.health_check]\n[upstream.u.circuit_breaker]\n[cache]\n\
+             [[route]]\nname = \"c\"\npath_prefix = \"/c\"\nupstream = \"u\"\n[route.cache]\n"
+        );
+        let c = parse(&text, "t.toml", Path::new(".")).unwrap().config;
+        let u = &c.upstreams["u"];
+        let h = u.health_check.as_ref().unwrap();
+        assert_eq!((h.interval.as_secs(), h.timeout.as_secs()), (2, 1));
+        assert_eq!((h.healthy_threshold, h.unhealthy_threshold), (2, 3));
+        let crate::config::CheckKind::Http { path, expect, .. } = &h.kind else {
+            panic!("an HTTP check by default");
+        };
+        assert_eq!((path.as_str(), *expect), ("/", (200, 399)));
+        let b = u.circuit_breaker.as_ref().unwrap();
+        assert_eq!(
+            (b.consecutive_failures, b.min_requests, b.half_open_requests),
+            (5, 20, 3)
+        );
+        assert_eq!((b.failure_ratio, b.slow_call_ratio), (0.5, 0.0));
+        let secs = |d: std::time::Duration| d.as_secs();
+        assert_eq!(
+            (
+                secs(b.window),
+                secs(b.open_duration),
+                secs(b.max_open_duration)
+            ),
+            (10, 10, 120)
+        );
+        assert!(b.failure_on.connect_error && b.failure_on.timeout && b.failure_on.http_5xx);
+        assert!(!b.failure_on.error);
+        let r = (
+            u.retry.attempts,
+            u.retry.budget_percent,
+            u.retry.backoff.as_millis(),
+        );
+        assert_eq!(r, (1, 20, 10));
+        let cache = c.cache.as_ref().unwrap();
+        assert_eq!(
+            (cache.max_size, cache.max_object_size),
+            (256 << 20, 8 << 20)
+        );
+        let rc = c.routes.iter().find_map(|r| r.cache.as_ref()).unwrap();
+        assert_eq!(
+            (
+                secs(rc.max_ttl),
+                secs(rc.stale_if_error),
+                secs(rc.lock_timeout)
+            ),
+            (3600, 300, 2)
+        );
+        assert!(rc.default_ttl.is_zero() && rc.status_header && rc.heuristic);
+        assert_eq!(
+            (c.admin.listen.to_string(), c.log.level.as_str()),
+            ("127.0.0.1:9901".to_string(), "info")
+        );
+        assert_eq!(c.server.listen, ["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(c.server.client_max_body_size, 10 << 20);
+    }
 }

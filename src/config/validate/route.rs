@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<RateLimit> {
+pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<RateLimitConfig> {
     let FileRateLimit {
         key,
         rate,
@@ -57,7 +57,7 @@ pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<Rate
     if max_keys == 0 {
         return err(p.key("max_keys"), "must be at least 1");
     }
-    Ok(RateLimit {
+    Ok(RateLimitConfig {
         key,
         rate,
         per,
@@ -71,10 +71,10 @@ pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<Rate
 pub(super) fn validate_route(
     r: FileRoute,
     p: &KeyPath,
-    upstreams: &BTreeMap<String, Upstream>,
-    limits: &BTreeMap<String, RateLimit>,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+    limits: &BTreeMap<String, RateLimitConfig>,
     store: bool,
-) -> VResult<Route> {
+) -> VResult<RouteConfig> {
     let FileRoute {
         name,
         hosts,
@@ -134,7 +134,7 @@ pub(super) fn validate_route(
             ),
         );
     }
-    Ok(Route {
+    Ok(RouteConfig {
         name,
         hosts: hs,
         path_prefix,
@@ -149,7 +149,7 @@ pub(super) fn validate_route(
 pub(super) fn validate_route_cache(
     c: crate::config::file::FileRouteCache,
     p: &KeyPath,
-) -> VResult<RouteCache> {
+) -> VResult<RouteCacheConfig> {
     let crate::config::file::FileRouteCache {
         default_ttl,
         max_ttl,
@@ -203,7 +203,7 @@ pub(super) fn validate_route_cache(
         }
         headers.push(h.to_ascii_lowercase());
     }
-    Ok(RouteCache {
+    Ok(RouteCacheConfig {
         default_ttl: default_ttl.0,
         max_ttl,
         stale_while_revalidate: stale_while_revalidate.0,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<Server> {
+pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResult<ServerConfig> {
     let FileServer {
         listen,
         threads,
@@ -73,7 +73,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         }
         let cert = pem_file(tp.key("cert"), base, &cert, "CERTIFICATE")?;
         let key = pem_file(tp.key("key"), base, &key, "PRIVATE KEY")?;
-        tls_out.push(TlsListener {
+        tls_out.push(TlsConfig {
             listen: a,
             cert,
             key,
@@ -109,7 +109,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
     if client_max_body_size.0 == 0 {
         return err(p.key("client_max_body_size"), "must be greater than 0");
     }
-    Ok(Server {
+    Ok(ServerConfig {
         listen: addrs,
         threads,
         grace_period: within(p.key("grace_period"), grace_period.0, Duration::ZERO, HOUR)?,
@@ -139,7 +139,11 @@ pub(super) fn pem_file(p: KeyPath, base: &Path, file: &str, what: &str) -> VResu
     }
 }
 
-pub(super) fn validate_admin(a: FileAdmin, p: &KeyPath, server: &Server) -> VResult<Admin> {
+pub(super) fn validate_admin(
+    a: FileAdmin,
+    p: &KeyPath,
+    server: &ServerConfig,
+) -> VResult<AdminConfig> {
     let FileAdmin { listen, token } = a;
     let addr = listen_addr(p.key("listen"), &listen)?;
     let clash = server
@@ -174,13 +178,13 @@ pub(super) fn validate_admin(a: FileAdmin, p: &KeyPath, server: &Server) -> VRes
             ),
         );
     }
-    Ok(Admin {
+    Ok(AdminConfig {
         listen: addr,
         token,
     })
 }
 
-pub(super) fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<Log> {
+pub(super) fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<LogConfig> {
     let FileLog { level, access_log } = l;
     // A bare word is a target name to EnvFilter ("loud" = everything from target "loud"), so a
     // lone word must be a level; filters with `=` or `,` are checked by EnvFilter itself.
@@ -206,5 +210,5 @@ pub(super) fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<Log>
         }
         path => AccessLog::File(base.join(path)),
     };
-    Ok(Log { level, access_log })
+    Ok(LogConfig { level, access_log })
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstream> {
+pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<UpstreamConfig> {
     let FileUpstream {
         backends,
         connect_timeout,
@@ -71,7 +71,7 @@ pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstrea
             weight: NonZeroU32::new(weight as u32).expect("checked above"),
         });
     }
-    Ok(Upstream {
+    Ok(UpstreamConfig {
         backends: out,
         connect_timeout: within(p.key("connect_timeout"), connect_timeout.0, MS, 5 * MINUTE)?,
         read_timeout: within(p.key("read_timeout"), read_timeout.0, MS, HOUR)?,
@@ -199,7 +199,7 @@ pub(super) fn validate_balance(
     Ok(b)
 }
 
-pub(super) fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<HealthCheck> {
+pub(super) fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<HealthCheckConfig> {
     let FileHealthCheck {
         kind,
         path,
@@ -245,7 +245,7 @@ pub(super) fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<Health
             return err(p.key(k), "must be at least 1");
         }
     }
-    Ok(HealthCheck {
+    Ok(HealthCheckConfig {
         kind,
         interval,
         timeout,
@@ -265,7 +265,7 @@ pub(super) fn status_range(s: &str) -> Option<(u16, u16)> {
     ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
 }
 
-pub(super) fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Outlier>> {
+pub(super) fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<OutlierConfig>> {
     let FileOutlier {
         consecutive_failures,
         base_ejection,
@@ -286,7 +286,7 @@ pub(super) fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Ou
             format!("{max_ejection_percent} is over 100"),
         );
     }
-    Ok(Some(Outlier {
+    Ok(Some(OutlierConfig {
         consecutive_failures,
         base_ejection: base,
         max_ejection: max_ejection.0,
@@ -294,7 +294,7 @@ pub(super) fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Ou
     }))
 }
 
-pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {
+pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<RetryConfig> {
     let FileRetry {
         attempts,
         on,
@@ -322,7 +322,7 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<Retry> {
             format!("{budget_percent} is over 100"),
         );
     }
-    Ok(Retry {
+    Ok(RetryConfig {
         attempts,
         on: set,
         budget_percent,
