@@ -344,4 +344,33 @@ mod tests {
         let d = l.check(ip(1), 1);
         assert_eq!(l.header(&d), "\"t\";r=49;t=1");
     }
+
+    #[test]
+    fn keys_by_path_header_and_client_with_header() {
+        let mut req = pingora::http::RequestHeader::build("GET", b"/a/b?q=1", None).unwrap();
+        req.insert_header("x-api-key", "k1").unwrap();
+        let client = Some(IpAddr::from([10, 0, 0, 1]));
+        let key = |k: &LimitKey, client, req| key_value(k, client, "r", req);
+        assert_eq!(
+            key(&LimitKey::Path, client, &req),
+            Some(KeyValue::Text("/a/b".into()))
+        );
+        assert_eq!(
+            key(&LimitKey::Route, None, &req),
+            Some(KeyValue::Text("r".into()))
+        );
+        let header = LimitKey::Header("x-api-key".into());
+        assert_eq!(key(&header, None, &req), Some(KeyValue::Text("k1".into())));
+        let both = LimitKey::ClientIpAndHeader("x-api-key".into());
+        assert_eq!(
+            key(&both, client, &req),
+            Some(KeyValue::IpText(client.unwrap(), "k1".into()))
+        );
+        // Without the header (or the client address) the limit does not apply.
+        let bare = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
+        assert_eq!(key(&both, client, &bare), None);
+        assert_eq!(key(&header, client, &bare), None);
+        assert_eq!(key(&both, None, &req), None);
+        assert_eq!(key(&LimitKey::ClientIp, None, &req), None);
+    }
 }

@@ -102,3 +102,39 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
         config,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Routing over a snapshot built from a config.
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let text = "[[route]]\nname = \"exact\"\nhosts = [\"api.example.com\"]\nupstream = \"u\"\n\
+                    [[route]]\nname = \"exact_v2\"\nhosts = [\"api.example.com\"]\npath_prefix = \"/v2/\"\nupstream = \"u\"\n\
+                    [[route]]\nname = \"wild\"\nhosts = [\"*.example.org\"]\nupstream = \"u\"\n\
+                    [[route]]\nname = \"any\"\nupstream = \"u\"\n\
+                    [upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
+        let loaded = crate::config::parse(text, "t", std::path::Path::new(".")).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        build(&loaded, &metrics, None)
+    }
+
+    fn found(s: &Snapshot, host: &str, path: &str) -> String {
+        let host = crate::route::normalize_host(host);
+        s.router
+            .find(&host, path)
+            .map_or("-".into(), |r| r.name.clone())
+    }
+
+    #[test]
+    fn the_most_specific_host_wins_then_the_longest_prefix() {
+        let s = snapshot();
+        assert_eq!(found(&s, "api.example.com", "/x"), "exact");
+        assert_eq!(found(&s, "API.Example.com.:8080", "/v2/x"), "exact_v2");
+        assert_eq!(found(&s, "a.b.example.org", "/"), "wild");
+        // The wildcard needs a subdomain; the bare domain falls through to any host.
+        assert_eq!(found(&s, "example.org", "/"), "any");
+        assert_eq!(found(&s, "[::1]:8080", "/"), "any");
+        assert_eq!(found(&s, "", "/"), "any");
+    }
+}

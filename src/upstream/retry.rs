@@ -64,13 +64,18 @@ pub fn may_retry(
     true
 }
 
-/// Waits before retry `tries`: `base * 2^(tries-1)`, times a random factor in 0.5..1.5.
+/// Waits before retry `tries`: [`backoff_delay`] with a random factor.
 pub async fn backoff(base: Duration, tries: u32) {
     if base.is_zero() {
         return;
     }
+    tokio::time::sleep(backoff_delay(base, tries, fastrand::f64())).await;
+}
+
+/// `base * 2^(tries-1)` (doubling stops after 6), times `0.5 + jitter` for `jitter` in 0..1.
+pub fn backoff_delay(base: Duration, tries: u32, jitter: f64) -> Duration {
     let exp = base.saturating_mul(1 << tries.saturating_sub(1).min(6));
-    tokio::time::sleep(exp.mul_f64(0.5 + fastrand::f64())).await;
+    exp.mul_f64(0.5 + jitter)
 }
 
 #[derive(Default)]
@@ -140,5 +145,27 @@ mod tests {
         // A new second starts over: no requests yet, so the floor applies.
         let granted = (0..50).filter(|_| b.try_retry(6_000, 20, 3)).count();
         assert_eq!(granted, 3);
+    }
+
+    #[test]
+    fn backoff_doubles_per_try_up_to_64_times_with_jitter_around_it() {
+        let base = Duration::from_millis(10);
+        let ms = |tries, jitter| backoff_delay(base, tries, jitter).as_millis();
+        assert_eq!([ms(1, 0.5), ms(2, 0.5), ms(3, 0.5)], [10, 20, 40]);
+        assert_eq!([ms(7, 0.5), ms(8, 0.5), ms(30, 0.5)], [640, 640, 640]);
+        assert_eq!([ms(1, 0.0), ms(1, 0.999)], [5, 14]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_sleeps_on_the_runtime_clock_and_zero_does_not_sleep() {
+        let t0 = tokio::time::Instant::now();
+        backoff(Duration::ZERO, 3).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        backoff(Duration::from_millis(100), 2).await;
+        let slept = t0.elapsed();
+        assert!(
+            (Duration::from_millis(100)..Duration::from_millis(300)).contains(&slept),
+            "{slept:?}"
+        );
     }
 }

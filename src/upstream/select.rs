@@ -117,3 +117,42 @@ pub fn hash_key(req: &RequestHeader, client_ip: Option<IpAddr>, balance: &Balanc
             .unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/cart/1?x=2", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn by(key: HashKey, r: &RequestHeader, ip: Option<IpAddr>) -> String {
+        String::from_utf8(hash_key(r, ip, &Balance::ConsistentHash(key))).unwrap()
+    }
+
+    #[test]
+    fn hash_keys_by_cookie_path_header_and_client() {
+        let r = req(&[
+            ("cookie", "a=1; sid2=no"),
+            ("cookie", "sid=abc;theme=dark"),
+            ("x-user", "u7"),
+        ]);
+        // The named cookie, across Cookie lines; a longer name that starts alike is not it.
+        assert_eq!(by(HashKey::Cookie("sid".into()), &r, None), "abc");
+        assert_eq!(by(HashKey::Cookie("theme".into()), &r, None), "dark");
+        assert_eq!(by(HashKey::Cookie("none".into()), &r, None), "");
+        // The path without the query.
+        assert_eq!(by(HashKey::Path, &r, None), "/cart/1");
+        assert_eq!(by(HashKey::Header("x-user".into()), &r, None), "u7");
+        assert_eq!(by(HashKey::Header("x-none".into()), &r, None), "");
+        let ip = Some(IpAddr::from([192, 0, 2, 9]));
+        assert_eq!(by(HashKey::ClientIp, &r, ip), "192.0.2.9");
+        assert_eq!(by(HashKey::ClientIp, &r, None), "");
+        // Other balancers need no key.
+        assert!(hash_key(&r, ip, &Balance::RoundRobin).is_empty());
+    }
+}
