@@ -119,6 +119,29 @@ pub struct Reloader {
     pub state: Arc<State>,
 }
 
+/// The watcher's decision, one poll at a time: reload when the file's content differs from the
+/// config in force, is the same as on the previous poll (the writer is done), and was not
+/// tried already (a broken file is reported once, not every poll).
+#[derive(Default)]
+struct Debounce {
+    /// The content hash seen on the last poll.
+    seen: Option<String>,
+    /// The content hash last reloaded from.
+    tried: Option<String>,
+}
+
+impl Debounce {
+    fn poll(&mut self, hash: String, in_force: &str) -> bool {
+        let stable = self.seen.as_deref() == Some(hash.as_str());
+        self.seen = Some(hash.clone());
+        if stable && hash != in_force && self.tried.as_deref() != Some(hash.as_str()) {
+            self.tried = Some(hash);
+            return true;
+        }
+        false
+    }
+}
+
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[async_trait::async_trait]
@@ -134,9 +157,7 @@ impl pingora::services::background::BackgroundService for Reloader {
         };
         let mut tick = tokio::time::interval(WATCH_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        // (content hash seen on the last poll, hash last tried)
-        let mut seen: Option<String> = None;
-        let mut tried: Option<String> = None;
+        let mut watch = Debounce::default();
         loop {
             let hup_recv = async {
                 match hup.as_mut() {
@@ -158,16 +179,48 @@ impl pingora::services::background::BackgroundService for Reloader {
                         continue;
                     };
                     let Ok(bytes) = std::fs::read(path) else { continue };
-                    let hash = config::fnv1a_hex(&bytes);
-                    let stable = seen.as_deref() == Some(hash.as_str());
-                    seen = Some(hash.clone());
-                    if stable && hash != snap.hash && tried.as_deref() != Some(hash.as_str()) {
-                        tried = Some(hash);
+                    if watch.poll(config::fnv1a_hex(&bytes), &snap.hash) {
                         let state = self.state.clone();
                         let _ = tokio::task::spawn_blocking(move || reload(&state, "file watch")).await;
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Debounce;
+
+    /// Feeds one hash per poll; returns the polls (0-based) that reload.
+    fn reloads(polls: &[&str], in_force: &str) -> Vec<usize> {
+        let mut d = Debounce::default();
+        (0..polls.len())
+            .filter(|&i| d.poll(polls[i].to_owned(), in_force))
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_of_writes_reloads_once_when_the_file_settles() {
+        // v0 in force; writes v1, v2, v3 on successive polls, then it stays v3.
+        assert_eq!(
+            reloads(&["v0", "v1", "v2", "v3", "v3", "v3", "v3"], "v0"),
+            [4]
+        );
+        // A file that never holds still is never read half-written.
+        assert!(reloads(&["a", "b", "a", "b", "a"], "v0").is_empty());
+        // Unchanged content never reloads.
+        assert!(reloads(&["v0", "v0", "v0"], "v0").is_empty());
+    }
+
+    #[test]
+    fn a_rejected_file_is_tried_once_until_it_changes() {
+        // The reload of "bad" fails, so "v0" stays in force: not retried on every poll.
+        assert_eq!(reloads(&["bad", "bad", "bad", "bad"], "v0"), [1]);
+        assert_eq!(
+            reloads(&["bad", "bad", "bad", "good", "good"], "v0"),
+            [1, 4]
+        );
     }
 }
