@@ -22,25 +22,36 @@
 //!             watch), admin (its own listener, open through the drain)
 //! ```
 //!
-//! Modules:
+//! Modules (lower ones never import higher ones; `metrics`, `clock` and `config` import no
+//! other part of brace):
 //! - [`config`]: `file` (the TOML's serde shapes; `file::upstream` for the upstream tables),
-//!   `model` (the typed `Config`), `validate` (file → model, by section: `server`,
-//!   `upstream`, `route`), `units` (durations, sizes).
-//! - [`runtime`]: `snapshot` (what one request needs, immutable), `build` (config + old
-//!   snapshot → new, reusing unchanged parts), `store` (the one `ArcSwap`, lifecycle flags),
-//!   `reload`, `plan` (what a reload changes), `tasks` (the health-check loop).
+//!   `model` (the typed `Config`, names ending in `Config`), `validate` (file → model, by
+//!   section: `server`, `upstream`, `route`), `units` (durations, sizes).
+//! - [`metrics`]: the families, created and registered in one call; [`label_set!`] declares
+//!   a closed set of label values, `ByLabel` resolves a counter per value. The handles the
+//!   request path holds live with their owners (`upstream::stats`, `cache::stats`, `limit`).
 //! - [`route`]: host and path → route. [`limit`]: rate limits (buckets, keys, `check`).
-//! - [`upstream`]: `pool` (balancers, pick, outcome recording), `select` (backup, hash key),
-//!   `backend` (earned state), `latency` (ewma), `breaker`, `health`, `retry` (budget,
-//!   `may_retry`, backoff), `outcome` (who is to blame).
-//! - [`cache`]: `storage` (pingora-cache storage over moka), `policy` (RFC 9111 decisions),
-//!   `key` (cache key, variance, forwarded query), `date`.
+//! - [`upstream`]: `pool` (balancers, pick, outcome recording), `select` (backup, admission,
+//!   hash key), `backend` (earned state: health, ejection, breaker), `latency` (ewma),
+//!   `breaker`, `health`, `retry` (budget, `may_retry`, backoff), `outcome` (who is to
+//!   blame), `stats` (pool and backend metric handles; `forget_backend`).
+//! - [`cache`]: `storage` (pingora-cache storage over moka; purge), `policy` (RFC 9111
+//!   decisions over headers and the route's policy), `key` (cache key, variance, forwarded
+//!   query), `stats`, `date`.
+//! - [`runtime`]: `snapshot` (what one request needs, immutable), `build` (config + old
+//!   snapshot → new, carrying earned state by identity), `store` (the one `ArcSwap`,
+//!   lifecycle flags), `reload` (SIGHUP, file watch), `plan` (what a reload changes),
+//!   `tasks` (the health-check loop).
 //! - [`proxy`]: `impl ProxyHttp` as a table of contents (`mod.rs`), with `downstream`,
-//!   `attempt`, `forward`, `finish`, `request` (target and framing checks), `headers`,
-//!   `respond` (brace's own responses) and `ctx` (per-request state).
-//! - [`admin`] (metrics, health, readiness, API), [`metrics`] (families; `handles` for the
-//!   request path's pre-resolved handles), [`logging`] (process log,
-//!   non-blocking access log), [`server`] (assembling pingora), [`cli`], [`demo`], [`clock`].
+//!   `attempt`, `forward`, `finish`, `caching` (the cache phases' glue), `access` (access
+//!   records), `request` (target and framing checks), `headers`, `respond` (brace's own
+//!   responses) and `ctx` (per-request state).
+//! - [`admin`] (metrics, health, readiness, API), [`logging`] (process log, non-blocking
+//!   access log), [`server`] (assembling pingora), [`cli`], [`demo`], [`clock`].
+//!
+//! Where this differs from `STYLE.md`'s sketch: balancers live in `upstream::pool` and
+//! outlier ejection in `upstream::backend` (each is a few dozen lines beside the state it
+//! reads); purge is part of `cache::storage`; `config::file` is a directory.
 
 pub mod admin;
 pub mod cache;

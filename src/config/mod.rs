@@ -1,4 +1,4 @@
-//! Configuration in three tiers: `file.rs` (the TOML's shape) → `validate.rs` (typed
+//! Configuration in three tiers: `file` (the TOML's shape) → `validate` (into `model`'s typed
 //! [`Config`]) → `runtime::build` (the Snapshot). This module loads a file through the first
 //! two and reports any error with file, line, column, key path and what is wrong.
 

@@ -1,8 +1,9 @@
 //! The raw shape of `brace.toml`: serde structs that mirror the file and hold no logic.
 //!
 //! Every struct denies unknown keys, so a typo is an error with its line rather than a
-//! silently ignored setting. Defaults live here so that the README's reference and the
-//! code agree in one place; checks that relate keys to each other live in `validate.rs`.
+//! silently ignored setting. Defaults live here, one `impl Default` per table (tables with
+//! required keys default the rest field by field), so that the README's reference and the
+//! code agree in one place; checks that relate keys to each other live in `validate`.
 
 mod upstream;
 
