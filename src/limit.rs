@@ -349,7 +349,8 @@ mod tests {
     fn keys_by_path_header_and_client_with_header() {
         let mut req = pingora::http::RequestHeader::build("GET", b"/a/b?q=1", None).unwrap();
         req.insert_header("x-api-key", "k1").unwrap();
-        let client = Some(IpAddr::from([10, 0, 0, 1]));
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let client = Some(ip);
         let key = |k: &LimitKey, client, req| key_value(k, client, "r", req);
         assert_eq!(
             key(&LimitKey::Path, client, &req),
@@ -364,7 +365,7 @@ mod tests {
         let both = LimitKey::ClientIpAndHeader("x-api-key".into());
         assert_eq!(
             key(&both, client, &req),
-            Some(KeyValue::IpText(client.unwrap(), "k1".into()))
+            Some(KeyValue::IpText(ip, "k1".into()))
         );
         // Without the header (or the client address) the limit does not apply.
         let bare = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
