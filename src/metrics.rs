@@ -112,11 +112,13 @@ pub fn remove_by2<A: LabelSet, B: LabelSet>(family: &IntCounterVec, leading: &[&
     }
 }
 
-/// Creates a family and registers it in one call.
-struct Reg<'a>(&'a Registry);
+/// Creates a family and registers it in one call, noting its name.
+struct Reg<'a>(&'a Registry, std::cell::RefCell<Vec<String>>);
 
 impl Reg<'_> {
     fn add<C: Collector + Clone + 'static>(&self, c: C) -> C {
+        let mut names = self.1.borrow_mut();
+        names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
         self.0
             .register(Box::new(c.clone()))
             .expect("each metric is registered once");
@@ -144,6 +146,8 @@ const UB: &[&str] = &["upstream", "backend"];
 
 pub struct Metrics {
     registry: Registry,
+    /// Every family's name, whether or not it has a series yet.
+    families: Vec<String>,
 
     // Process and client side.
     pub build_info: IntGaugeVec,
@@ -201,8 +205,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let r = Reg(&registry);
-        let m = Metrics {
+        let r = Reg(&registry, Default::default());
+        let mut m = Metrics {
             build_info: r.gauges(
                 "brace_build_info",
                 "Always 1; the version of this binary",
@@ -379,13 +383,23 @@ impl Metrics {
                 "brace_config_restart_required",
                 "1 when the last applied config changed keys that only a restart applies",
             ),
-            registry,
+            // A Registry is a handle (an Arc) to the same collectors.
+            registry: registry.clone(),
+            families: Vec::new(),
         };
+        m.families = r.1.take();
         m.config_last_reload_successful.set(1);
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m
+    }
+
+    /// The name of every family brace exports (a histogram's, without `_bucket`, `_sum` and
+    /// `_count`), including those with no series yet: what dashboards and alert rules may
+    /// name.
+    pub fn family_names(&self) -> &[String] {
+        &self.families
     }
 
     /// Marks `hash` as the config in force (and no other).
