@@ -7,7 +7,7 @@
 //! (`brace_access_log_dropped_lines_total`) rather than stalling requests, and a write stuck
 //! for `STUCK_AFTER_MS` turns `/healthz` to 503.
 
-use crate::config::{AccessLog, LogConfig};
+use crate::config::{AccessLog, LogConfig, LogFormat};
 use arc_swap::ArcSwap;
 use std::io::LineWriter;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,10 +155,18 @@ impl std::io::Write for AccessLine {
 /// Installs the subscribers. Fails when the access log file cannot be opened.
 pub fn init(log: &LogConfig) -> Result<LogControl, String> {
     let (level, handle) = tracing_subscriber::reload::Layer::new(filter(&log.level)?);
-    let process = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(level);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let process = match log.format {
+        LogFormat::Text => lines
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => lines
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .boxed(),
+    }
+    .with_filter(level);
     let access = Arc::new(ArcSwap::from_pointee(target(&log.access_log)?));
     let write_started_ms = Arc::new(AtomicU64::new(0));
     let (writer, guard) = NonBlockingBuilder::default()

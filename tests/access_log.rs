@@ -1,5 +1,5 @@
 //! The access log never stalls proxying: brace's stdout is a pipe nobody reads, as when a
-//! log shipper hangs.
+//! log shipper hangs. And the process log in JSON, for shippers.
 
 mod support;
 use std::io::Read;
@@ -46,4 +46,33 @@ fn a_blocked_access_log_drops_lines_instead_of_stalling_requests() {
     assert_eq!(b.get("/").status, 200);
     drop(b);
     assert!(reader.join().unwrap() > 0);
+}
+
+#[test]
+fn the_process_log_in_json_is_one_object_per_line_with_level_and_message() {
+    let up = Upstream::start("u");
+    let (port, admin) = (free_port(), free_port());
+    let mut b = Brace::start_raw(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [log]\nlevel = \"info\"\nformat = \"json\"\naccess_log = \"off\"\n\n{}",
+            simple_config("", &[&up], "")
+        ),
+        port,
+        admin,
+    );
+    assert_eq!(b.get("/").status, 200);
+    let log = b.stderr();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let ready = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "brace ready")
+        .unwrap_or_else(|| panic!("no \"brace ready\" event in:\n{log}"));
+    assert_eq!(ready["level"], "INFO");
+    assert_eq!(ready["target"], "brace::server");
+    assert!(ready["timestamp"].is_string());
 }

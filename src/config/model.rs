@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::file::{PathNormalization, SetCookiePolicy};
+pub use super::file::{LogFormat, PathNormalization, SetCookiePolicy};
 
 /// The validated configuration. `PartialEq` lets a reload tell which parts changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +102,8 @@ pub struct AdminConfig {
 pub struct LogConfig {
     pub level: String,
     pub access_log: AccessLog,
+    /// Read at start only.
+    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -230,6 +230,7 @@ impl Plan {
         let LogConfig {
             level: _,
             access_log: _,
+            format: _,
         } = &new.log;
         fields(
             &[("cache", &old.cache, &new.cache)],
@@ -283,6 +284,7 @@ impl Plan {
             new.log,
             [level, access_log]
         );
+        diff_fields!(&mut p.restart_required, "log.", old.log, new.log, [format]);
         if old.admin.token != new.admin.token {
             p.settings_changed.push(Change {
                 key: "admin.token".into(),

@@ -231,6 +231,18 @@ impl Default for FileAdmin {
 pub struct FileLog {
     pub level: String,
     pub access_log: String,
+    pub format: LogFormat,
+}
+
+/// `[log] format`: how process log lines are written.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event (`timestamp`, `level`, `target`, `fields`), for log shippers.
+    Json,
 }
 
 impl Default for FileLog {
@@ -238,6 +250,7 @@ impl Default for FileLog {
         FileLog {
             level: "info".into(),
             access_log: "stdout".into(),
+            format: LogFormat::default(),
         }
     }
 }

@@ -297,6 +297,10 @@ mod tests {
                 "upstream.u.retry.on[0]: unknown variant `500`, expected one of",
             ),
             (format!("{BASE}lisen = 1\n"), "unknown field `lisen`"),
+            (
+                format!("[log]\nformat = \"xml\"\n{BASE}"),
+                "t.toml:2:10: log.format: unknown variant `xml`, expected `text` or `json`",
+            ),
         ] {
             let e = error(&text);
             assert!(e.contains(want), "want {want:?} in {e}");

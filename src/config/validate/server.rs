@@ -185,7 +185,11 @@ pub(super) fn validate_admin(
 }
 
 pub(super) fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<LogConfig> {
-    let FileLog { level, access_log } = l;
+    let FileLog {
+        level,
+        access_log,
+        format,
+    } = l;
     // A bare word is a target name to EnvFilter ("loud" = everything from target "loud"), so a
     // lone word must be a level; filters with `=` or `,` are checked by EnvFilter itself.
     let directive = level.contains('=') || level.contains(',');
@@ -210,5 +214,9 @@ pub(super) fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<LogC
         }
         path => AccessLog::File(base.join(path)),
     };
-    Ok(LogConfig { level, access_log })
+    Ok(LogConfig {
+        level,
+        access_log,
+        format,
+    })
 }
