@@ -293,8 +293,9 @@ impl BackgroundService for Lifecycle {
         {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        self.state.set_ready();
+        // Logged first, so whoever sees /readyz answer 200 finds the line already written.
         tracing::info!("brace ready");
+        self.state.set_ready();
 
         let _ = shutdown.changed().await;
         self.state.set_draining();
