@@ -301,6 +301,15 @@ mod tests {
                 format!("[log]\nformat = \"xml\"\n{BASE}"),
                 "t.toml:2:10: log.format: unknown variant `xml`, expected `text` or `json`",
             ),
+            // Names are exact: no case folding, no near spellings.
+            (
+                format!("[log]\nformat = \"JSON\"\n{BASE}"),
+                "log.format: unknown variant `JSON`",
+            ),
+            (
+                format!("[log]\nformat = \"json \"\n{BASE}"),
+                "log.format: unknown variant `json `",
+            ),
         ] {
             let e = error(&text);
             assert!(e.contains(want), "want {want:?} in {e}");
