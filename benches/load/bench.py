@@ -195,7 +195,7 @@ backend be
     return ["haproxy", "-f", path, "-db"]
 
 
-def conf_brace(work, port, origins, case):
+def conf_brace(work, port, origins, case, smallest=False):
     admin = free_port()
     backends = ", ".join(f'"127.0.0.1:{o}"' for o in origins)
     route_extra, upstream_extra, top = "", "", ""
@@ -234,7 +234,7 @@ upstream = "o"
 {route_extra}
 [upstream.o]
 backends = [{backends}]
-keepalive = 2048
+{"" if smallest else "keepalive = 2048"}
 {upstream_extra}
 """)
     if subprocess.run([BRACE, "check", "-c", path], capture_output=True).returncode != 0:

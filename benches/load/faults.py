@@ -80,24 +80,8 @@ def run(contender, case, work):
         third = fault_origin(case, o3)
     port = bench.free_port()
     if contender == "brace":
-        admin = bench.free_port()
-        path = os.path.join(work, f"brace-{port}.toml")
-        with open(path, "w") as f:
-            f.write(f"""[server]
-listen = ["127.0.0.1:{port}"]
-threads = 1
-[admin]
-listen = "127.0.0.1:{admin}"
-[log]
-level = "error"
-access_log = "off"
-[[route]]
-name = "all"
-upstream = "o"
-[upstream.o]
-backends = ["127.0.0.1:{o1}", "127.0.0.1:{o2}", "127.0.0.1:{o3}"]
-""")
-        cmd = [bench.BRACE, "run", "-c", path, "--upgrade-sock", os.path.join(work, f"up-{port}.sock")]
+        # The smallest config: one route, one upstream of three backends, no tables.
+        cmd = bench.conf_brace(work, port, [o1, o2, o3], "plain", smallest=True)
     else:
         cmd = bench.conf_nginx(work, port, [o1, o2, o3], "plain")
     p = bench.start(cmd, bench.PROXY_CPU)
