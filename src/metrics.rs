@@ -112,13 +112,22 @@ pub fn remove_by2<A: LabelSet, B: LabelSet>(family: &IntCounterVec, leading: &[&
     }
 }
 
-/// Creates a family and registers it in one call, noting its name.
-struct Reg<'a>(&'a Registry, std::cell::RefCell<Vec<String>>);
+/// A family's name and label names.
+pub struct Family {
+    pub name: String,
+    pub labels: Vec<String>,
+}
+
+/// Creates a family and registers it in one call, noting its name and labels.
+struct Reg<'a>(&'a Registry, std::cell::RefCell<Vec<Family>>);
 
 impl Reg<'_> {
     fn add<C: Collector + Clone + 'static>(&self, c: C) -> C {
-        let mut names = self.1.borrow_mut();
-        names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
+        let mut families = self.1.borrow_mut();
+        families.extend(c.desc().iter().map(|d| Family {
+            name: d.fq_name.clone(),
+            labels: d.variable_labels.clone(),
+        }));
         self.0
             .register(Box::new(c.clone()))
             .expect("each metric is registered once");
@@ -146,8 +155,8 @@ const UB: &[&str] = &["upstream", "backend"];
 
 pub struct Metrics {
     registry: Registry,
-    /// Every family's name, whether or not it has a series yet.
-    families: Vec<String>,
+    /// Every family, whether or not it has a series yet.
+    families: Vec<Family>,
 
     // Process and client side.
     pub build_info: IntGaugeVec,
@@ -395,10 +404,10 @@ impl Metrics {
         m
     }
 
-    /// The name of every family brace exports (a histogram's, without `_bucket`, `_sum` and
+    /// Every family brace exports (a histogram by its name, without `_bucket`, `_sum` and
     /// `_count`), including those with no series yet: what dashboards and alert rules may
-    /// name.
-    pub fn family_names(&self) -> &[String] {
+    /// name, and which families carry a given label.
+    pub fn families(&self) -> &[Family] {
         &self.families
     }
 

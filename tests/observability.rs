@@ -126,9 +126,9 @@ fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
 /// Fails naming every `brace_*` name that is not a family brace exports.
 fn assert_exported(named: &BTreeSet<String>) {
     let exported: BTreeSet<String> = brace::metrics::Metrics::new()
-        .family_names()
+        .families()
         .iter()
-        .cloned()
+        .map(|f| f.name.clone())
         .collect();
     let unknown: Vec<&String> = named
         .iter()

@@ -340,11 +340,12 @@ fn reason(r: &NoCacheReason) -> &'static str {
 
 /// RFC 9111 §4.4: the URLs a request invalidates when it succeeds with `status`: for an
 /// unsafe method, its own URL (`own`, as [`super::key::url`] gives it, for a request to
-/// `host`) and `Location`/`Content-Location` of the response on the same origin.
+/// `host`; built only then, since most requests invalidate nothing) and
+/// `Location`/`Content-Location` of the response on the same origin.
 pub fn invalidated(
     req: &RequestHeader,
     resp: Option<&ResponseHeader>,
-    own: String,
+    own: impl FnOnce() -> String,
     host: &str,
     status: u16,
 ) -> Vec<String> {
@@ -354,6 +355,7 @@ pub fn invalidated(
     if !unsafe_method || !(200..400).contains(&status) {
         return Vec::new();
     }
+    let own = own();
     let origin_end = own.find("://").map_or(0, |i| i + 3) + host.len();
     let origin = own[..origin_end.min(own.len())].to_owned();
     let mut targets = vec![own];

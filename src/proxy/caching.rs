@@ -68,7 +68,7 @@ pub fn invalidate(session: &Session, ctx: &Ctx, status: u16) -> u64 {
         return 0;
     };
     let req = session.req_header();
-    let own = cache::key::url(req, tls(session), &ctx.cache.host, policy);
+    let own = || cache::key::url(req, tls(session), &ctx.cache.host, policy);
     let targets = policy::invalidated(
         req,
         session.response_written(),

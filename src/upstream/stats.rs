@@ -1,6 +1,6 @@
 //! The metric handles of pools and backends, resolved when a snapshot is built, and the
-//! removal of a departed backend's series: both derived from the same list of per-backend
-//! families, so a family added to one is not forgotten by the other.
+//! removal of a departed backend's series. A unit test holds the two to every family that
+//! carries a `backend` label, so a family added to one is not forgotten by the other.
 
 use super::breaker::{BreakerState, TripReason};
 use super::outcome::Outcome;
@@ -104,4 +104,63 @@ pub fn forget_backend(m: &Metrics, upstream: &str, backend: &str) {
     remove_by::<CheckResult>(&m.health_checks_total, ub);
     remove_by::<TripReason>(&m.breaker_shadow_trips_total, ub);
     remove_by2::<BreakerState, TripReason>(&m.breaker_transitions_total, ub);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The series of every family with a `backend` label, for backend `b`.
+    fn series_of(m: &Metrics, b: &str) -> Vec<String> {
+        let text = String::from_utf8(m.render()).unwrap();
+        let needle = format!("backend=\"{b}\"");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&needle))
+            .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn forget_backend_removes_a_series_of_every_per_backend_family() {
+        let m = Metrics::new();
+        // Everything the request path and the background tasks record for a backend.
+        let gauges = BackendGauges::new(&m, "u", "b");
+        let stats = BackendStats::new(&m, "u", "b");
+        for &o in Outcome::ALL {
+            stats.record(o, 0.01);
+        }
+        gauges.healthy.set(1);
+        gauges.ejections.inc();
+        for t in TripReason::ALL {
+            m.breaker_shadow_trips_total
+                .with_label_values(&["u", "b", t.as_str()])
+                .inc();
+            for s in BreakerState::ALL {
+                m.breaker_transitions_total
+                    .with_label_values(&["u", "b", s.as_str(), t.as_str()])
+                    .inc();
+            }
+        }
+        let _other = BackendGauges::new(&m, "u", "kept");
+
+        // Every family with a `backend` label has a series of `b` now ...
+        let per_backend: Vec<&str> = m
+            .families()
+            .iter()
+            .filter(|f| f.labels.iter().any(|l| l == "backend"))
+            .map(|f| f.name.as_str())
+            .collect();
+        assert!(per_backend.len() >= 10, "{per_backend:?}");
+        let before = series_of(&m, "b");
+        for f in &per_backend {
+            assert!(
+                before.iter().any(|s| s.starts_with(f)),
+                "{f} has no series of the backend: add it to this test and to forget_backend"
+            );
+        }
+        // ... and none once it is forgotten; another backend's stay.
+        forget_backend(&m, "u", "b");
+        assert_eq!(series_of(&m, "b"), Vec::<String>::new());
+        assert!(!series_of(&m, "kept").is_empty());
+    }
 }

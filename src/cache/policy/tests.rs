@@ -465,14 +465,14 @@ fn unsafe_success_invalidates_own_url_and_same_origin_locations() {
         ],
     );
     assert_eq!(
-        invalidated(&post, Some(&r), own(), "h.test", 201),
+        invalidated(&post, Some(&r), own, "h.test", 201),
         ["http://h.test/a", "http://h.test/b"]
     );
     let r = resp(200, &[("location", "HTTP://H.test/d")]);
     assert_eq!(
-        invalidated(&post, Some(&r), own(), "h.test", 200),
+        invalidated(&post, Some(&r), own, "h.test", 200),
         ["http://h.test/a", "HTTP://H.test/d"]
     );
-    assert!(invalidated(&post, None, own(), "h.test", 500).is_empty());
-    assert!(invalidated(&get(&[]), None, own(), "h.test", 200).is_empty());
+    assert!(invalidated(&post, None, own, "h.test", 500).is_empty());
+    assert!(invalidated(&get(&[]), None, own, "h.test", 200).is_empty());
 }
