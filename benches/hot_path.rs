@@ -22,12 +22,7 @@ fn limiter(rate: u32, burst: u32) -> Limiter {
         shadow: false,
         max_keys: 100_000,
     };
-    Limiter::new(
-        "bench",
-        &cfg,
-        prometheus::IntGauge::new("g", "g").unwrap(),
-        None,
-    )
+    Limiter::new("bench", &cfg, &Arc::new(Metrics::new()), None)
 }
 
 fn bench_limits(c: &mut Criterion) {

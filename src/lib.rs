@@ -59,6 +59,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod limit;
 pub mod logging;
 pub mod metrics;

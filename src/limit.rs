@@ -13,7 +13,9 @@
 //! would be full again by then, so forgetting it changes no decision.
 
 use crate::config::{LimitKey, RateLimitConfig};
-use prometheus::IntGauge;
+use crate::events::{Event, Kind, Level};
+use crate::metrics::Metrics;
+use prometheus::{IntCounter, IntGauge};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
@@ -75,6 +77,63 @@ pub struct Limiter {
     pub keys_gauge: IntGauge,
 }
 
+/// Reports a full key table: every key forgotten to make room is counted, and one event a
+/// minute at most says so (a flood of new keys would otherwise log a line per request).
+struct Overflow {
+    name: String,
+    max_keys: u64,
+    metrics: Arc<Metrics>,
+    evicted_total: IntCounter,
+    started: std::time::Instant,
+    /// ms since `started` of the last event; `u64::MAX` before the first.
+    last_event_ms: AtomicU64,
+    since_event: AtomicU64,
+}
+
+impl Overflow {
+    fn new(name: &str, max_keys: u64, metrics: &Arc<Metrics>) -> Overflow {
+        Overflow {
+            name: name.to_owned(),
+            max_keys,
+            metrics: metrics.clone(),
+            evicted_total: metrics
+                .rate_limit_keys_evicted_total
+                .with_label_values(&[name]),
+            started: std::time::Instant::now(),
+            last_event_ms: AtomicU64::new(u64::MAX),
+            since_event: AtomicU64::new(0),
+        }
+    }
+
+    fn evicted(&self) {
+        self.evicted_total.inc();
+        let n = self.since_event.fetch_add(1, Relaxed) + 1;
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_event_ms.load(Relaxed);
+        if last != u64::MAX && now.saturating_sub(last) < 60_000 {
+            return;
+        }
+        if self
+            .last_event_ms
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+        {
+            return; // another eviction reports it
+        }
+        self.since_event.fetch_sub(n, Relaxed);
+        self.metrics.events.record(
+            Event::new(Kind::RateLimit, Level::Warn, "key_table_full", format!(
+                "more than max_keys = {} keys; {n} least recently seen forgotten",
+                self.max_keys
+            ))
+            .limit(&self.name)
+            .message(
+                "rate limit key table full: forgotten clients start a fresh bucket; raise max_keys if this is not a flood of new keys",
+            ),
+        );
+    }
+}
+
 fn ceil_secs(us: u64) -> u64 {
     us.div_ceil(1_000_000)
 }
@@ -86,9 +145,10 @@ impl Limiter {
     pub fn new(
         name: &str,
         config: &RateLimitConfig,
-        keys_gauge: IntGauge,
+        metrics: &Arc<Metrics>,
         old: Option<&Limiter>,
     ) -> Limiter {
+        let keys_gauge = metrics.rate_limit_keys.with_label_values(&[name]);
         let interval_us = (config.per.as_micros() as u64 / u64::from(config.rate)).max(1);
         let capacity_us = interval_us * u64::from(config.burst);
         let buckets = match old {
@@ -102,6 +162,14 @@ impl Limiter {
             }
             _ => moka::sync::Cache::builder()
                 .max_capacity(config.max_keys)
+                .eviction_listener({
+                    let overflow = Overflow::new(name, config.max_keys, metrics);
+                    move |_, _, cause| {
+                        if cause == moka::notification::RemovalCause::Size {
+                            overflow.evicted();
+                        }
+                    }
+                })
                 .time_to_idle(Duration::from_micros(capacity_us.max(1_000)))
                 .build(),
         };
@@ -273,7 +341,36 @@ mod tests {
             shadow,
             max_keys: 1000,
         };
-        Limiter::new("t", &cfg, IntGauge::new("g", "g").unwrap(), None)
+        Limiter::new("t", &cfg, &Arc::new(Metrics::new()), None)
+    }
+
+    #[test]
+    fn a_full_key_table_is_counted_and_reported_once_a_minute() {
+        let metrics = Arc::new(Metrics::new());
+        let cfg = RateLimitConfig {
+            key: LimitKey::ClientIp,
+            rate: 10,
+            per: Duration::from_secs(1),
+            burst: 10,
+            status: 429,
+            shadow: false,
+            max_keys: 8,
+        };
+        let l = Limiter::new("t", &cfg, &metrics, None);
+        for n in 0..=255u8 {
+            let _ = l.check(ip(n), 1_000_000);
+            l.refresh_gauge();
+        }
+        let evicted = metrics
+            .rate_limit_keys_evicted_total
+            .with_label_values(&["t"])
+            .get();
+        assert!(evicted >= 200, "evicted {evicted}");
+        assert!(l.keys_gauge.get() <= 8);
+        let events = metrics.events.since(0, usize::MAX);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, crate::events::Kind::RateLimit);
+        assert_eq!(events[0].limit.as_deref(), Some("t"));
     }
 
     fn ip(n: u8) -> KeyValue {

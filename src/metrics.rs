@@ -5,8 +5,8 @@
 //! module that owns the concern (`RouteStats` here; `upstream::stats`, `cache::stats`,
 //! `limit`), so the hot path does an atomic add, not a label lookup.
 //!
-//! This module knows no other part of brace: the closed sets belong to their owners and reach
-//! it through [`LabelSet`].
+//! This module knows no other part of brace but `events`: the closed sets belong to their
+//! owners and reach it through [`LabelSet`].
 
 use std::marker::PhantomData;
 use std::sync::OnceLock;
@@ -155,6 +155,9 @@ const UB: &[&str] = &["upstream", "backend"];
 
 pub struct Metrics {
     registry: Registry,
+    /// Recent transitions, for `/api/events` (not a metric family; carried here because every
+    /// part that reports a transition already holds the metrics).
+    pub events: crate::events::Events,
     /// Every family, whether or not it has a series yet.
     families: Vec<Family>,
 
@@ -174,6 +177,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub rate_limit_decisions_total: IntCounterVec,
     pub rate_limit_keys: IntGaugeVec,
+    pub rate_limit_keys_evicted_total: IntCounterVec,
 
     // Upstreams (per pool).
     pub retries_total: IntCounterVec,
@@ -261,6 +265,11 @@ impl Metrics {
             rate_limit_keys: r.gauges(
                 "brace_rate_limit_keys",
                 "Keys with a bucket in memory (at most max_keys)",
+                &["limit"],
+            ),
+            rate_limit_keys_evicted_total: r.counters(
+                "brace_rate_limit_keys_evicted_total",
+                "Keys forgotten because the limit held max_keys keys (their clients start a fresh bucket)",
                 &["limit"],
             ),
 
@@ -394,6 +403,7 @@ impl Metrics {
             ),
             // A Registry is a handle (an Arc) to the same collectors.
             registry: registry.clone(),
+            events: Default::default(),
             families: Vec::new(),
         };
         m.families = r.1.take();

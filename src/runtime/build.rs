@@ -33,12 +33,7 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
             Some(prev) if prev.config == *l => prev.clone(),
             // Other settings: a new limiter, with the buckets clients have drawn down when
             // they still mean the same.
-            prev => Arc::new(Limiter::new(
-                name,
-                l,
-                metrics.rate_limit_keys.with_label_values(&[name]),
-                prev.map(|p| p.as_ref()),
-            )),
+            prev => Arc::new(Limiter::new(name, l, metrics, prev.map(|p| p.as_ref()))),
         };
         limiters.insert(name.clone(), limiter);
     }

@@ -10,6 +10,7 @@ use super::build::build;
 use super::plan::Plan;
 use super::State;
 use crate::config::{self, Loaded};
+use crate::events::{Event, Kind, Level};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,7 +40,16 @@ pub fn reload(state: &State, trigger: &str) -> Result<Plan, String> {
             m.config_last_reload_success.set(now as i64);
             m.config_restart_required
                 .set(i64::from(!plan.restart_required.is_empty()));
-            tracing::info!(trigger, hash = %state.snapshot().hash, "config reloaded: {}", plan.summary());
+            let hash = state.snapshot().hash.clone();
+            m.events.record(
+                Event::new(
+                    Kind::Reload,
+                    Level::Info,
+                    "applied",
+                    format!("trigger: {trigger}"),
+                )
+                .message(format!("config reloaded ({hash}): {}", plan.summary())),
+            );
             for c in &plan.restart_required {
                 tracing::warn!(
                     trigger,
@@ -53,9 +63,10 @@ pub fn reload(state: &State, trigger: &str) -> Result<Plan, String> {
         Err(e) => {
             m.config_reloads_total.with_label_values(&["failure"]).inc();
             m.config_last_reload_successful.set(0);
-            tracing::error!(
-                trigger,
-                "config reload failed, kept the running config: {e}"
+            m.events.record(
+                Event::new(Kind::Reload, Level::Error, "failed", e.clone()).message(format!(
+                    "config reload ({trigger}) failed, kept the running config: {e}"
+                )),
             );
         }
     }

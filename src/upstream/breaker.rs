@@ -47,6 +47,7 @@ crate::label_set! {
 /// A state change (or, in shadow mode, a trip that was only counted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
+    pub from: BreakerState,
     pub to: BreakerState,
     pub reason: TripReason,
     /// True in shadow mode: nothing changed, the trip was only counted.
@@ -118,6 +119,7 @@ impl Breaker {
                 self.probe_successes.store(0, Relaxed);
                 self.permits.store(cfg.half_open_requests, Release);
                 transition = Some(Transition {
+                    from: BreakerState::Open,
                     to: BreakerState::HalfOpen,
                     reason: TripReason::OpenElapsed,
                     shadow: false,
@@ -226,6 +228,7 @@ impl Breaker {
                         self.trips.store(0, Relaxed);
                         self.reset_window();
                         return Some(Transition {
+                            from: BreakerState::HalfOpen,
                             to: BreakerState::Closed,
                             reason: TripReason::ProbeSucceeded,
                             shadow: false,
@@ -279,6 +282,7 @@ impl Breaker {
         if cfg.mode == BreakerMode::Shadow {
             self.reset_window();
             return Some(Transition {
+                from,
                 to: BreakerState::Open,
                 reason,
                 shadow: true,
@@ -302,6 +306,7 @@ impl Breaker {
         self.permits.store(0, Release);
         self.reset_window();
         Some(Transition {
+            from,
             to: BreakerState::Open,
             reason,
             shadow: false,

@@ -11,6 +11,7 @@ use super::backend::HealthStatus;
 use super::now_ms;
 use super::pool::Pool;
 use super::stats::CheckResult;
+use crate::events::{Event, Kind, Level};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
@@ -138,12 +139,22 @@ async fn check(pool: &Pool, i: usize) {
             b.available_since_ms.store(now_ms(), Relaxed);
         }
         if before != HealthStatus::Unknown || after == HealthStatus::Unhealthy {
-            tracing::warn!(
-                upstream = %pool.name,
-                backend = %b.label,
+            // Losing a backend wants a look; its recovery needs nothing.
+            let level = if after == HealthStatus::Unhealthy {
+                Level::Warn
+            } else {
+                Level::Info
+            };
+            let message = format!(
                 "backend {} -> {} ({detail})",
                 before.as_str(),
                 after.as_str()
+            );
+            pool.events().record(
+                Event::new(Kind::Health, level, after.as_str(), detail)
+                    .backend(&pool.name, &b.label)
+                    .from(before.as_str())
+                    .message(message),
             );
         }
     }
@@ -156,7 +167,17 @@ fn housekeeping(pool: &Pool, now: u64) {
             b.outlier.reported.store(false, Relaxed);
             b.gauges.ejected.set(0);
             b.available_since_ms.store(now, Relaxed);
-            tracing::info!(upstream = %pool.name, backend = %b.label, "ejection ended; backend back in rotation");
+            pool.events().record(
+                Event::new(
+                    Kind::Ejection,
+                    Level::Info,
+                    "available",
+                    "ejection time over",
+                )
+                .backend(&pool.name, &b.label)
+                .from("ejected")
+                .message("ejection ended; backend back in rotation"),
+            );
         }
     }
 }

@@ -11,10 +11,12 @@
 //! Slow start rejects a ramping backend with a probability that falls as its ramp proceeds.
 
 use super::backend::Backend;
+use super::breaker::BreakerState;
 use super::now_ms;
 use super::outcome::Outcome;
 use super::stats::{BackendGauges, BackendStats, PoolStats};
 use crate::config::{Balance, UpstreamConfig};
+use crate::events::{Event, Kind, Level};
 use crate::metrics::Metrics;
 use pingora::lb::discovery::Static;
 use pingora::lb::selection::Consistent;
@@ -331,6 +333,11 @@ impl Pool {
         ok
     }
 
+    /// Where this pool's transitions are reported.
+    pub(super) fn events(&self) -> &crate::events::Events {
+        &self.metrics.events
+    }
+
     /// True when some backend is unavailable because its breaker is open.
     pub(super) fn breakers_open(&self, now: u64) -> bool {
         self.config.circuit_breaker.is_some()
@@ -345,11 +352,14 @@ impl Pool {
             m.breaker_shadow_trips_total
                 .with_label_values(&[&self.name, &b.label, t.reason.as_str()])
                 .inc();
-            tracing::warn!(
-                upstream = %self.name,
-                backend = %b.label,
-                "circuit breaker (shadow mode) would open: {} (window: {calls} calls, {failures} failures, {slow} slow)",
-                t.reason.as_str()
+            self.metrics.events.record(
+                Event::new(Kind::Breaker, Level::Warn, "shadow_open", t.reason.as_str())
+                    .backend(&self.name, &b.label)
+                    .from(t.from.as_str())
+                    .message(format!(
+                        "circuit breaker (shadow mode) would open: {} (window: {calls} calls, {failures} failures, {slow} slow)",
+                        t.reason.as_str()
+                    )),
             );
             return;
         }
@@ -365,12 +375,21 @@ impl Pool {
         } else {
             String::new()
         };
-        tracing::warn!(
-            upstream = %self.name,
-            backend = %b.label,
-            "circuit breaker -> {}: {} (window: {calls} calls, {failures} failures, {slow} slow){open_for}",
-            t.to.as_str(),
-            t.reason.as_str()
+        // An open breaker wants a look; probing and closing again need nothing.
+        let level = if t.to == BreakerState::Open {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        self.metrics.events.record(
+            Event::new(Kind::Breaker, level, t.to.as_str(), t.reason.as_str())
+                .backend(&self.name, &b.label)
+                .from(t.from.as_str())
+                .message(format!(
+                    "circuit breaker -> {}: {} (window: {calls} calls, {failures} failures, {slow} slow){open_for}",
+                    t.to.as_str(),
+                    t.reason.as_str()
+                )),
         );
     }
 
@@ -402,13 +421,20 @@ impl Pool {
                 if let Some(ms) = b.outlier.failure(now, cfg, || self.may_eject(now)) {
                     b.gauges.ejected.set(1);
                     b.gauges.ejections.inc();
-                    tracing::warn!(
-                        upstream = %self.name,
-                        backend = %b.label,
-                        "backend ejected for {} after {} consecutive failures (last: {})",
-                        humantime::format_duration(Duration::from_millis(ms)),
+                    let reason = format!(
+                        "{} consecutive failures (last: {})",
                         cfg.consecutive_failures,
                         outcome.as_str()
+                    );
+                    let message = format!(
+                        "backend ejected for {} after {reason}",
+                        humantime::format_duration(Duration::from_millis(ms)),
+                    );
+                    self.metrics.events.record(
+                        Event::new(Kind::Ejection, Level::Warn, "ejected", reason)
+                            .backend(&self.name, &b.label)
+                            .from("available")
+                            .message(message),
                     );
                 }
             }
