@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing brace needs when it is missing: cmake (the pingora build),
-# promtool (the metrics format check in the tests), and curl and openssl (the TLS and HTTP/2
-# test). Debian/Ubuntu, via apt-get.
+# promtool (the metrics format check and the alert-rule tests), curl and openssl (the TLS and
+# HTTP/2 test), and chromium (the status page test renders the page in a headless browser).
+# Debian/Ubuntu, via apt-get.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
@@ -9,6 +10,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ! command -v cargo >/dev/null 2>&1; then
   echo "brace needs a Rust toolchain (cargo): see https://rustup.rs" >&2
   exit 1

@@ -231,6 +231,7 @@ fn demo() -> i32 {
     let admin = loaded.config.admin.listen;
     println!(
         "brace demo: proxy on http://{listen}, admin on http://{admin}\n\
+         status page: open http://{admin}/ in a browser\n\
          backends: healthy 127.0.0.1:9001, flaky 127.0.0.1:9002 (30% 503s), slow 127.0.0.1:9003 (300 ms, 1 in 10 takes 3 s)\n\n\
          try:\n  curl -i http://{listen}/hello            # least_requests over all three; failures are retried\n  \
          for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}} ' http://{listen}/; done; echo\n  \

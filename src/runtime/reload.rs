@@ -30,6 +30,16 @@ pub fn reload(state: &State, trigger: &str) -> Result<Plan, String> {
             Err(format!("internal error while applying the config: {why}"))
         });
     let m = &state.metrics;
+    if let Ok(mut last) = state.last_reload.lock() {
+        *last = Some(super::store::LastReload {
+            at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            trigger: trigger.to_owned(),
+            result: if result.is_ok() { "applied" } else { "failed" },
+            error: result.as_ref().err().cloned(),
+        });
+    }
     match &result {
         Ok(plan) => {
             m.config_reloads_total.with_label_values(&["success"]).inc();

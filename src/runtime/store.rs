@@ -8,6 +8,19 @@ use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// How the last reload ended, for `/api/status`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LastReload {
+    pub at_unix_ms: u64,
+    /// `SIGHUP`, `api`, `file watch`.
+    pub trigger: String,
+    /// `applied` or `failed`.
+    pub result: &'static str,
+    /// Why it failed; the running config was kept.
+    pub error: Option<String>,
+}
 
 pub struct State {
     /// The only `ArcSwap` in brace: a reload stores a whole new snapshot here in one step.
@@ -19,6 +32,10 @@ pub struct State {
     pub log: Option<LogControl>,
     /// Serialises reloads (rare; never taken on the request path).
     pub reload_lock: Mutex<()>,
+    /// When this process started, for the status page's uptime.
+    pub started: SystemTime,
+    /// The last reload tried and how it ended; `None` until one is tried.
+    pub last_reload: Mutex<Option<LastReload>>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -37,6 +54,8 @@ impl State {
             config_path,
             log,
             reload_lock: Mutex::new(()),
+            started: SystemTime::now(),
+            last_reload: Mutex::new(None),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }

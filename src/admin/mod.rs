@@ -1,5 +1,8 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`. Separate from the proxy listeners so
-//! operator endpoints are never reachable through a route.
+//! The admin listener: the status page (`/`), `/metrics`, `/healthz`, `/readyz` and the JSON
+//! API. Separate from the proxy listeners so operator endpoints are never reachable through a
+//! route. Reading needs no token; anything that changes state needs `admin.token` when set.
+
+mod status;
 
 use crate::runtime::State;
 use async_trait::async_trait;
@@ -10,6 +13,8 @@ use std::sync::Arc;
 
 pub struct Admin {
     pub state: Arc<State>,
+    /// Recent counter samples for `/api/status`, taken by the admin service.
+    pub window: Arc<status::Window>,
 }
 
 /// Binds the admin address (with SO_REUSEPORT, so a gracefully upgrading successor can bind
@@ -47,8 +52,21 @@ impl pingora::services::background::BackgroundService for AdminService {
                 return;
             }
         };
+        let window = Arc::new(status::Window::default());
+        // One sample of the counters a second, for the rates on the status page.
+        tokio::spawn({
+            let (state, window) = (self.state.clone(), window.clone());
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    let at = tick.tick().await;
+                    window.push(status::Sample::take(&state.metrics, at.into_std()));
+                }
+            }
+        });
         let app = Arc::new(pingora::apps::http_app::HttpServer::new_app(Admin {
             state: self.state.clone(),
+            window,
         }));
         // A shutdown signal that never comes: admin connections end with the process.
         let (_keep, never) = tokio::sync::watch::channel(false);
@@ -89,9 +107,12 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Vec<u8>> {
 
 /// Endpoints and the methods they take.
 const ENDPOINTS: &[(&str, &[Method])] = &[
+    ("/", &[Method::GET, Method::HEAD]),
     ("/metrics", &[Method::GET, Method::HEAD]),
     ("/healthz", &[Method::GET, Method::HEAD]),
     ("/readyz", &[Method::GET, Method::HEAD]),
+    ("/api/status", &[Method::GET]),
+    ("/api/events", &[Method::GET]),
     ("/api/upstreams", &[Method::GET]),
     ("/api/config", &[Method::GET]),
     ("/api/reload", &[Method::POST]),
@@ -172,6 +193,18 @@ impl Admin {
     }
 }
 
+/// The status page: one HTML file with its style and script inline (brace may run where
+/// nothing else can be fetched).
+const STATUS_PAGE: &str = include_str!("page.html");
+
+/// The value of query parameter `key`, if given.
+fn req_query(s: &ServerSession, key: &str) -> Option<String> {
+    s.req_header().uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| v.to_owned())
+    })
+}
+
 /// The credentials of `Authorization: Bearer TOKEN`; the scheme is case-insensitive
 /// (RFC 9110 §11.1).
 fn bearer(v: &[u8]) -> Option<&[u8]> {
@@ -213,7 +246,7 @@ impl ServeHttp for Admin {
                 return text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
-                    b"not found; try /metrics, /healthz, /readyz, /api/upstreams, /api/config, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear\n".to_vec(),
+                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear\n".to_vec(),
                 )
             }
             Some((_, methods)) if !methods.contains(&method) => {
@@ -222,6 +255,40 @@ impl ServeHttp for Admin {
             Some(_) => {}
         }
         match path.as_str() {
+            "/" => {
+                let mut r = text(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    STATUS_PAGE.as_bytes().to_vec(),
+                );
+                // Self-contained: no script, style or image from anywhere but this page.
+                r.headers_mut().insert(
+                    "content-security-policy",
+                    http::HeaderValue::from_static(
+                        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+                    ),
+                );
+                r
+            }
+            "/api/status" => json(StatusCode::OK, &status::status(&self.state, &self.window)),
+            "/api/events" => {
+                let q = |k: &'static str| {
+                    req_query(s, k).map(move |v| v.parse::<u64>().map_err(|_| (k, v)))
+                };
+                match (q("since").transpose(), q("limit").transpose()) {
+                    (Ok(since), Ok(limit)) => {
+                        let events = self.state.metrics.events.since(
+                            since.unwrap_or(0),
+                            limit.map_or(crate::events::CAPACITY, |l| l as usize),
+                        );
+                        json(StatusCode::OK, &serde_json::json!({ "events": events }))
+                    }
+                    (Err((k, v)), _) | (_, Err((k, v))) => json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({"error": format!("{k}={v:?} is not a whole number")}),
+                    ),
+                }
+            }
             "/metrics" => {
                 let snap = self.state.snapshot();
                 for l in snap.limiters.values() {
