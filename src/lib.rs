@@ -22,8 +22,8 @@
 //!             watch), admin (its own listener, open through the drain)
 //! ```
 //!
-//! Modules (lower ones never import higher ones; `metrics`, `clock` and `config` import no
-//! other part of brace):
+//! Modules (lower ones never import higher ones; `events`, `clock` and `config` import no
+//! other part of brace, `metrics` only `events`):
 //! - [`config`]: `file` (the TOML's serde shapes; `file::upstream` for the upstream tables),
 //!   `model` (the typed `Config`, names ending in `Config`), `validate` (file → model, by
 //!   section: `server`, `upstream`, `route`), `units` (durations, sizes).
@@ -46,7 +46,10 @@
 //!   `attempt`, `forward`, `finish`, `caching` (the cache phases' glue), `access` (access
 //!   records), `request` (target and framing checks), `headers`, `respond` (brace's own
 //!   responses) and `ctx` (per-request state).
-//! - [`admin`] (metrics, health, readiness, API), [`logging`] (process log, non-blocking
+//! - [`events`]: transitions an operator acts on, logged as structured events and kept in a
+//!   bounded ring for `/api/events`.
+//! - [`admin`] (status page, metrics, health, readiness, API; `status`: rates and
+//!   percentiles over the last seconds), [`logging`] (process log, non-blocking
 //!   access log), [`server`] (assembling pingora), [`cli`], [`demo`], [`clock`].
 //!
 //! Where this differs from `STYLE.md`'s sketch: balancers live in `upstream::pool` and
