@@ -66,6 +66,7 @@ pub mod events;
 pub mod limit;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod proxy;
 pub mod route;
 pub mod runtime;

@@ -279,6 +279,8 @@ pub enum Verdict {
         status: u16,
         body: String,
         headers: [(&'static str, String); 3],
+        /// The limit that refused.
+        limit: String,
     },
 }
 
@@ -314,6 +316,7 @@ pub fn check(
                         ("ratelimit-policy", l.limiter.policy_header.clone()),
                         ("ratelimit", l.limiter.header(&d)),
                     ],
+                    limit: name.clone(),
                 };
             }
             Decision::Allowed { remaining, .. }

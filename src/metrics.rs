@@ -213,6 +213,10 @@ pub struct Metrics {
     pub config_last_reload_success: IntGauge,
     pub config_last_reload_successful: IntGauge,
     pub config_restart_required: IntGauge,
+
+    // Tracing.
+    pub tracing_spans_exported_total: IntCounter,
+    pub tracing_spans_dropped_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -400,6 +404,15 @@ impl Metrics {
             config_restart_required: r.gauge(
                 "brace_config_restart_required",
                 "1 when the last applied config changed keys that only a restart applies",
+            ),
+            tracing_spans_exported_total: r.counter(
+                "brace_tracing_spans_exported_total",
+                "Spans the OTLP collector accepted",
+            ),
+            tracing_spans_dropped_total: r.counters(
+                "brace_tracing_spans_dropped_total",
+                "Spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector refused or could not be reached)",
+                &["reason"],
             ),
             // A Registry is a handle (an Arc) to the same collectors.
             registry: registry.clone(),

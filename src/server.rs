@@ -56,12 +56,19 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     }
 
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State::new(
+    let tracing = config
+        .tracing
+        .as_ref()
+        .map(|t| crate::otel::Tracing::new(t, &metrics))
+        .transpose()?;
+    let mut state = State::new(
         build(&loaded, &metrics, None),
         metrics,
         opts.config_path.clone(),
         Some(log),
-    ));
+    );
+    state.tracing = tracing;
+    let state = Arc::new(state);
 
     let mut conf = ServerConf {
         threads: config.server.threads,
@@ -308,6 +315,9 @@ impl BackgroundService for Lifecycle {
         match in_flight.get() {
             0 => tracing::info!("drained; exiting"),
             n => tracing::warn!("grace period over with {n} requests in flight; exiting"),
+        }
+        if let Some(t) = &self.state.tracing {
+            t.shutdown(Duration::from_secs(1));
         }
         if let Some(log) = &self.state.log {
             log.flush();

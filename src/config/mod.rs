@@ -183,6 +183,16 @@ pub fn redacted(text: &str) -> String {
             if let Some(t) = doc.get_mut("admin").and_then(|a| a.get_mut("token")) {
                 *t = toml_edit::value("<redacted>");
             }
+            // A collector's headers carry its credentials.
+            if let Some(h) = doc
+                .get_mut("tracing")
+                .and_then(|t| t.get_mut("headers"))
+                .and_then(|h| h.as_table_like_mut())
+            {
+                for (_, v) in h.iter_mut() {
+                    *v = toml_edit::value("<redacted>");
+                }
+            }
             doc.to_string()
         }
         Err(_) => String::new(),

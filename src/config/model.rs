@@ -20,6 +20,24 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub rate_limits: BTreeMap<String, RateLimitConfig>,
     pub cache: Option<CacheConfig>,
+    /// Read at start only.
+    pub tracing: Option<TracingConfig>,
+}
+
+/// `[tracing]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// Where spans are POSTed (OTLP/HTTP, protobuf): the full URL, `/v1/traces` included.
+    pub endpoint: String,
+    /// Share of new traces sampled, 0..=1; a request with a `traceparent` follows its
+    /// parent's decision.
+    pub sample_ratio: f64,
+    pub service_name: String,
+    /// Sent with every export (a collector's API key, say).
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// Ended spans waiting for export; more are dropped and counted.
+    pub queue_size: usize,
 }
 
 /// `[cache]`

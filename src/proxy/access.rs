@@ -43,9 +43,11 @@ pub fn access(session: &Session, ctx: &Ctx, status: u16) {
     let client = ctx
         .client_ip
         .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let trace_id = ctx.trace.as_ref().map(|t| t.trace_id());
     tracing::info!(
         target: logging::ACCESS_TARGET,
         request_id = ctx.request_id_str(),
+        trace_id = trace_id.as_deref(),
         client = %client,
         method = %req.method,
         host = %host,

@@ -25,6 +25,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     let now = now_ms();
     if ctx.tries == 0 {
         let Some(slot) = route.pool.admit(now) else {
+            trace_event(ctx, "pool_full", &route.pool.name);
             ctx.retry_after = Some(Duration::from_secs(1));
             return Err(http_status(503, "pool at max_in_flight"));
         };
@@ -40,11 +41,23 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     );
     let Some((pool, idx)) = select::choose(&ctx.snapshot.pools, &route.pool, &key, &ctx.tried, now)
     else {
+        if ctx.trace.is_some() {
+            let event = if route.pool.breakers_open(now) {
+                "breaker_rejected"
+            } else {
+                "no_backend_available"
+            };
+            trace_event(ctx, event, &route.pool.name);
+        }
         ctx.retry_after = Some(route.pool.none_available(now));
         return Err(http_status(503, "no backend available"));
     };
     let backend = pool.backends[idx].clone();
     ctx.tried.push(backend.addr);
+    if let Some(t) = &mut ctx.trace {
+        let method = session.req_header().method.as_str();
+        t.attempt(method, &pool.name, backend.addr, ctx.tries);
+    }
     let mut peer = HttpPeer::new(backend.addr, false, String::new());
     ctx.attempt = AttemptState::Running(Attempt::new(idx, backend));
     let o = &mut peer.options;
@@ -115,6 +128,9 @@ pub fn broke(
         // reuse): pingora retries once on a fresh connection. Not the backend's failure, so
         // not recorded; and the same backend may be chosen again, even as a pool's only one.
         drop(ctx.attempt.take());
+        if let Some(t) = &mut ctx.trace {
+            t.attempt_ended("stale_pooled_connection", None, false);
+        }
         ctx.tried.pop();
         e.retry.decide_reuse(true);
         return e;
@@ -208,13 +224,37 @@ pub fn response_header(
 pub fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
     if let (Some(a), Some(pool)) = (ctx.attempt.take(), &ctx.pool) {
         pool.record(a.idx, outcome, a.start.elapsed().as_secs_f64());
+        if let Some(t) = &mut ctx.trace {
+            t.attempt_ended(
+                outcome.as_str(),
+                ctx.upstream_status,
+                outcome != Outcome::Success,
+            );
+        }
     }
 }
 
 /// True when one more attempt is allowed; counts it (`upstream::retry::may_retry`).
-fn may_retry(ctx: &Ctx, reason: RetryReason) -> bool {
-    ctx.route.as_ref().is_some_and(|r| {
+fn may_retry(ctx: &mut Ctx, reason: RetryReason) -> bool {
+    let allowed = ctx.route.as_ref().is_some_and(|r| {
         let pools = &ctx.snapshot.pools;
         retry::may_retry(&r.pool, pools, &ctx.tried, ctx.tries, reason, now_ms())
-    })
+    });
+    if let (true, Some(t)) = (allowed, &mut ctx.trace) {
+        t.retried(reason.as_str());
+    }
+    allowed
+}
+
+/// An event on the request's server span, naming the upstream.
+fn trace_event(ctx: &Ctx, name: &'static str, upstream: &str) {
+    if let Some(t) = &ctx.trace {
+        t.event(
+            name,
+            vec![opentelemetry::KeyValue::new(
+                "brace.upstream",
+                upstream.to_owned(),
+            )],
+        );
+    }
 }

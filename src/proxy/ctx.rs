@@ -47,6 +47,8 @@ pub struct Ctx {
     pub body_bytes: u64,
     /// What is known of the client connection, carried from request to request on it.
     pub connection: Option<Arc<Conn>>,
+    /// This request's spans, when `[tracing]` is set (boxed: most configs have none).
+    pub trace: Option<Box<crate::otel::RequestTrace>>,
     pub _in_flight: GaugeGuard,
 }
 
@@ -72,6 +74,7 @@ impl Ctx {
             refused: false,
             body_bytes: 0,
             connection: None,
+            trace: None,
             _in_flight: GaugeGuard::new(in_flight),
         }
     }

@@ -51,10 +51,26 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         log_failure(ctx, e, outcome, status);
     }
     if let Some((cs, reason)) = super::caching::status(session, ctx) {
+        if let Some(t) = &ctx.trace {
+            t.event(
+                "cache",
+                vec![opentelemetry::KeyValue::new(
+                    "brace.cache.status",
+                    cs.as_str(),
+                )],
+            );
+        }
         record_cache(session, ctx, cs, reason, status);
     }
     if ctx.snapshot.access_log {
         super::access::access(session, ctx, status);
+    }
+    if let Some(t) = ctx.trace.take() {
+        t.finish(
+            ctx.route.as_ref().map(|r| r.name.as_str()),
+            status,
+            ctx.client_ip,
+        );
     }
 }
 

@@ -85,6 +85,9 @@ pub fn upstream_request(
             .map_err(|e| Error::because(ErrorType::InternalError, "upstream target", e))?;
         req.set_uri(uri);
     }
+    if let Some(t) = &ctx.trace {
+        t.inject(req);
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! admit_connection         each accepted connection: within max_connections?  (downstream)
 //! request_refused          a request refused while its header was read        (downstream)
 //! new_ctx                  pin the snapshot
-//! request_filter           client identity, target, Host, framing → route (404) → rate
+//! request_filter           trace span (otel) → client identity, target, Host, framing → route (404) → rate
 //!                          limits (429) → declared size (413) → 100-continue  (downstream)
 //! request_body_filter      the streamed body against client_max_body_size    (downstream)
 //! request_cache_filter …   cache phases: enable, key, hit, vary, store, stale (cache::policy)
@@ -101,6 +101,10 @@ impl ProxyHttp for BraceProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(t) = &self.state.tracing {
+            let started = std::time::SystemTime::now() - ctx.start.elapsed();
+            ctx.trace = Some(Box::new(t.request(session.req_header(), started)));
+        }
         downstream::admit_request(session, ctx).await
     }
 

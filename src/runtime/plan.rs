@@ -89,6 +89,7 @@ impl Plan {
             upstreams: _,
             rate_limits: _,
             cache: _,
+            tracing: _,
         } = new;
 
         let r_old: BTreeMap<String, _> = old.routes.iter().map(|r| (r.name.clone(), r)).collect();
@@ -285,6 +286,20 @@ impl Plan {
             [level, access_log]
         );
         diff_fields!(&mut p.restart_required, "log.", old.log, new.log, [format]);
+        if old.tracing != new.tracing {
+            // The collector's headers may hold a key: never shown.
+            let show = |t: &Option<crate::config::TracingConfig>| {
+                t.as_ref().map_or_else(
+                    || "off".to_string(),
+                    |t| format!("{} (sample_ratio {})", t.endpoint, t.sample_ratio),
+                )
+            };
+            p.restart_required.push(Change {
+                key: "tracing".into(),
+                old: show(&old.tracing),
+                new: show(&new.tracing),
+            });
+        }
         if old.admin.token != new.admin.token {
             p.settings_changed.push(Change {
                 key: "admin.token".into(),

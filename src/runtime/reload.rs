@@ -2,9 +2,9 @@
 //! read → parse → validate → plan → build the new snapshot, reusing unchanged parts → swap the
 //! one `ArcSwap` → report. Any failure keeps the running snapshot untouched.
 //!
-//! Keys that only a restart can apply (listeners, threads, TLS listeners, the admin listener)
-//! are carried over from the running config, so the snapshot always says what is in force,
-//! and the plan lists them as not applied.
+//! Keys that only a restart can apply (listeners, threads, TLS listeners, the admin listener,
+//! the log format, `[tracing]`) are carried over from the running config, so the snapshot
+//! always says what is in force, and the plan lists them as not applied.
 
 use super::build::build;
 use super::plan::Plan;
@@ -101,6 +101,8 @@ fn apply(state: &State) -> Result<Plan, String> {
     cfg.server.client_header_timeout = running.server.client_header_timeout;
     cfg.server.max_request_header_size = running.server.max_request_header_size;
     cfg.admin.listen = running.admin.listen;
+    cfg.log.format = running.log.format;
+    cfg.tracing = running.tracing.clone();
 
     if let Some(log) = &state.log {
         log.apply(&cfg.log)?;

@@ -30,6 +30,8 @@ pub struct State {
     pub config_path: Option<PathBuf>,
     /// Live logging settings; `None` when logging was not set up by brace (benches, tests).
     pub log: Option<LogControl>,
+    /// The tracer, when `[tracing]` is set (restart-only, so it lives here, not in a snapshot).
+    pub tracing: Option<Arc<crate::otel::Tracing>>,
     /// Serialises reloads (rare; never taken on the request path).
     pub reload_lock: Mutex<()>,
     /// When this process started, for the status page's uptime.
@@ -53,6 +55,7 @@ impl State {
             metrics,
             config_path,
             log,
+            tracing: None,
             reload_lock: Mutex::new(()),
             started: SystemTime::now(),
             last_reload: Mutex::new(None),

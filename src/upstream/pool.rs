@@ -339,7 +339,7 @@ impl Pool {
     }
 
     /// True when some backend is unavailable because its breaker is open.
-    pub(super) fn breakers_open(&self, now: u64) -> bool {
+    pub fn breakers_open(&self, now: u64) -> bool {
         self.config.circuit_breaker.is_some()
             && self.backends.iter().any(|b| !b.breaker.admits(now))
     }

@@ -31,6 +31,38 @@ pub struct FileConfig {
     pub rate_limit: BTreeMap<String, FileRateLimit>,
     #[serde(default)]
     pub cache: Option<FileCache>,
+    #[serde(default)]
+    pub tracing: Option<FileTracing>,
+}
+
+/// `[tracing]`: OpenTelemetry traces over OTLP/HTTP. Absent: no tracing, at no cost.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileTracing {
+    pub otlp_endpoint: String,
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_export_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+fn default_service_name() -> String {
+    "brace".into()
+}
+fn default_export_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_queue_size() -> usize {
+    4096
 }
 
 /// `[cache]`: the shared response store.

@@ -9,7 +9,7 @@ mod server;
 mod upstream;
 
 use route::{validate_rate_limit, validate_route};
-use server::{validate_admin, validate_log, validate_server};
+use server::{validate_admin, validate_log, validate_server, validate_tracing};
 use upstream::validate_upstream;
 
 use super::model::*;
@@ -109,6 +109,7 @@ impl Config {
             upstream,
             rate_limit,
             cache,
+            tracing,
         } = f;
         let cache = match cache {
             Some(c) => {
@@ -144,6 +145,9 @@ impl Config {
         let server = validate_server(server, &root.key("server"), base)?;
         let admin = validate_admin(admin, &root.key("admin"), &server)?;
         let log = validate_log(log, &root.key("log"), base)?;
+        let tracing = tracing
+            .map(|t| validate_tracing(t, &root.key("tracing")))
+            .transpose()?;
 
         let mut upstreams = BTreeMap::new();
         for (name, u) in upstream {
@@ -226,6 +230,7 @@ impl Config {
             upstreams,
             rate_limits,
             cache,
+            tracing,
         })
     }
 }

@@ -220,3 +220,77 @@ pub(super) fn validate_log(l: FileLog, p: &KeyPath, base: &Path) -> VResult<LogC
         format,
     })
 }
+
+pub(super) fn validate_tracing(t: FileTracing, p: &KeyPath) -> VResult<TracingConfig> {
+    let FileTracing {
+        otlp_endpoint,
+        sample_ratio,
+        service_name,
+        headers,
+        timeout,
+        queue_size,
+    } = t;
+    let uri: http::Uri =
+        match otlp_endpoint.parse() {
+            Ok(u) => u,
+            Err(e) => return err(
+                p.key("otlp_endpoint"),
+                format!(
+                    "\"{otlp_endpoint}\" is not a URL ({e}): use e.g. \"http://127.0.0.1:4318\""
+                ),
+            ),
+        };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => {}
+        (Some("https"), _) => {
+            return err(
+                p.key("otlp_endpoint"),
+                "https is not supported: send to an OpenTelemetry Collector next to brace over http (it can forward over TLS)",
+            )
+        }
+        _ => {
+            return err(
+                p.key("otlp_endpoint"),
+                format!("\"{otlp_endpoint}\": expected http://HOST:PORT[/path], e.g. \"http://127.0.0.1:4318\""),
+            )
+        }
+    }
+    // The OTLP/HTTP convention: a base URL gets the traces path.
+    let endpoint = match uri.path() {
+        "" | "/" => format!("{}/v1/traces", otlp_endpoint.trim_end_matches('/')),
+        _ => otlp_endpoint,
+    };
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return err(
+            p.key("sample_ratio"),
+            format!(
+                "{sample_ratio} is not between 0 and 1 (0.01 samples one new trace in a hundred)"
+            ),
+        );
+    }
+    if service_name.trim().is_empty() {
+        return err(p.key("service_name"), "must not be empty");
+    }
+    for (k, v) in &headers {
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return err(p.key("headers").key(k), "not a valid header name");
+        }
+        if http::HeaderValue::from_str(v).is_err() {
+            return err(p.key("headers").key(k), "not a valid header value");
+        }
+    }
+    if timeout.0.is_zero() {
+        return err(p.key("timeout"), "must be greater than 0");
+    }
+    if queue_size == 0 {
+        return err(p.key("queue_size"), "must be greater than 0");
+    }
+    Ok(TracingConfig {
+        endpoint,
+        sample_ratio,
+        service_name,
+        headers,
+        timeout: timeout.0,
+        queue_size,
+    })
+}
