@@ -157,11 +157,11 @@ fn the_status_page_shows_the_ejected_backend_and_the_open_breaker_in_a_real_brow
 
 #[test]
 fn a_page_with_200_backends_lists_the_bad_one_first() {
-    // 199 backends that refuse connections (ports bound and released) and one that answers:
-    // nothing is sent to them, the page only has to stay readable.
+    // 199 backends that refuse connections (free ports on 127.0.0.2, where no test server
+    // listens, so none can collide with an upstream below) and two that answer.
     let good = Upstream::start("good");
     let mut list: Vec<String> = (0..199)
-        .map(|_| format!("\"127.0.0.1:{}\"", free_port()))
+        .map(|_| format!("\"127.0.0.2:{}\"", free_port()))
         .collect();
     list.push(format!("\"{}\"", good.addr));
     let bad = Upstream::with_mode("bad", Mode::Status(500, "down"));

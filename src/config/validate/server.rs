@@ -230,16 +230,17 @@ pub(super) fn validate_tracing(t: FileTracing, p: &KeyPath) -> VResult<TracingCo
         timeout,
         queue_size,
     } = t;
-    let uri: http::Uri =
-        match otlp_endpoint.parse() {
-            Ok(u) => u,
-            Err(e) => return err(
+    let uri: http::Uri = match otlp_endpoint.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            return err(
                 p.key("otlp_endpoint"),
                 format!(
                     "\"{otlp_endpoint}\" is not a URL ({e}): use e.g. \"http://127.0.0.1:4318\""
                 ),
-            ),
-        };
+            )
+        }
+    };
     match (uri.scheme_str(), uri.host()) {
         (Some("http"), Some(_)) => {}
         (Some("https"), _) => {
