@@ -135,6 +135,17 @@ fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
+/// Asserts that `span` has each attribute with the value given.
+fn assert_attrs(span: &Span, want: &[(&str, &str)]) {
+    for (k, v) in want {
+        assert_eq!(
+            attr(&span.attributes, k).as_deref(),
+            Some(*v),
+            "{k} of {span:#?}"
+        );
+    }
+}
+
 fn tracing_config(collector: &str, extra: &str, body: &str, port: u16, admin: u16) -> String {
     format!(
         "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
@@ -163,6 +174,14 @@ fn upstream_traceparent(u: &Upstream) -> (String, String, String) {
     assert_eq!(parts.len(), 4, "{tp}");
     assert_eq!(parts[0], "00");
     (parts[1].into(), parts[2].into(), parts[3].into())
+}
+
+/// `GET /` with this `traceparent`; the status.
+fn traced_get(b: &Brace, traceparent: &str) -> u16 {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\ntraceparent: {traceparent}\r\nConnection: close\r\n\r\n"
+    );
+    send(b.addr(), head.as_bytes()).unwrap().status
 }
 
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -226,23 +245,29 @@ fn a_request_is_a_server_span_with_an_attempt_child_and_the_trace_continues_upst
         "the app's parent is the attempt span"
     );
     assert_eq!(server.name, "GET main");
-    let a = &server.attributes;
-    assert_eq!(attr(a, "http.request.method").as_deref(), Some("GET"));
-    assert_eq!(attr(a, "url.path").as_deref(), Some("/orders"));
-    assert_eq!(attr(a, "http.response.status_code").as_deref(), Some("200"));
-    assert_eq!(attr(a, "brace.route").as_deref(), Some("main"));
-    assert_eq!(attr(a, "server.address").as_deref(), Some("shop.example"));
-    assert_eq!(attr(a, "client.address").as_deref(), Some("127.0.0.1"));
-    assert_eq!(
-        attr(a, "user_agent.original").as_deref(),
-        Some("test-agent")
+    assert_attrs(
+        server,
+        &[
+            ("http.request.method", "GET"),
+            ("url.path", "/orders"),
+            ("http.response.status_code", "200"),
+            ("brace.route", "main"),
+            ("server.address", "shop.example"),
+            ("client.address", "127.0.0.1"),
+            ("user_agent.original", "test-agent"),
+        ],
     );
-    let a = &attempt.attributes;
-    assert_eq!(attr(a, "brace.upstream").as_deref(), Some("pool"));
-    assert_eq!(attr(a, "brace.backend"), Some(app.addr.to_string()));
-    assert_eq!(attr(a, "brace.attempt").as_deref(), Some("1"));
-    assert_eq!(attr(a, "brace.outcome").as_deref(), Some("success"));
-    assert_eq!(attr(a, "http.response.status_code").as_deref(), Some("200"));
+    let app_addr = app.addr.to_string();
+    assert_attrs(
+        attempt,
+        &[
+            ("brace.upstream", "pool"),
+            ("brace.backend", &app_addr),
+            ("brace.attempt", "1"),
+            ("brace.outcome", "success"),
+            ("http.response.status_code", "200"),
+        ],
+    );
     assert!(attempt.start_time_unix_nano >= server.start_time_unix_nano);
     assert!(attempt.end_time_unix_nano <= server.end_time_unix_nano);
     {
@@ -319,38 +344,29 @@ fn a_retry_is_two_attempt_spans_the_first_with_its_retry_reason() {
         .iter()
         .find(|s| attr(&s.attributes, "brace.attempt").as_deref() == Some("2"))
         .unwrap();
-    assert_eq!(
-        attr(&first.attributes, "brace.backend"),
-        Some(bad.addr.to_string())
-    );
-    assert_eq!(
-        attr(&first.attributes, "brace.outcome").as_deref(),
-        Some("http_5xx")
-    );
-    assert_eq!(
-        attr(&first.attributes, "http.response.status_code").as_deref(),
-        Some("503")
-    );
-    assert_eq!(
-        attr(&first.attributes, "brace.retry_reason").as_deref(),
-        Some("503")
+    let bad_addr = bad.addr.to_string();
+    assert_attrs(
+        first,
+        &[
+            ("brace.backend", &bad_addr),
+            ("brace.outcome", "http_5xx"),
+            ("http.response.status_code", "503"),
+            ("brace.retry_reason", "503"),
+        ],
     );
     assert_eq!(
         first.status.as_ref().map(|s| s.code),
         Some(2),
         "error status"
     );
-    assert_eq!(
-        attr(&second.attributes, "brace.backend"),
-        Some(good.addr.to_string())
-    );
-    assert_eq!(
-        attr(&second.attributes, "brace.outcome").as_deref(),
-        Some("success")
-    );
-    assert_eq!(
-        attr(&second.attributes, "http.request.resend_count").as_deref(),
-        Some("1")
+    let good_addr = good.addr.to_string();
+    assert_attrs(
+        second,
+        &[
+            ("brace.backend", &good_addr),
+            ("brace.outcome", "success"),
+            ("http.request.resend_count", "1"),
+        ],
     );
     assert!(first.end_time_unix_nano <= second.start_time_unix_nano);
     // Their server span answered 200 and is not an error.
@@ -435,45 +451,21 @@ fn sampling_is_parent_based_and_unsampled_traces_still_propagate() {
     let (unsampled, _, flags) = upstream_traceparent(&app);
     assert_eq!(flags, "00");
     // A client's sampled trace is followed whatever the ratio.
-    let r = send(
-        b.addr(),
-        format!(
-            "GET / HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{CLIENT_TRACE}-{CLIENT_SPAN}-01\r\n\
-             Connection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200);
+    assert_eq!(
+        traced_get(&b, &format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")),
+        200
+    );
     assert_eq!(upstream_traceparent(&app).2, "01");
     c.trace(CLIENT_TRACE, 2);
     // And a client's unsampled one is not exported.
     let other = "0af7651916cd43dd8448eb211c80319c";
-    let r = send(
-        b.addr(),
-        format!(
-            "GET / HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{other}-{CLIENT_SPAN}-00\r\n\
-             Connection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200);
+    assert_eq!(traced_get(&b, &format!("00-{other}-{CLIENT_SPAN}-00")), 200);
     let (t, _, f) = upstream_traceparent(&app);
     assert_eq!((t.as_str(), f.as_str()), (other, "00"));
     // A last sampled request: spans are exported in the order they end, so once its spans
     // are in, any of the unsampled requests' would be too.
     let last = "1af7651916cd43dd8448eb211c80319c";
-    let r = send(
-        b.addr(),
-        format!(
-            "GET / HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{last}-{CLIENT_SPAN}-01\r\n\
-             Connection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200);
+    assert_eq!(traced_get(&b, &format!("00-{last}-{CLIENT_SPAN}-01")), 200);
     c.trace(last, 2);
     let traces: Vec<String> = c.spans().iter().map(|s| hex(&s.trace_id)).collect();
     assert!(!traces.contains(&unsampled), "{traces:?}");
