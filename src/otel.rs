@@ -93,41 +93,40 @@ impl Tracing {
     /// when it sent a valid `traceparent` (an invalid one starts a new trace).
     pub fn request(self: &Arc<Self>, req: &RequestHeader, started: SystemTime) -> RequestTrace {
         let parent = self.propagator.extract(&Headers(req));
-        let method = req.method.as_str();
-        let mut attrs = vec![
-            KeyValue::new("http.request.method", method.to_owned()),
-            KeyValue::new("url.path", req.uri.path().to_owned()),
-            KeyValue::new("url.scheme", "http"),
-        ];
-        let host = req
-            .uri
-            .host()
-            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
-        if let Some(h) = host {
-            // `server.address` without the port, as the semantic conventions have it.
-            let name = h.rsplit_once(':').map_or(h, |(n, p)| {
-                if p.bytes().all(|b| b.is_ascii_digit()) {
-                    n
-                } else {
-                    h
-                }
-            });
-            attrs.push(KeyValue::new("server.address", name.to_owned()));
-        }
-        if let Some(ua) = req.headers.get("user-agent").and_then(|v| v.to_str().ok()) {
-            attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
-        }
-        let span = self.tracer.build_with_context(
+        let mut span = self.tracer.build_with_context(
             self.tracer
-                .span_builder(method.to_owned())
+                .span_builder(method_name(&req.method))
                 .with_kind(SpanKind::Server)
-                .with_start_time(started)
-                .with_attributes(attrs),
+                .with_start_time(started),
             &parent,
         );
+        // Attributes only for a span that is exported: an unsampled request allocates none.
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new(
+                "http.request.method",
+                method_name(&req.method),
+            ));
+            span.set_attribute(KeyValue::new("url.path", req.uri.path().to_owned()));
+            span.set_attribute(KeyValue::new("url.scheme", "http"));
+            let host = req
+                .uri
+                .host()
+                .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
+            if let Some(h) = host {
+                // `server.address` without the port, as the semantic conventions have it.
+                let name = match h.rsplit_once(':') {
+                    Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
+                    _ => h,
+                };
+                span.set_attribute(KeyValue::new("server.address", name.to_owned()));
+            }
+            if let Some(ua) = req.headers.get("user-agent").and_then(|v| v.to_str().ok()) {
+                span.set_attribute(KeyValue::new("user_agent.original", ua.to_owned()));
+            }
+        }
         RequestTrace {
             tracing: self.clone(),
-            method: method.to_owned(),
+            method: req.method.clone(),
             server: parent.with_span(span),
             attempt: None,
             ended: None,
@@ -135,10 +134,29 @@ impl Tracing {
     }
 }
 
+/// A method's name without an allocation for the standard ones.
+fn method_name(m: &http::Method) -> std::borrow::Cow<'static, str> {
+    use http::Method;
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ];
+    const NAMES: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    match known.iter().position(|k| k == m) {
+        Some(i) => NAMES[i].into(),
+        None => m.as_str().to_owned().into(),
+    }
+}
+
 /// The spans of one request.
 pub struct RequestTrace {
     tracing: Arc<Tracing>,
-    method: String,
+    method: http::Method,
     /// The server span, in a context so attempts can be its children.
     server: Context,
     attempt: Option<Span>,
@@ -159,14 +177,19 @@ impl RequestTrace {
     }
 
     /// An attempt on `backend` of `upstream` starts (`n` = 1 for the first).
-    pub fn attempt(&mut self, method: &str, upstream: &str, backend: SocketAddr, n: u32) {
+    pub fn attempt(&mut self, upstream: &str, backend: SocketAddr, n: u32) {
         self.send_ended();
+        if !self.sampled() {
+            // Nothing would be exported; the backend gets the server span's context.
+            return;
+        }
+        let method = method_name(&self.method);
         let t = &self.tracing.tracer;
         let span = t.build_with_context(
-            t.span_builder(format!("{method} {upstream}"))
+            t.span_builder(format!("{} {upstream}", self.method))
                 .with_kind(SpanKind::Client)
                 .with_attributes([
-                    KeyValue::new("http.request.method", method.to_owned()),
+                    KeyValue::new("http.request.method", method),
                     KeyValue::new("server.address", backend.ip().to_string()),
                     KeyValue::new("server.port", i64::from(backend.port())),
                     KeyValue::new("brace.upstream", upstream.to_owned()),
@@ -221,9 +244,13 @@ impl RequestTrace {
         span.set_attribute(KeyValue::new("brace.retry_reason", reason));
     }
 
-    /// An event on the server span (cache status, rate-limit decision, breaker rejection).
-    pub fn event(&self, name: &'static str, attrs: Vec<KeyValue>) {
-        self.server.span().add_event(name, attrs);
+    /// An event on the server span (cache status, rate-limit decision, breaker rejection);
+    /// `attrs` is called only when the span is exported.
+    pub fn event(&self, name: &'static str, attrs: impl FnOnce() -> Vec<KeyValue>) {
+        let span = self.server.span();
+        if span.is_recording() {
+            span.add_event(name, attrs());
+        }
     }
 
     /// The request is answered: the server span gets its route and status, and ends.
@@ -233,6 +260,9 @@ impl RequestTrace {
         }
         self.send_ended();
         let span = self.server.span();
+        if !span.is_recording() {
+            return; // ends it on drop
+        }
         if let Some(ip) = client {
             // After trusted_proxies: the client as brace believes it to be.
             span.set_attribute(KeyValue::new("client.address", ip.to_string()));

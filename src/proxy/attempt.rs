@@ -55,8 +55,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     let backend = pool.backends[idx].clone();
     ctx.tried.push(backend.addr);
     if let Some(t) = &mut ctx.trace {
-        let method = session.req_header().method.as_str();
-        t.attempt(method, &pool.name, backend.addr, ctx.tries);
+        t.attempt(&pool.name, backend.addr, ctx.tries);
     }
     let mut peer = HttpPeer::new(backend.addr, false, String::new());
     ctx.attempt = AttemptState::Running(Attempt::new(idx, backend));
@@ -249,12 +248,11 @@ fn may_retry(ctx: &mut Ctx, reason: RetryReason) -> bool {
 /// An event on the request's server span, naming the upstream.
 fn trace_event(ctx: &Ctx, name: &'static str, upstream: &str) {
     if let Some(t) = &ctx.trace {
-        t.event(
-            name,
+        t.event(name, || {
             vec![opentelemetry::KeyValue::new(
                 "brace.upstream",
                 upstream.to_owned(),
-            )],
-        );
+            )]
+        });
     }
 }

@@ -100,13 +100,12 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
             limit,
         } => {
             if let Some(t) = &ctx.trace {
-                t.event(
-                    "rate_limit",
+                t.event("rate_limit", || {
                     vec![
                         opentelemetry::KeyValue::new("brace.rate_limit.decision", "limited"),
                         opentelemetry::KeyValue::new("brace.rate_limit.name", limit.clone()),
-                    ],
-                );
+                    ]
+                });
             }
             respond::text(session, status, ctx.request_id_str(), &body, &headers).await;
             return Ok(true);

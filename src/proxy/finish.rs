@@ -52,13 +52,12 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     }
     if let Some((cs, reason)) = super::caching::status(session, ctx) {
         if let Some(t) = &ctx.trace {
-            t.event(
-                "cache",
+            t.event("cache", || {
                 vec![opentelemetry::KeyValue::new(
                     "brace.cache.status",
                     cs.as_str(),
-                )],
-            );
+                )]
+            });
         }
         record_cache(session, ctx, cs, reason, status);
     }
