@@ -56,6 +56,7 @@
 //! outlier ejection in `upstream::backend` (each is a few dozen lines beside the state it
 //! reads); purge is part of `cache::storage`; `config::file` is a directory.
 
+pub mod access;
 pub mod admin;
 pub mod cache;
 pub mod cli;

@@ -178,6 +178,7 @@ pub struct Metrics {
     pub rate_limit_decisions_total: IntCounterVec,
     pub rate_limit_keys: IntGaugeVec,
     pub rate_limit_keys_evicted_total: IntCounterVec,
+    pub access_decisions_total: IntCounterVec,
 
     // Upstreams (per pool).
     pub retries_total: IntCounterVec,
@@ -270,6 +271,11 @@ impl Metrics {
                 "brace_rate_limit_keys",
                 "Keys with a bucket in memory (at most max_keys)",
                 &["limit"],
+            ),
+            access_decisions_total: r.counters(
+                "brace_access_decisions_total",
+                "Access decisions on routes with allow, deny or basic_auth (allowed, denied: 403, unauthorized: 401)",
+                &["route", "decision"],
             ),
             rate_limit_keys_evicted_total: r.counters(
                 "brace_rate_limit_keys_evicted_total",

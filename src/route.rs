@@ -26,6 +26,8 @@ pub struct Route {
     pub cache: Option<crate::config::RouteCacheConfig>,
     /// Cache metric handles, present with `cache`.
     pub cache_stats: Option<crate::cache::stats::RouteCacheStats>,
+    /// `allow`/`deny`/`basic_auth`; `None` when the route has none.
+    pub access: Option<Arc<crate::access::RouteAccess>>,
 }
 
 /// Routes of one host group, longest prefix first.

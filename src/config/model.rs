@@ -143,6 +143,34 @@ pub struct RouteConfig {
     /// Names of `[rate_limit.NAME]` sections, applied in order.
     pub rate_limits: Vec<String>,
     pub cache: Option<RouteCacheConfig>,
+    pub access: AccessConfig,
+}
+
+/// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccessConfig {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    pub basic_auth: Option<BasicAuthConfig>,
+    pub forward_authorization: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicAuthConfig {
+    pub realm: String,
+    pub file: PathBuf,
+    /// The file's users, read when the config is loaded (and so on every reload).
+    pub users: Vec<(String, PasswordHash)>,
+}
+
+/// A password hash from an htpasswd file, of a kind that is still safe to store passwords
+/// with. Checked by `access`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PasswordHash {
+    /// `$2y$`, `$2b$`, `$2a$` (`htpasswd -B`).
+    Bcrypt(String),
+    /// `$argon2id$...` (PHC string).
+    Argon2(String),
 }
 
 /// A `hosts` entry: `api.example.com` (exact) or `*.example.org` (any subdomain, kept as

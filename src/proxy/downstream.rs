@@ -72,6 +72,13 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         return Ok(true);
     };
     ctx.route = Some(route.clone());
+    if let Some(access) = &route.access {
+        if !access.network_allows(ctx.client_ip) {
+            let body = "brace: access denied\n";
+            respond::text(session, 403, ctx.request_id_str(), body, &[]).await;
+            return Ok(true);
+        }
+    }
     if route.cache.is_some() {
         ctx.cache.host = host.to_owned();
     }
@@ -111,6 +118,29 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
             return Ok(true);
         }
         Verdict::Allow(header) => ctx.rate_limit_header = header,
+    }
+
+    if let Some(access) = &route.access {
+        let authorization = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION);
+        if !access.credentials_allow(authorization).await {
+            let challenge = access
+                .challenge()
+                .and_then(|c| c.to_str().ok())
+                .unwrap_or("Basic")
+                .to_owned();
+            let body = "brace: authentication required\n";
+            let extra = [("www-authenticate", challenge)];
+            respond::text(session, 401, ctx.request_id_str(), body, &extra).await;
+            return Ok(true);
+        }
+        if access.strips_authorization() {
+            session
+                .req_header_mut()
+                .remove_header(&http::header::AUTHORIZATION);
+        }
     }
 
     if length.is_some_and(|n| n > snap.client_max_body_size) {

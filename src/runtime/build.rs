@@ -75,6 +75,7 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
                     .cache
                     .as_ref()
                     .map(|_| RouteCacheStats::new(metrics, &r.name)),
+                access: crate::access::RouteAccess::new(&r.name, &r.access, metrics),
             });
             (r.clone(), route)
         })

@@ -107,6 +107,7 @@ impl Plan {
                 timeout: _,
                 rate_limits: _,
                 cache: _,
+                access: _,
             } = y;
             diff_fields!(
                 &mut p.routes_changed,
@@ -123,6 +124,23 @@ impl Plan {
                     cache
                 ]
             );
+            if x.access != y.access {
+                // Summed up: the users' hashes are not shown anywhere.
+                let show = |a: &crate::config::AccessConfig| {
+                    let users = a.basic_auth.as_ref().map_or(String::new(), |b| {
+                        format!(", basic_auth {} users", b.users.len())
+                    });
+                    format!(
+                        "allow {:?}, deny {:?}{users}, forward_authorization {}",
+                        a.allow, a.deny, a.forward_authorization
+                    )
+                };
+                p.routes_changed.push(Change {
+                    key: format!("route.{name}.access"),
+                    old: show(&x.access),
+                    new: show(&y.access),
+                });
+            }
         }
         // Order matters too: the same routes in another order match the same way, so a pure
         // reordering is not reported.

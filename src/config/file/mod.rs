@@ -304,6 +304,31 @@ pub struct FileRoute {
     pub rate_limits: Vec<String>,
     #[serde(default)]
     pub cache: Option<FileRouteCache>,
+    /// Client networks (CIDR or address) allowed; empty = any not denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Client networks refused with 403, whatever `allow` says.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    #[serde(default)]
+    pub basic_auth: Option<FileBasicAuth>,
+    /// Send `Authorization` upstream although `basic_auth` checked it.
+    #[serde(default)]
+    pub forward_authorization: bool,
+}
+
+/// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileBasicAuth {
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// An htpasswd file (bcrypt or argon2 hashes), relative to the config file.
+    pub users: String,
+}
+
+fn default_realm() -> String {
+    "brace".into()
 }
 
 fn default_prefix() -> String {

@@ -28,6 +28,25 @@ fn err<T>(path: KeyPath, msg: impl Into<String>) -> VResult<T> {
     Err((path, msg.into()))
 }
 
+/// A list of networks: each a CIDR (`10.0.0.0/8`) or an address (`192.168.1.7`).
+fn networks(p: &KeyPath, list: &[String]) -> VResult<Vec<IpNet>> {
+    let mut nets = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let net = match (t.parse::<IpNet>(), t.parse::<IpAddr>()) {
+            (Ok(n), _) => n.trunc(),
+            (_, Ok(ip)) => IpNet::from(ip),
+            _ => return err(
+                p.index(i),
+                format!(
+                    "invalid network \"{t}\": expected a CIDR like \"10.0.0.0/8\" or an address"
+                ),
+            ),
+        };
+        nets.push(net);
+    }
+    Ok(nets)
+}
+
 fn name_ok(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
@@ -188,7 +207,7 @@ impl Config {
         let mut places = HashSet::new();
         for (i, r) in route.into_iter().enumerate() {
             let p = root.key("route").index(i);
-            let r = validate_route(r, &p, &upstreams, &rate_limits, cache.is_some())?;
+            let r = validate_route(r, &p, &upstreams, &rate_limits, cache.is_some(), base)?;
             if !names.insert(r.name.clone()) {
                 return err(
                     p.key("name"),

@@ -74,6 +74,7 @@ pub(super) fn validate_route(
     upstreams: &BTreeMap<String, UpstreamConfig>,
     limits: &BTreeMap<String, RateLimitConfig>,
     store: bool,
+    base: &Path,
 ) -> VResult<RouteConfig> {
     let FileRoute {
         name,
@@ -84,7 +85,19 @@ pub(super) fn validate_route(
         timeout,
         rate_limits,
         cache,
+        allow,
+        deny,
+        basic_auth,
+        forward_authorization,
     } = r;
+    let access = AccessConfig {
+        allow: networks(&p.key("allow"), &allow)?,
+        deny: networks(&p.key("deny"), &deny)?,
+        basic_auth: basic_auth
+            .map(|b| validate_basic_auth(b, &p.key("basic_auth"), base))
+            .transpose()?,
+        forward_authorization,
+    };
     let cache = match cache {
         Some(_) if !store => {
             return err(
@@ -143,7 +156,67 @@ pub(super) fn validate_route(
         timeout: within(p.key("timeout"), timeout.0, MS, DAY)?,
         rate_limits,
         cache,
+        access,
     })
+}
+
+fn validate_basic_auth(b: FileBasicAuth, p: &KeyPath, base: &Path) -> VResult<BasicAuthConfig> {
+    let FileBasicAuth { realm, users } = b;
+    if realm.is_empty()
+        || realm
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        return err(
+            p.key("realm"),
+            "must be non-empty, without quotes, backslashes or control characters",
+        );
+    }
+    let file = base.join(&users);
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        (
+            p.key("users"),
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    let users = htpasswd(&text)
+        .map_err(|(line, why)| (p.key("users"), format!("{}:{line}: {why}", file.display())))?;
+    if users.is_empty() {
+        return err(
+            p.key("users"),
+            format!(
+                "{} has no users: every request would be refused",
+                file.display()
+            ),
+        );
+    }
+    Ok(BasicAuthConfig { realm, file, users })
+}
+
+/// `user:hash` lines (`#` comments and blank lines skipped); only hashes that are still safe
+/// to keep passwords with are accepted. Errors name the line.
+fn htpasswd(text: &str) -> Result<Vec<(String, PasswordHash)>, (usize, String)> {
+    let mut users: Vec<(String, PasswordHash)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((user, hash)) = line.split_once(':') else {
+            return Err((n, "expected user:hash".into()));
+        };
+        if user.is_empty() {
+            return Err((n, "empty user name".into()));
+        }
+        if users.iter().any(|(u, _)| u == user) {
+            return Err((n, format!("user \"{user}\" is listed twice")));
+        }
+        let hash = password_hash(hash).map_err(|why| (n, format!("user \"{user}\": {why}")))?;
+        users.push((user.to_owned(), hash));
+    }
+    users.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(users)
 }
 
 pub(super) fn validate_route_cache(
@@ -215,4 +288,32 @@ pub(super) fn validate_route_cache(
         cache_set_cookie,
         heuristic,
     })
+}
+
+/// A bcrypt or argon2 hash, its format checked; older kinds are refused with what to use.
+fn password_hash(h: &str) -> Result<PasswordHash, String> {
+    let use_instead = "create it with `htpasswd -B` (bcrypt) or argon2";
+    if h.starts_with("$2a$") || h.starts_with("$2b$") || h.starts_with("$2y$") {
+        return h
+            .parse::<bcrypt::HashParts>()
+            .map(|_| PasswordHash::Bcrypt(h.to_owned()))
+            .map_err(|e| format!("invalid bcrypt hash ({e})"));
+    }
+    if h.starts_with("$argon2") {
+        return argon2::PasswordHash::new(h)
+            .map(|_| PasswordHash::Argon2(h.to_owned()))
+            .map_err(|e| format!("invalid argon2 hash ({e})"));
+    }
+    let kind = if h.starts_with("$apr1$") || h.starts_with("$1$") {
+        "MD5"
+    } else if h.starts_with("{SHA}") {
+        "SHA-1"
+    } else if h.starts_with("$5$") || h.starts_with("$6$") {
+        "SHA-crypt"
+    } else {
+        "plain text or DES crypt"
+    };
+    Err(format!(
+        "{kind} password hashes are not accepted (too fast to guess); {use_instead}"
+    ))
 }

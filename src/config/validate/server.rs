@@ -90,22 +90,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
     } else {
         threads
     };
-    let mut nets = Vec::new();
-    for (i, t) in trusted_proxies.iter().enumerate() {
-        let net = match t.parse::<IpNet>() {
-            Ok(n) => n,
-            Err(_) => match t.parse::<IpAddr>() {
-                Ok(ip) => IpNet::from(ip),
-                Err(_) => {
-                    return err(
-                        p.key("trusted_proxies").index(i),
-                        format!("invalid network \"{t}\": expected a CIDR like \"10.0.0.0/8\" or an address"),
-                    )
-                }
-            },
-        };
-        nets.push(net);
-    }
+    let nets = networks(&p.key("trusted_proxies"), &trusted_proxies)?;
     if client_max_body_size.0 == 0 {
         return err(p.key("client_max_body_size"), "must be greater than 0");
     }

@@ -1,0 +1,234 @@
+//! Per-route access control: client networks (`allow`/`deny`, answered 403) and HTTP Basic
+//! authentication against an htpasswd file (`basic_auth`, answered 401). Checked in
+//! `request_filter` right after routing (networks) and after rate limits (passwords, so a
+//! password guesser spends its bucket first), before the cache and any backend.
+//!
+//! Passwords are checked with the `bcrypt` and `argon2` crates, on tokio's blocking pool: a
+//! bcrypt check takes milliseconds, which would stall every connection of a pingora worker
+//! thread. At most [`CONCURRENT_CHECKS`] run at once per route; a result is remembered for
+//! [`REMEMBER`] by the exact credentials, so a client sending the same header on every
+//! request pays one check, not one per request. An unknown user costs a check against a
+//! dummy hash, so the timing does not tell which users exist.
+
+use crate::config::{AccessConfig, BasicAuthConfig, PasswordHash};
+use crate::metrics::Metrics;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Password checks running at once, per route.
+pub const CONCURRENT_CHECKS: usize = 4;
+/// How long a checked credential's result is remembered.
+pub const REMEMBER: Duration = Duration::from_secs(60);
+/// Credentials longer than this are checked every time, not remembered (a memory bound).
+const REMEMBER_MAX_LEN: usize = 512;
+
+crate::label_set! {
+    /// The `decision` label of `brace_access_decisions_total`.
+    pub enum Decision {
+        Allowed => "allowed",
+        /// The client's address is denied, or not allowed: 403.
+        Denied => "denied",
+        /// Missing or wrong credentials: 401.
+        Unauthorized => "unauthorized",
+    }
+}
+
+/// A route's access rules, built with the snapshot.
+pub struct RouteAccess {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+    basic: Option<Basic>,
+    decisions: crate::metrics::ByLabel<Decision>,
+}
+
+struct Basic {
+    challenge: http::HeaderValue,
+    users: std::collections::HashMap<String, PasswordHash>,
+    /// Checked for an unknown user: a bcrypt hash as costly as the file's first one.
+    dummy: PasswordHash,
+    forward_authorization: bool,
+    checks: Arc<tokio::sync::Semaphore>,
+    /// Credentials (the base64 text) → whether they were right.
+    remembered: moka::sync::Cache<Arc<[u8]>, bool>,
+}
+
+impl RouteAccess {
+    /// `None` when the route has no access rules (nothing to check, nothing counted).
+    pub fn new(route: &str, access: &AccessConfig, metrics: &Metrics) -> Option<Arc<RouteAccess>> {
+        if access.allow.is_empty() && access.deny.is_empty() && access.basic_auth.is_none() {
+            return None;
+        }
+        let basic = access.basic_auth.as_ref().map(|b| Basic::new(b, access));
+        Some(Arc::new(RouteAccess {
+            allow: access.allow.clone(),
+            deny: access.deny.clone(),
+            basic,
+            decisions: crate::metrics::ByLabel::new(&metrics.access_decisions_total, &[route]),
+        }))
+    }
+
+    /// The client's network may use this route: not in `deny`, and in `allow` when `allow`
+    /// is set. An unknown client address passes only when there is no `allow`.
+    pub fn network_allows(&self, client: Option<IpAddr>) -> bool {
+        let ok = match client {
+            Some(ip) => {
+                let ip = ip.to_canonical();
+                !self.deny.iter().any(|n| n.contains(&ip))
+                    && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip)))
+            }
+            None => self.allow.is_empty(),
+        };
+        if !ok {
+            self.decisions.get(Decision::Denied).inc();
+        }
+        ok
+    }
+
+    /// Whether the request's `Authorization` is right (always, without `basic_auth`).
+    /// Counts the decision for the route.
+    pub async fn credentials_allow(&self, authorization: Option<&http::HeaderValue>) -> bool {
+        let ok = match &self.basic {
+            None => true,
+            Some(b) => b.check(authorization).await,
+        };
+        self.decisions
+            .get(if ok {
+                Decision::Allowed
+            } else {
+                Decision::Unauthorized
+            })
+            .inc();
+        ok
+    }
+
+    /// `WWW-Authenticate` for a 401.
+    pub fn challenge(&self) -> Option<&http::HeaderValue> {
+        self.basic.as_ref().map(|b| &b.challenge)
+    }
+
+    /// True when `Authorization` must be removed before the request goes upstream: it held
+    /// brace's credentials, which are not the app's business.
+    pub fn strips_authorization(&self) -> bool {
+        self.basic
+            .as_ref()
+            .is_some_and(|b| !b.forward_authorization)
+    }
+}
+
+impl Basic {
+    fn new(b: &BasicAuthConfig, access: &AccessConfig) -> Basic {
+        // The realm is validated as a quoted-string's content (no `"`, `\` or controls).
+        let challenge =
+            http::HeaderValue::from_str(&format!("Basic realm=\"{}\", charset=\"UTF-8\"", b.realm))
+                .unwrap_or_else(|_| http::HeaderValue::from_static("Basic"));
+        let cost = b
+            .users
+            .iter()
+            .find_map(|(_, h)| match h {
+                PasswordHash::Bcrypt(h) => h.parse::<bcrypt::HashParts>().ok(),
+                PasswordHash::Argon2(_) => None,
+            })
+            .map_or(5, |p| p.get_cost());
+        let dummy =
+            PasswordHash::Bcrypt(bcrypt::hash("brace: no such user", cost).unwrap_or_default());
+        Basic {
+            challenge,
+            users: b.users.iter().cloned().collect(),
+            dummy,
+            forward_authorization: access.forward_authorization,
+            checks: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS)),
+            remembered: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(REMEMBER)
+                .build(),
+        }
+    }
+
+    async fn check(&self, authorization: Option<&http::HeaderValue>) -> bool {
+        let Some(creds) = authorization.and_then(|v| basic_credentials(v.as_bytes())) else {
+            return false;
+        };
+        let key: Arc<[u8]> = Arc::from(creds);
+        if let Some(ok) = self.remembered.get(&key) {
+            return ok;
+        }
+        let Some((user, password)) = decode(creds) else {
+            return false;
+        };
+        let hash = self.users.get(&user).cloned();
+        let dummy = self.dummy.clone();
+        let Ok(_permit) = self.checks.acquire().await else {
+            return false;
+        };
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(h) => verify(&h, password.as_bytes()),
+            None => {
+                // As long as a real check, so the timing does not tell the user is unknown.
+                verify(&dummy, password.as_bytes());
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if key.len() <= REMEMBER_MAX_LEN {
+            self.remembered.insert(key, ok);
+        }
+        ok
+    }
+}
+
+/// Whether `password` matches `hash`; a hash the library cannot read matches nothing.
+fn verify(hash: &PasswordHash, password: &[u8]) -> bool {
+    match hash {
+        PasswordHash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+        PasswordHash::Argon2(h) => {
+            use argon2::PasswordVerifier as _;
+            argon2::PasswordHash::new(h).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password, &parsed)
+                    .is_ok()
+            })
+        }
+    }
+}
+
+/// The base64 credentials of `Authorization: Basic ...` (the scheme in any case, RFC 9110
+/// §11.1).
+fn basic_credentials(v: &[u8]) -> Option<&[u8]> {
+    let sp = v.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = v.split_at(sp);
+    let creds = rest.trim_ascii();
+    (scheme.eq_ignore_ascii_case(b"basic") && !creds.is_empty()).then_some(creds)
+}
+
+/// `user:password` from base64 (RFC 7617); the user may not contain `:`.
+fn decode(creds: &[u8]) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(creds)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_read_as_rfc_7617_says() {
+        assert_eq!(basic_credentials(b"Basic YTpi"), Some(&b"YTpi"[..]));
+        assert_eq!(basic_credentials(b"bAsIc   YTpi  "), Some(&b"YTpi"[..]));
+        assert_eq!(basic_credentials(b"Bearer YTpi"), None);
+        assert_eq!(basic_credentials(b"Basic "), None);
+        assert_eq!(basic_credentials(b"Basic"), None);
+        assert_eq!(decode(b"YTpi"), Some(("a".into(), "b".into())));
+        // "a:b:c": the password may hold a colon.
+        assert_eq!(decode(b"YTpiOmM="), Some(("a".into(), "b:c".into())));
+        assert_eq!(decode(b"bm9jb2xvbg=="), None, "no colon");
+        assert_eq!(decode(b"!!!"), None, "not base64");
+    }
+}

@@ -1,0 +1,286 @@
+//! Per-route access control: client networks (`allow`/`deny` → 403, after
+//! `trusted_proxies`) and HTTP Basic authentication against an htpasswd file (→ 401). A
+//! refused request reaches neither a backend nor the cache, and blames no backend.
+
+mod support;
+use std::path::Path;
+use support::*;
+
+/// `GET path` with extra header lines, on a new connection.
+fn get_with(b: &Brace, path: &str, headers: &str) -> Response {
+    send(
+        b.addr(),
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap()
+}
+
+fn decisions(b: &Brace, route: &str, decision: &str) -> f64 {
+    b.metric(&format!(
+        "brace_access_decisions_total{{decision=\"{decision}\",route=\"{route}\"}}"
+    ))
+}
+
+#[test]
+fn allow_and_deny_use_the_client_address_after_trusted_proxies() {
+    let app = Upstream::start("app");
+    let b = Brace::start_with(
+        &format!(
+            "[cache]\nmax_size = \"1MiB\"\n\n\
+             [[route]]\nname = \"office\"\nupstream = \"pool\"\n\
+             allow = [\"10.0.0.0/8\", \"192.168.1.7\"]\ndeny = [\"10.9.0.0/16\"]\n\
+             [route.cache]\ndefault_ttl = \"60s\"\n\n\
+             [upstream.pool]\nbackends = [\"{}\"]\n{TOUCHY}",
+            app.addr
+        ),
+        "trusted_proxies = [\"127.0.0.1\"]",
+    );
+    let from = |ip: &str| get_with(&b, "/page", &format!("X-Forwarded-For: {ip}\r\n"));
+    // Allowed: stored in the cache on the way.
+    let r = from("10.1.2.3");
+    assert_eq!(r.status, 200);
+    assert_eq!(from("192.168.1.7").status, 200);
+    assert_eq!(app.count(), 1, "the second was a cache hit");
+    // Denied, though in 10/8; not allowed; the peer itself (no X-Forwarded-For) is not allowed.
+    for ip in ["10.9.1.1", "192.168.1.8", "172.16.0.1", "::1"] {
+        let r = from(ip);
+        assert_eq!(r.status, 403, "{ip}");
+        assert_eq!(r.text(), "brace: access denied\n");
+        assert_eq!(r.header("x-cache-status"), None, "{ip} got a cached answer");
+    }
+    assert_eq!(get_with(&b, "/page", "").status, 403);
+    assert_eq!(app.count(), 1, "a denied request reached the backend");
+    assert_eq!(decisions(&b, "office", "denied"), 5.0);
+    assert_eq!(decisions(&b, "office", "allowed"), 2.0);
+    assert_eq!(
+        b.metric("brace_requests_total{code=\"403\",route=\"office\"}"),
+        5.0
+    );
+    assert_no_backend_blamed(&b);
+}
+
+#[test]
+fn an_untrusted_peer_cannot_claim_an_allowed_address() {
+    let app = Upstream::start("app");
+    // Loopback is trusted by default; here the peer is not a trusted proxy.
+    let b = Brace::start_with(
+        &simple_config("allow = [\"10.0.0.0/8\"]", &[&app], ""),
+        "trusted_proxies = []",
+    );
+    for headers in [
+        "X-Forwarded-For: 10.1.2.3\r\n",
+        "X-Real-IP: 10.1.2.3\r\n",
+        "Forwarded: for=10.1.2.3\r\n",
+        "X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-For: 10.1.2.4\r\n",
+    ] {
+        assert_eq!(get_with(&b, "/", headers).status, 403, "{headers}");
+    }
+    assert_eq!(app.count(), 0);
+}
+
+/// A bcrypt hash (`htpasswd -B`) of `password`.
+fn bcrypt(password: &str) -> String {
+    bcrypt::hash(password, 5).unwrap()
+}
+
+/// An argon2id PHC string of `password`.
+fn argon2id(password: &str) -> String {
+    use base64::Engine as _;
+    let params = argon2::Params::new(19456, 2, 1, Some(32)).unwrap();
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = b"brace-test-salt1";
+    let mut out = [0u8; 32];
+    a.hash_password_into(password.as_bytes(), salt, &mut out)
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    format!(
+        "$argon2id$v=19$m=19456,t=2,p=1${}${}",
+        b64.encode(salt),
+        b64.encode(out)
+    )
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let c = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Authorization: Basic {c}\r\n")
+}
+
+fn write_users(dir: &Path, lines: &[String]) {
+    std::fs::write(dir.join("users"), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn basic_auth_checks_bcrypt_and_argon2_users_and_keeps_credentials_from_the_app() {
+    let app = Upstream::with_mode("app", Mode::Echo);
+    let dir = tempfile::tempdir().unwrap();
+    write_users(
+        dir.path(),
+        &[
+            "# staff".into(),
+            format!("alice:{}", bcrypt("wonder land")),
+            format!("bob:{}", argon2id("builder")),
+        ],
+    );
+    let users = dir.path().join("users");
+    let body = format!(
+        "[[route]]\nname = \"staff\"\npath_prefix = \"/staff/\"\nupstream = \"pool\"\n\
+         basic_auth = {{ realm = \"Staff only\", users = {:?} }}\n\n\
+         [[route]]\nname = \"passthrough\"\npath_prefix = \"/api/\"\nupstream = \"pool\"\n\
+         basic_auth = {{ users = {:?} }}\nforward_authorization = true\n\n\
+         [[route]]\nname = \"open\"\nupstream = \"pool\"\n\n\
+         [upstream.pool]\nbackends = [\"{}\"]\n{TOUCHY}",
+        users.display().to_string(),
+        users.display().to_string(),
+        app.addr
+    );
+    let mut b = Brace::start(&body);
+
+    let refused = [
+        String::new(),
+        basic("alice", "wrong"),
+        basic("alice", "wonder land "),
+        basic("carol", "wonder land"),
+        basic("bob", "wonder land"),
+        "Authorization: Basic !!!notbase64\r\n".into(),
+        "Authorization: Basic bm9jb2xvbg==\r\n".into(), // "nocolon"
+        "Authorization: Bearer d29uZGVyIGxhbmQ=\r\n".into(),
+        "Authorization: Basic\r\n".into(),
+    ];
+    for h in &refused {
+        let r = get_with(&b, "/staff/x", h);
+        assert_eq!(r.status, 401, "{h}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"Staff only\", charset=\"UTF-8\""),
+            "{h}"
+        );
+        assert_eq!(r.text(), "brace: authentication required\n");
+    }
+    assert_eq!(app.count(), 0, "a refused request reached the backend");
+    assert_eq!(decisions(&b, "staff", "unauthorized"), refused.len() as f64);
+
+    // The right credentials, the scheme in any case; the app never sees them.
+    let alice = basic("alice", "wonder land");
+    for h in [
+        alice.clone(),
+        alice.replace("Basic", "bAsIc"),
+        basic("bob", "builder"),
+    ] {
+        let r = get_with(&b, "/staff/x", &h);
+        assert_eq!(r.status, 200, "{h}");
+        assert!(!app.head().contains("authorization"), "{}", app.head());
+    }
+    // Repeated requests with the same credentials stay allowed (their check is remembered).
+    for _ in 0..20 {
+        assert_eq!(get_with(&b, "/staff/x", &alice).status, 200);
+    }
+    assert_eq!(decisions(&b, "staff", "allowed"), 23.0);
+    // With forward_authorization the app gets them; the open route checks nothing.
+    assert_eq!(get_with(&b, "/api/x", &alice).status, 200);
+    assert!(
+        app.head().contains("authorization: basic"),
+        "{}",
+        app.head()
+    );
+    assert_eq!(get_with(&b, "/api/x", "").status, 401);
+    assert_eq!(get_with(&b, "/open", "").status, 200);
+    assert_no_backend_blamed(&b);
+
+    // The users file is read again on reload: alice removed, bob kept.
+    write_users(dir.path(), &[format!("bob:{}", argon2id("builder"))]);
+    assert_eq!(b.reload().status, 200);
+    assert_eq!(get_with(&b, "/staff/x", &alice).status, 401);
+    assert_eq!(
+        get_with(&b, "/staff/x", &basic("bob", "builder")).status,
+        200
+    );
+    // A broken users file is refused by the reload, and the running users stay.
+    write_users(
+        dir.path(),
+        &["bob:{SHA}fEqNCco3Yq9h5ZUglD3CZJT4lBs=".into()],
+    );
+    let r = b.reload();
+    assert_eq!(r.status, 422);
+    assert!(
+        r.text().contains("SHA-1 password hashes are not accepted"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        get_with(&b, "/staff/x", &basic("bob", "builder")).status,
+        200
+    );
+    let log = b.stderr();
+    assert!(!log.contains("wonder land"), "a password reached the log");
+}
+
+#[test]
+fn access_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let sha = file("sha", "bob:{SHA}fEqNCco3Yq9h5ZUglD3CZJT4lBs=\n");
+    let md5 = file("md5", "bob:$apr1$abc$0123456789abcdefghijkl\n");
+    let plain = file("plain", "bob:builder\n");
+    let empty = file("empty", "# nobody\n");
+    let twice = file(
+        "twice",
+        &format!("bob:{}\nbob:{}\n", bcrypt("a"), bcrypt("b")),
+    );
+    let bad_bcrypt = file("bad", "bob:$2y$05$short\n");
+    let missing = dir.path().join("missing").display().to_string();
+    let cases = [
+        (
+            "allow = [\"10.0.0.0/33\"]",
+            "route[0].allow[0]: invalid network",
+        ),
+        ("deny = [\"nope\"]", "route[0].deny[0]: invalid network"),
+        (
+            &*format!("basic_auth = {{ users = {sha:?} }}"),
+            "SHA-1 password hashes are not accepted",
+        ),
+        (
+            &*format!("basic_auth = {{ users = {md5:?} }}"),
+            "MD5 password hashes are not accepted",
+        ),
+        (
+            &*format!("basic_auth = {{ users = {plain:?} }}"),
+            "plain text or DES crypt",
+        ),
+        (
+            &*format!("basic_auth = {{ users = {empty:?} }}"),
+            "has no users",
+        ),
+        (
+            &*format!("basic_auth = {{ users = {twice:?} }}"),
+            "listed twice",
+        ),
+        (
+            &*format!("basic_auth = {{ users = {bad_bcrypt:?} }}"),
+            "invalid bcrypt hash",
+        ),
+        (
+            &*format!("basic_auth = {{ users = {missing:?} }}"),
+            "cannot read",
+        ),
+        (
+            &*format!("basic_auth = {{ realm = \"a\\\"b\", users = {sha:?} }}"),
+            "route[0].basic_auth.realm",
+        ),
+        (
+            &*format!("basic_auth = {{ user = {sha:?} }}"),
+            "unknown field",
+        ),
+    ];
+    for (line, want) in cases {
+        let (code, _, err, _) = check(&format!(
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\n{line}\n[upstream.u]\nbackends = [\"127.0.0.1:1\"]\n"
+        ));
+        assert_eq!(code, 1, "{line}");
+        assert!(err.contains(want), "{line}: {err}");
+    }
+}
