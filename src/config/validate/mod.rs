@@ -35,12 +35,14 @@ fn networks(p: &KeyPath, list: &[String]) -> VResult<Vec<IpNet>> {
         let net = match (t.parse::<IpNet>(), t.parse::<IpAddr>()) {
             (Ok(n), _) => n.trunc(),
             (_, Ok(ip)) => IpNet::from(ip),
-            _ => return err(
-                p.index(i),
-                format!(
+            _ => {
+                return err(
+                    p.index(i),
+                    format!(
                     "invalid network \"{t}\": expected a CIDR like \"10.0.0.0/8\" or an address"
                 ),
-            ),
+                )
+            }
         };
         nets.push(net);
     }
