@@ -105,6 +105,9 @@ fn check(path: &Path, against: Option<&str>, admin: Option<&str>) -> i32 {
             return 1;
         }
     };
+    for w in new.config.warnings() {
+        eprintln!("warning: {w}");
+    }
     println!("{}", summary(&new));
     let Some(against) = against else { return 0 };
     let old = match against {

@@ -36,6 +36,9 @@ pub struct RunOptions {
 pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     let config = &loaded.config;
     let log = crate::logging::init(&config.log)?;
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     file_limit(config.server.max_connections);
 
     let mut addrs: Vec<SocketAddr> = config.server.listen.clone();

@@ -81,6 +81,20 @@ pub struct Loaded {
     pub source: String,
 }
 
+impl Config {
+    /// Settings that are allowed but unsafe: said at WARN on every load (start, reload) and
+    /// by `brace check`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.upstreams
+            .iter()
+            .filter(|(_, u)| u.tls.as_ref().is_some_and(|t| !t.verify))
+            .map(|(name, _)| {
+                format!("upstream.{name}.tls: verify = false: backend certificates are not checked; anyone on the path can impersonate these backends")
+            })
+            .collect()
+    }
+}
+
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let origin = path.display().to_string();

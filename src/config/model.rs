@@ -202,6 +202,44 @@ pub struct UpstreamConfig {
     pub circuit_breaker: Option<BreakerConfig>,
     /// Requests in flight to the pool beyond which brace answers 503 at once; 0 = no limit.
     pub max_in_flight: u32,
+    /// TLS to the backends; `None` = plaintext.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `[upstream.NAME] tls`: the files are read when the config is loaded.
+#[derive(Clone, PartialEq)]
+pub struct UpstreamTlsConfig {
+    /// The name sent and verified; `None` = each backend's host name, or its IP address
+    /// (verified against the certificate's IP addresses; no SNI is sent for an IP).
+    pub sni: Option<String>,
+    /// Trusted roots (DER), from `ca`; `None` = the system's.
+    pub ca: Option<(PathBuf, Vec<Vec<u8>>)>,
+    pub verify: bool,
+    /// A client certificate chain and key (DER) for mutual TLS.
+    pub client: Option<ClientCert>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct ClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub chain: Vec<Vec<u8>>,
+    pub key: Vec<u8>,
+}
+
+/// Names the files only: no key material in logs or reload plans.
+impl std::fmt::Debug for UpstreamTlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("tls")
+            .field("sni", &self.sni)
+            .field("ca", &self.ca.as_ref().map(|(p, _)| p))
+            .field("verify", &self.verify)
+            .field(
+                "client",
+                &self.client.as_ref().map(|c| (&c.cert_file, &c.key_file)),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -370,6 +408,8 @@ impl RetryOn {
 pub struct BackendAddr {
     pub addr: SocketAddr,
     pub weight: NonZeroU32,
+    /// The host name the backend was given by, if not an IP address (the default TLS name).
+    pub host: Option<String>,
 }
 
 /// Largest backend weight: the weighted round robin expands a backend `weight` times.

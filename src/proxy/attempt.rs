@@ -57,7 +57,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     if let Some(t) = &mut ctx.trace {
         t.attempt(&pool.name, backend.addr, ctx.tries);
     }
-    let mut peer = HttpPeer::new(backend.addr, false, String::new());
+    let mut peer = pool.peer(idx);
     ctx.attempt = AttemptState::Running(Attempt::new(idx, backend));
     let o = &mut peer.options;
     o.connection_timeout = Some(pool.config.connect_timeout);

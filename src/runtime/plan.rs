@@ -174,6 +174,7 @@ impl Plan {
                 retry: _,
                 circuit_breaker: _,
                 max_in_flight: _,
+                tls: _,
             } = y;
             // pingora sizes its one upstream connection pool from the sum, at start.
             diff_fields!(&mut p.restart_required, &prefix, x, y, [keepalive]);
@@ -195,7 +196,8 @@ impl Plan {
                     outlier,
                     retry,
                     circuit_breaker,
-                    max_in_flight
+                    max_in_flight,
+                    tls
                 ]
             );
         }

@@ -90,6 +90,9 @@ fn apply(state: &State) -> Result<Plan, String> {
         );
     };
     let loaded = config::load(path).map_err(|e| e.to_string())?;
+    for w in loaded.config.warnings() {
+        tracing::warn!("{w}");
+    }
     let old = state.snapshot();
     let plan = Plan::between(&old.config, &loaded.config);
 

@@ -56,6 +56,7 @@ fn connector() -> &'static Connector {
 async fn probe(
     kind: &crate::config::CheckKind,
     addr: SocketAddr,
+    mut peer: HttpPeer,
     t: Duration,
 ) -> Result<(), String> {
     use crate::config::CheckKind;
@@ -68,7 +69,7 @@ async fn probe(
         }
         CheckKind::Http { path, host, expect } => (path, host, *expect),
     };
-    let mut peer = HttpPeer::new(addr, false, String::new());
+    // The same TLS settings as requests: a check fails on a certificate they would refuse.
     peer.options.connection_timeout = Some(t);
     peer.options.read_timeout = Some(t);
     peer.options.write_timeout = Some(t);
@@ -103,18 +104,22 @@ async fn check(pool: &Pool, i: usize) {
         return;
     };
     let b = &pool.backends[i];
-    let (ok, detail) =
-        match tokio::time::timeout(hc.timeout, probe(&hc.kind, b.addr, hc.timeout)).await {
-            Ok(Ok(())) => (true, "ok".to_string()),
-            Ok(Err(e)) => (false, e),
-            Err(_) => (
-                false,
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(hc.timeout)
-                ),
+    let (ok, detail) = match tokio::time::timeout(
+        hc.timeout,
+        probe(&hc.kind, b.addr, pool.peer(i), hc.timeout),
+    )
+    .await
+    {
+        Ok(Ok(())) => (true, "ok".to_string()),
+        Ok(Err(e)) => (false, e),
+        Err(_) => (
+            false,
+            format!(
+                "no answer within {}",
+                humantime::format_duration(hc.timeout)
             ),
-        };
+        ),
+    };
     if ok {
         b.gauges.checks.get(CheckResult::Pass).inc();
     } else {

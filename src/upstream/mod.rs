@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod health;
 pub mod latency;
 pub mod outcome;
+pub mod peer;
 pub mod pool;
 pub mod retry;
 pub mod select;

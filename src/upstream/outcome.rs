@@ -13,6 +13,16 @@ crate::label_set! {
         ConnectError => "connect_error",
         /// Connect, read or write timed out.
         Timeout => "timeout",
+        /// TLS to the backend: its certificate chain is not trusted (unknown issuer,
+        /// expired, not yet valid, revoked, bad signature).
+        TlsUntrusted => "tls_untrusted",
+        /// TLS to the backend: its certificate is not for the name brace expects (`sni`).
+        TlsNameMismatch => "tls_name_mismatch",
+        /// TLS to the backend: the handshake did not finish within `connect_timeout`.
+        TlsTimeout => "tls_timeout",
+        /// TLS to the backend failed otherwise (no common protocol or cipher, a client
+        /// certificate refused, not TLS at all).
+        TlsError => "tls_error",
         /// The connection broke or the backend spoke bad HTTP after connecting.
         Error => "error",
         /// The client went away before the exchange finished: not the backend's fault.
@@ -51,8 +61,11 @@ impl Outcome {
     /// outcomes never are).
     pub fn fails(self, on: &crate::config::FailureOn) -> bool {
         match self {
-            Outcome::ConnectError => on.connect_error,
-            Outcome::Timeout => on.timeout,
+            Outcome::ConnectError
+            | Outcome::TlsUntrusted
+            | Outcome::TlsNameMismatch
+            | Outcome::TlsError => on.connect_error,
+            Outcome::Timeout | Outcome::TlsTimeout => on.timeout,
             Outcome::Error => on.error,
             Outcome::Http5xx => on.http_5xx,
             Outcome::Success
@@ -86,17 +99,35 @@ impl Outcome {
             });
         }
         Some(match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-                Outcome::Timeout
-            }
+            ConnectTimedout | ReadTimedout | WriteTimedout => Outcome::Timeout,
+            TLSHandshakeTimedout => Outcome::TlsTimeout,
+            TLSHandshakeFailure | InvalidCert => tls_failure(e),
             ConnectRefused | ConnectNoRoute | ConnectError | BindError | ConnectProxyFailure
-            | SocketError | TLSHandshakeFailure => Outcome::ConnectError,
+            | SocketError => Outcome::ConnectError,
             // brace's own 4xx mid-request (413 for a streamed body, 408) is about the client.
             HTTPStatus(408) => Outcome::ClientTimeout,
             HTTPStatus(code) if (400..500).contains(code) => Outcome::ClientError,
             HTTPStatus(_) => return None,
+            // TLS 1.3 settles a refused client certificate after the handshake: the backend's
+            // alert arrives with the first read.
+            _ if format!("{e}").contains("received fatal alert") => Outcome::TlsError,
             _ => Outcome::Error,
         })
+    }
+}
+
+/// What a failed TLS handshake says about the backend, from rustls's error (pingora keeps it
+/// as text: "invalid peer certificate: certificate not valid for name ...", "...:
+/// UnknownIssuer", "...: certificate expired: ...").
+fn tls_failure(e: &Error) -> Outcome {
+    let text = format!("{e}");
+    if !text.contains("invalid peer certificate") {
+        return Outcome::TlsError;
+    }
+    if text.contains("NotValidForName") || text.contains("certificate not valid for name") {
+        Outcome::TlsNameMismatch
+    } else {
+        Outcome::TlsUntrusted
     }
 }
 

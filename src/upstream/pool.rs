@@ -59,6 +59,8 @@ pub struct Pool {
     pub(super) in_flight: Arc<std::sync::atomic::AtomicU32>,
     metrics: Arc<Metrics>,
     selector: Selector,
+    /// TLS to the backends, when the upstream has `tls`.
+    tls: Option<super::peer::PeerTls>,
 }
 
 fn weights(config: &UpstreamConfig) -> Vec<u64> {
@@ -176,7 +178,16 @@ impl Pool {
             in_flight: old.map(|o| o.in_flight.clone()).unwrap_or_default(),
             metrics: metrics.clone(),
             selector,
+            tls: config
+                .tls
+                .as_ref()
+                .map(|t| super::peer::PeerTls::new(t, &config.backends)),
         }
+    }
+
+    /// The peer for backend `i`, plaintext or TLS as the upstream says (no timeouts set).
+    pub fn peer(&self, i: usize) -> pingora::prelude::HttpPeer {
+        super::peer::peer(self.tls.as_ref(), i, self.backends[i].addr)
     }
 
     /// Chooses a backend: `key` feeds consistent hashing, `tried` are addresses this request
@@ -416,7 +427,14 @@ impl Pool {
         match outcome {
             Outcome::Success => b.outlier.success(),
             Outcome::ClientAbort | Outcome::ClientError | Outcome::ClientTimeout => {}
-            Outcome::Http5xx | Outcome::ConnectError | Outcome::Timeout | Outcome::Error => {
+            Outcome::Http5xx
+            | Outcome::ConnectError
+            | Outcome::Timeout
+            | Outcome::Error
+            | Outcome::TlsUntrusted
+            | Outcome::TlsNameMismatch
+            | Outcome::TlsTimeout
+            | Outcome::TlsError => {
                 let now = now_ms();
                 if let Some(ms) = b.outlier.failure(now, cfg, || self.may_eject(now)) {
                     b.gauges.ejected.set(1);

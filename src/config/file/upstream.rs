@@ -35,6 +35,39 @@ pub struct FileUpstream {
     pub circuit_breaker: Option<FileBreaker>,
     #[serde(default)]
     pub max_in_flight: u32,
+    /// `tls = true`, or a table of TLS settings.
+    #[serde(default)]
+    pub tls: Option<FileUpstreamTls>,
+}
+
+/// `tls = true` (defaults) or `tls = { ca = "...", ... }` / `[upstream.NAME.tls]`.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum FileUpstreamTls {
+    On(bool),
+    Options(FileUpstreamTlsOptions),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileUpstreamTlsOptions {
+    pub sni: Option<String>,
+    pub ca: Option<String>,
+    pub verify: bool,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+}
+
+impl Default for FileUpstreamTlsOptions {
+    fn default() -> Self {
+        FileUpstreamTlsOptions {
+            sni: None,
+            ca: None,
+            verify: true,
+            client_cert: None,
+            client_key: None,
+        }
+    }
 }
 
 #[derive(Deserialize, Debug)]

@@ -176,7 +176,7 @@ impl Config {
             if !name_ok(&name) {
                 return err(p, format!("invalid upstream name \"{name}\": use letters, digits, '_', '-', '.', starting with a letter or digit"));
             }
-            upstreams.insert(name, validate_upstream(u, &p)?);
+            upstreams.insert(name, validate_upstream(u, &p, base)?);
         }
 
         for (name, u) in &upstreams {

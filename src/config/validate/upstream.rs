@@ -2,7 +2,11 @@
 
 use super::*;
 
-pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<UpstreamConfig> {
+pub(super) fn validate_upstream(
+    u: FileUpstream,
+    p: &KeyPath,
+    base: &Path,
+) -> VResult<UpstreamConfig> {
     let FileUpstream {
         backends,
         connect_timeout,
@@ -19,7 +23,15 @@ pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstrea
         retry,
         circuit_breaker,
         max_in_flight,
+        tls,
     } = u;
+    let tls = match tls {
+        None | Some(FileUpstreamTls::On(false)) => None,
+        Some(FileUpstreamTls::On(true)) => {
+            Some(validate_tls(FileUpstreamTlsOptions::default(), p, base)?)
+        }
+        Some(FileUpstreamTls::Options(o)) => Some(validate_tls(o, &p.key("tls"), base)?),
+    };
     let balance = validate_balance(balance, hash_key.as_deref(), p)?;
     if !(0.0..=1.0).contains(&panic_threshold) {
         return err(
@@ -53,6 +65,11 @@ pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstrea
             FileBackend::Addr(a) => (a, 1, bp.clone()),
             FileBackend::Full(FileBackendFull { addr, weight }) => (addr, weight, bp.key("addr")),
         };
+        let host = addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            .map(str::to_ascii_lowercase);
         let addr = socket_addr(ap, &addr)?;
         if !(1..=MAX_WEIGHT).contains(&weight) {
             return err(
@@ -69,6 +86,7 @@ pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstrea
         out.push(BackendAddr {
             addr,
             weight: NonZeroU32::new(weight as u32).expect("checked above"),
+            host,
         });
     }
     Ok(UpstreamConfig {
@@ -91,6 +109,74 @@ pub(super) fn validate_upstream(u: FileUpstream, p: &KeyPath) -> VResult<Upstrea
         retry,
         circuit_breaker,
         max_in_flight,
+        tls,
+    })
+}
+
+fn validate_tls(t: FileUpstreamTlsOptions, p: &KeyPath, base: &Path) -> VResult<UpstreamTlsConfig> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let FileUpstreamTlsOptions {
+        sni,
+        ca,
+        verify,
+        client_cert,
+        client_key,
+    } = t;
+    if let Some(s) = &sni {
+        if s.is_empty() || rustls_pki_types::ServerName::try_from(s.as_str()).is_err() {
+            return err(
+                p.key("sni"),
+                format!("\"{s}\" is not a host name or IP address"),
+            );
+        }
+    }
+    let certs = |key: &str, file: &str| -> VResult<(PathBuf, Vec<Vec<u8>>)> {
+        let path = base.join(file);
+        let list: Result<Vec<_>, _> = CertificateDer::pem_file_iter(&path)
+            .and_then(|it| it.collect())
+            .map(|v: Vec<CertificateDer>| v.into_iter().map(|c| c.to_vec()).collect());
+        match list {
+            Ok(l)
+                if l.iter()
+                    .any(|c| x509_parser::parse_x509_certificate(c).is_err()) =>
+            {
+                err(
+                    p.key(key),
+                    format!("{}: a certificate in it is not valid X.509", path.display()),
+                )
+            }
+            Ok(l) if !l.is_empty() => Ok((path, l)),
+            Ok(_) => err(
+                p.key(key),
+                format!("{}: no PEM certificate in it", path.display()),
+            ),
+            Err(e) => err(p.key(key), format!("{}: {e}", path.display())),
+        }
+    };
+    let ca = ca.map(|f| certs("ca", &f)).transpose()?;
+    let client = match (client_cert, client_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => {
+            let (cert_file, chain) = certs("client_cert", &c)?;
+            let key_file = base.join(&k);
+            let key = PrivateKeyDer::from_pem_file(&key_file)
+                .map_err(|e| (p.key("client_key"), format!("{}: {e}", key_file.display())))?;
+            Some(ClientCert {
+                cert_file,
+                key_file,
+                chain,
+                key: key.secret_der().to_vec(),
+            })
+        }
+        (Some(_), None) => return err(p.key("client_key"), "client_cert needs client_key"),
+        (None, Some(_)) => return err(p.key("client_cert"), "client_key needs client_cert"),
+    };
+    Ok(UpstreamTlsConfig {
+        sni,
+        ca,
+        verify,
+        client,
     })
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use log::debug;
 use pingora_error::{
     Error,
-    ErrorType::{ConnectTimedout, InvalidCert},
+    ErrorType::{InvalidCert, TLSHandshakeTimedout},
     OrErr, Result,
 };
 use pingora_rustls::{
@@ -284,9 +284,10 @@ where
     match peer.connection_timeout() {
         Some(t) => match pingora_timeout::timeout(t, connect_future).await {
             Ok(res) => res,
+            // The TCP connection is up: what timed out is the TLS handshake.
             Err(_) => Error::e_explain(
-                ConnectTimedout,
-                format!("connecting to server {}, timeout {:?}", peer, t),
+                TLSHandshakeTimedout,
+                format!("TLS handshake with server {}, timeout {:?}", peer, t),
             ),
         },
         None => connect_future.await,

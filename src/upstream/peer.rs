@@ -1,0 +1,63 @@
+//! The `HttpPeer` for one backend: plaintext, or TLS with its upstream's settings. The CA
+//! list and the client certificate are parsed once, when the pool is built; a request only
+//! clones `Arc`s into its peer.
+
+use crate::config::{BackendAddr, UpstreamTlsConfig};
+use pingora::prelude::HttpPeer;
+use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A pool's TLS settings, ready for peers.
+pub struct PeerTls {
+    /// The name to verify (and send as SNI unless it is an IP address), per backend.
+    names: Vec<String>,
+    verify: bool,
+    ca: Option<Arc<[WrappedX509]>>,
+    client: Option<Arc<CertKey>>,
+}
+
+impl PeerTls {
+    pub fn new(cfg: &UpstreamTlsConfig, backends: &[BackendAddr]) -> PeerTls {
+        let names = backends
+            .iter()
+            .map(|b| {
+                cfg.sni
+                    .clone()
+                    .or_else(|| b.host.clone())
+                    // An IP address: rustls sends no SNI and checks the certificate's IPs.
+                    .unwrap_or_else(|| b.addr.ip().to_string())
+            })
+            .collect();
+        // Validation parsed every certificate as X.509, so `parse_x509` cannot fail here.
+        let ca = cfg.ca.as_ref().map(|(_, ders)| {
+            ders.iter()
+                .map(|d| WrappedX509::new(d.clone(), parse_x509))
+                .collect::<Vec<_>>()
+                .into()
+        });
+        let client = cfg
+            .client
+            .as_ref()
+            .map(|c| Arc::new(CertKey::new(c.chain.clone(), c.key.clone())));
+        PeerTls {
+            names,
+            verify: cfg.verify,
+            ca,
+            client,
+        }
+    }
+}
+
+/// The peer for backend `idx` at `addr`.
+pub fn peer(tls: Option<&PeerTls>, idx: usize, addr: SocketAddr) -> HttpPeer {
+    let Some(t) = tls else {
+        return HttpPeer::new(addr, false, String::new());
+    };
+    let mut p = HttpPeer::new(addr, true, t.names[idx].clone());
+    p.options.verify_cert = t.verify;
+    p.options.verify_hostname = t.verify;
+    p.options.ca = t.ca.clone();
+    p.client_cert_key = t.client.clone();
+    p
+}

@@ -1,0 +1,304 @@
+//! TLS to backends, against real TLS servers on 127.0.0.1 (`openssl s_server -www`) with
+//! certificates made at test time by the `openssl` command: a verified chain (by IP address
+//! and by name), a wrong name, an unknown CA, a backend that requires a client certificate,
+//! and `verify = false`. Each failure is a 502 with its own outcome.
+
+mod support;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl not installed: run the README's test command, which installs it");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `name` (name.pem, name.key).
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// A certificate `name` (name.pem, name.key) for `san` ("DNS:x,IP:y"), signed by CA `by`.
+fn cert(dir: &Path, name: &str, san: &str, by: &str) {
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        format!("subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{by}.pem"),
+            "-CAkey",
+            &format!("{by}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// A TLS backend with certificate `name`; `client_ca` makes it require a client certificate.
+struct TlsBackend {
+    port: u16,
+    child: Child,
+}
+
+impl TlsBackend {
+    fn start(dir: &Path, name: &str, client_ca: Option<&str>) -> TlsBackend {
+        let port = free_port();
+        let mut cmd = Command::new("openssl");
+        cmd.current_dir(dir)
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args([
+                "-cert",
+                &format!("{name}.pem"),
+                "-key",
+                &format!("{name}.key"),
+            ]);
+        if let Some(c) = client_ca {
+            cmd.args(["-Verify", "1", "-CAfile", &format!("{c}.pem")]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(
+            "openssl s_server to listen",
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        TlsBackend { port, child }
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        ca(d, "ca");
+        ca(d, "other_ca");
+        cert(d, "by_ip", "IP:127.0.0.1", "ca");
+        cert(d, "by_name", "DNS:app.internal", "ca");
+        cert(d, "stranger", "IP:127.0.0.1,DNS:app.internal", "other_ca");
+        cert(d, "client", "DNS:brace.client", "ca");
+        Pki { dir }
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+}
+
+/// One route per upstream: `/NAME/` → upstream NAME (prefix stripped).
+fn config(upstreams: &[(&str, u16, &str)]) -> String {
+    let mut s = String::new();
+    for (name, port, tls) in upstreams {
+        s.push_str(&format!(
+            "[[route]]\nname = \"{name}\"\npath_prefix = \"/{name}/\"\nstrip_prefix = true\n\
+             upstream = \"{name}\"\n\n[upstream.{name}]\nbackends = [\"127.0.0.1:{port}\"]\n\
+             tls = {tls}\n[upstream.{name}.retry]\nattempts = 0\n\n"
+        ));
+    }
+    s
+}
+
+fn outcome(b: &Brace, upstream: &str, port: u16, outcome: &str) -> f64 {
+    b.metric(&format!(
+        "brace_upstream_requests_total{{backend=\"127.0.0.1:{port}\",outcome=\"{outcome}\",upstream=\"{upstream}\"}}"
+    ))
+}
+
+#[test]
+fn a_trusted_backend_answers_and_each_tls_failure_is_a_502_with_its_own_outcome() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    let by_ip = TlsBackend::start(d, "by_ip", None);
+    let by_name = TlsBackend::start(d, "by_name", None);
+    let stranger = TlsBackend::start(d, "stranger", None);
+    let mtls = TlsBackend::start(d, "by_ip", Some("ca"));
+    let ca = format!("{:?}", pki.path("ca.pem").display().to_string());
+    let client = format!(
+        "client_cert = {:?}, client_key = {:?}",
+        pki.path("client.pem").display().to_string(),
+        pki.path("client.key").display().to_string()
+    );
+    let b = Brace::start(&config(&[
+        ("ip", by_ip.port, &format!("{{ ca = {ca} }}")),
+        (
+            "name",
+            by_name.port,
+            &format!("{{ ca = {ca}, sni = \"app.internal\" }}"),
+        ),
+        (
+            "wrongname",
+            by_name.port,
+            &format!("{{ ca = {ca}, sni = \"other.internal\" }}"),
+        ),
+        ("unknownca", stranger.port, &format!("{{ ca = {ca} }}")),
+        ("systemroots", by_ip.port, "true"),
+        ("nocert", mtls.port, &format!("{{ ca = {ca} }}")),
+        ("mtls", mtls.port, &format!("{{ ca = {ca}, {client} }}")),
+        ("noverify", stranger.port, "{ verify = false }"),
+    ]));
+
+    for ok in ["ip", "name", "mtls", "noverify"] {
+        let r = b.get(&format!("/{ok}/"));
+        assert_eq!(r.status, 200, "{ok}: {}", r.text());
+        assert!(r.text().contains("s_server"), "{ok}: {}", r.text());
+    }
+    let failures = [
+        ("wrongname", by_name.port, "tls_name_mismatch"),
+        ("unknownca", stranger.port, "tls_untrusted"),
+        ("systemroots", by_ip.port, "tls_untrusted"),
+        ("nocert", mtls.port, "tls_error"),
+    ];
+    for (route, port, want) in failures {
+        let r = b.get(&format!("/{route}/"));
+        assert_eq!(r.status, 502, "{route}");
+        assert_eq!(
+            outcome(&b, route, port, want),
+            1.0,
+            "{route}: {}",
+            b.metrics()
+        );
+    }
+    assert_eq!(outcome(&b, "ip", by_ip.port, "success"), 1.0);
+}
+
+#[test]
+fn a_stalled_handshake_is_a_tls_timeout() {
+    // Accepts TCP and never speaks TLS.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for c in hole.incoming().flatten() {
+            h.lock().unwrap().push(c);
+        }
+    });
+    let b = Brace::start(
+        &config(&[("hole", port, "true")])
+            .replace("tls = true\n", "tls = true\nconnect_timeout = \"300ms\"\n"),
+    );
+    let r = b.get("/hole/");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        outcome(&b, "hole", port, "tls_timeout"),
+        1.0,
+        "{}",
+        b.metrics()
+    );
+}
+
+#[test]
+fn verify_false_is_warned_about_on_every_load_and_bad_tls_settings_are_refused() {
+    let pki = Pki::new();
+    let (code, _, err, _) = check(&config(&[("u", 1, "{ verify = false }")]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("verify = false"), "{err}");
+    assert!(err.contains("warning: upstream.u.tls"), "{err}");
+
+    let cert = pki.path("client.pem").display().to_string();
+    let key = pki.path("client.key").display().to_string();
+    std::fs::write(
+        pki.path("junk.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let junk = pki.path("junk.pem").display().to_string();
+    let cases = [
+        (
+            format!(
+                "{{ ca = {:?} }}",
+                pki.path("missing.pem").display().to_string()
+            ),
+            "upstream.u.tls.ca",
+        ),
+        (format!("{{ ca = {key:?} }}"), "no PEM certificate"),
+        (format!("{{ ca = {junk:?} }}"), "not valid X.509"),
+        (
+            format!("{{ client_cert = {cert:?} }}"),
+            "client_cert needs client_key",
+        ),
+        (
+            format!("{{ client_key = {key:?} }}"),
+            "client_key needs client_cert",
+        ),
+        (
+            format!("{{ client_cert = {cert:?}, client_key = {cert:?} }}"),
+            "upstream.u.tls.client_key",
+        ),
+        ("{ sni = \"bad name!\" }".into(), "is not a host name"),
+        ("{ verfy = false }".into(), "upstream.u.tls"),
+    ];
+    for (tls, want) in cases {
+        let (code, _, err, _) = check(&config(&[("u", 1, &tls)]));
+        assert_eq!(code, 1, "{tls}");
+        assert!(err.contains(want), "{tls}: {err}");
+    }
+}
