@@ -5,7 +5,9 @@
 //! writer, a bounded queue (`ACCESS_QUEUE_LINES`) drained by one thread. When the target
 //! cannot keep up (a full pipe, a stalled disk), lines are dropped and counted
 //! (`brace_access_log_dropped_lines_total`) rather than stalling requests, and a write stuck
-//! for `STUCK_AFTER_MS` turns `/healthz` to 503.
+//! for `STUCK_AFTER_MS` turns `/healthz` to 503. The process log is queued the same way
+//! (`PROCESS_QUEUE_LINES`, its own thread): a stderr nobody reads drops lines, counted in
+//! `brace_process_log_dropped_lines_total`, and never stops a worker thread mid-request.
 
 use crate::config::{AccessLog, LogConfig, LogFormat};
 use arc_swap::ArcSwap;
@@ -29,6 +31,8 @@ enum AccessTarget {
 /// Access records that may wait for the writer thread (about 3 MB of JSON lines); beyond it
 /// they are dropped and counted.
 const ACCESS_QUEUE_LINES: usize = 8192;
+/// Process log lines queued for stderr.
+const PROCESS_QUEUE_LINES: usize = 8192;
 /// A single write taking longer than this means the target is stuck.
 const STUCK_AFTER_MS: u64 = 5000;
 
@@ -42,6 +46,9 @@ pub struct LogControl {
     write_started_ms: Arc<AtomicU64>,
     /// Flushes the queued records when taken and dropped (at exit).
     guard: Mutex<Option<WorkerGuard>>,
+    /// The process log's queue: lines it dropped, and its flush at exit.
+    process_dropped: ErrorCounter,
+    process_guard: Mutex<Option<WorkerGuard>>,
 }
 
 fn filter(level: &str) -> Result<EnvFilter, String> {
@@ -94,6 +101,11 @@ impl LogControl {
         self.dropped.dropped_lines() as u64
     }
 
+    /// Process log lines dropped because stderr could not keep up.
+    pub fn process_dropped(&self) -> u64 {
+        self.process_dropped.dropped_lines() as u64
+    }
+
     /// True while one write to the access log target has taken longer than 5 s.
     pub fn access_stuck(&self) -> bool {
         let started = self.write_started_ms.load(Ordering::Relaxed);
@@ -103,6 +115,9 @@ impl LogControl {
     /// Writes out the queued access records (bounded by the target's speed); at exit.
     pub fn flush(&self) {
         if let Ok(mut g) = self.guard.lock() {
+            drop(g.take());
+        }
+        if let Ok(mut g) = self.process_guard.lock() {
             drop(g.take());
         }
     }
@@ -155,7 +170,15 @@ impl std::io::Write for AccessLine {
 /// Installs the subscribers. Fails when the access log file cannot be opened.
 pub fn init(log: &LogConfig) -> Result<LogControl, String> {
     let (level, handle) = tracing_subscriber::reload::Layer::new(filter(&log.level)?);
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Queued like the access log: a stderr nobody reads (a full pipe, a stuck collector)
+    // drops lines, counted, instead of stopping the worker thread that logs.
+    let (stderr, process_guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(PROCESS_QUEUE_LINES)
+        .thread_name("brace-log")
+        .finish(std::io::stderr());
+    let process_dropped = stderr.error_counter();
+    let lines = tracing_subscriber::fmt::layer().with_writer(stderr);
     let process = match log.format {
         LogFormat::Text => lines
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -198,5 +221,7 @@ pub fn init(log: &LogConfig) -> Result<LogControl, String> {
         dropped,
         write_started_ms,
         guard: Mutex::new(Some(guard)),
+        process_dropped,
+        process_guard: Mutex::new(Some(process_guard)),
     })
 }

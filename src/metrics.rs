@@ -171,6 +171,7 @@ pub struct Metrics {
     pub requests_refused_total: IntCounterVec,
     /// Mirrors the access log writer's own count (`LogControl::access_dropped`) at scrape.
     pub access_log_dropped_lines_total: IntCounter,
+    pub process_log_dropped_lines_total: IntCounter,
 
     // Routes.
     pub requests_total: IntCounterVec,
@@ -250,6 +251,10 @@ impl Metrics {
             access_log_dropped_lines_total: r.counter(
                 "brace_access_log_dropped_lines_total",
                 "Access log records dropped because the log target could not keep up",
+            ),
+            process_log_dropped_lines_total: r.counter(
+                "brace_process_log_dropped_lines_total",
+                "Process log lines dropped because stderr could not keep up",
             ),
 
             requests_total: r.counters(

@@ -76,3 +76,22 @@ fn the_process_log_in_json_is_one_object_per_line_with_level_and_message() {
     assert_eq!(ready["target"], "brace::server");
     assert!(ready["timestamp"].is_string());
 }
+
+#[test]
+fn a_stderr_nobody_reads_drops_log_lines_and_never_holds_up_a_request() {
+    // Every request to a dead backend logs a warning of ~300 bytes; stderr is a pipe this test
+    // never reads, so it fills after ~200 of them. Before the process log was queued, the
+    // worker thread then blocked in the write and every later request hung.
+    let dead = free_port();
+    let b = Brace::start(&format!(
+        "[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:{dead}\"]\n\
+         [upstream.u.retry]\nattempts = 0\n[upstream.u.outlier]\nconsecutive_failures = 0\n"
+    ));
+    let statuses = load(&b, 4, 1200, "/");
+    assert_eq!(statuses.len(), 1200);
+    assert!(statuses.iter().all(|&s| s == 502), "{statuses:?}");
+    // Queued, not dropped: 1,200 lines fit the queue (8,192); beyond it they are counted.
+    assert!(b
+        .metrics()
+        .contains("brace_process_log_dropped_lines_total 0"));
+}

@@ -302,6 +302,8 @@ impl ServeHttp for Admin {
                 if let Some(log) = &self.state.log {
                     let c = &self.state.metrics.access_log_dropped_lines_total;
                     c.inc_by(log.access_dropped().saturating_sub(c.get()));
+                    let c = &self.state.metrics.process_log_dropped_lines_total;
+                    c.inc_by(log.process_dropped().saturating_sub(c.get()));
                 }
                 text(
                     StatusCode::OK,
