@@ -6,8 +6,9 @@
 //!
 //! accept   ─► proxy::downstream::admit_connection   max_connections
 //! request  ─► new_ctx                                pin the snapshot once
-//!          ─► proxy::downstream::admit_request       identity, target, Host, framing,
-//!                                                    route::Router, limit::check, size
+//!          ─► proxy::downstream::admit_request       otel span; identity, target, Host,
+//!                                                    framing, route::Router, access (403),
+//!                                                    limit::check, access (401), size
 //!          ─► cache::policy                          pingora-cache phases (hit ⇒ done)
 //!          ─► proxy::attempt::peer                   upstream::select (pool, backup, hash
 //!                                                    key) → upstream::pool::pick
@@ -34,7 +35,8 @@
 //! - [`upstream`]: `pool` (balancers, pick, outcome recording), `select` (backup, admission,
 //!   hash key), `backend` (earned state: health, ejection, breaker), `latency` (ewma),
 //!   `breaker`, `health`, `retry` (budget, `may_retry`, backoff), `outcome` (who is to
-//!   blame), `stats` (pool and backend metric handles; `forget_backend`).
+//!   blame), `peer` (the `HttpPeer`, plaintext or TLS), `stats` (pool and backend metric
+//!   handles; `forget_backend`).
 //! - [`cache`]: `storage` (pingora-cache storage over moka; purge), `policy` (RFC 9111
 //!   decisions over headers and the route's policy), `key` (cache key, variance, forwarded
 //!   query), `stats`, `date`.
@@ -48,6 +50,9 @@
 //!   responses) and `ctx` (per-request state).
 //! - [`events`]: transitions an operator acts on, logged as structured events and kept in a
 //!   bounded ring for `/api/events`.
+//! - [`access`]: per-route `allow`/`deny` networks and `basic_auth` (htpasswd, bcrypt/argon2).
+//! - [`otel`]: OpenTelemetry spans per request and attempt, W3C trace context, OTLP export
+//!   behind a bounded queue.
 //! - [`admin`] (status page, metrics, health, readiness, API; `status`: rates and
 //!   percentiles over the last seconds), [`logging`] (process log, non-blocking
 //!   access log), [`server`] (assembling pingora), [`cli`], [`demo`], [`clock`].
