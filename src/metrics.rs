@@ -215,6 +215,7 @@ pub struct Metrics {
     pub config_last_reload_success: IntGauge,
     pub config_last_reload_successful: IntGauge,
     pub config_restart_required: IntGauge,
+    pub tls_certificate_expiry: IntGaugeVec,
 
     // Tracing.
     pub tracing_spans_exported_total: IntCounter,
@@ -415,6 +416,11 @@ impl Metrics {
             config_restart_required: r.gauge(
                 "brace_config_restart_required",
                 "1 when the last applied config changed keys that only a restart applies",
+            ),
+            tls_certificate_expiry: r.gauges(
+                "brace_tls_certificate_expiry_timestamp_seconds",
+                "Unix time after which a TLS listener's certificate (as loaded at start) is no longer valid",
+                &["listener", "subject"],
             ),
             tracing_spans_exported_total: r.counter(
                 "brace_tracing_spans_exported_total",

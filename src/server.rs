@@ -120,6 +120,7 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
             &t.key.to_string_lossy(),
         )
         .map_err(|e| format!("server.tls {}: {e}", t.listen))?;
+        record_expiry(&state.metrics, &t.listen.to_string(), &t.cert);
         tls.enable_h2();
         proxy.add_tls_with_settings(&t.listen.to_string(), None, tls);
     }
@@ -327,4 +328,35 @@ impl BackgroundService for Lifecycle {
         }
         std::process::exit(0);
     }
+}
+
+/// `brace_tls_certificate_expiry_timestamp_seconds` for a listener's certificate as loaded
+/// now (listener certificates are read at start only, so this is the one being served). A
+/// file pingora accepted but this cannot read as PEM/X.509 is left out, with a warning.
+fn record_expiry(metrics: &Metrics, listener: &str, cert: &std::path::Path) {
+    use rustls_pki_types::pem::PemObject as _;
+    let leaf = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .ok()
+        .and_then(|mut it| it.next())
+        .and_then(Result::ok);
+    let parsed = leaf
+        .as_ref()
+        .and_then(|d| x509_parser::parse_x509_certificate(d).ok());
+    let Some((_, c)) = parsed else {
+        tracing::warn!(
+            "server.tls {listener}: cannot read {} for its expiry",
+            cert.display()
+        );
+        return;
+    };
+    let subject = c
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map_or_else(|| c.subject().to_string(), str::to_owned);
+    metrics
+        .tls_certificate_expiry
+        .with_label_values(&[listener, &subject])
+        .set(c.validity().not_after.timestamp());
 }

@@ -55,7 +55,20 @@ fn tls_listener_serves_http2_and_http1() {
         dir.path().join("key.pem").display(),
         simple_config("", &[&up], "")
     );
-    let _b = Brace::start_raw(&text, port, admin);
+    let b = Brace::start_raw(&text, port, admin);
+    // The certificate's expiry, one day ahead (-days 1), for the alert rule.
+    let sample = format!(
+        "brace_tls_certificate_expiry_timestamp_seconds{{listener=\"127.0.0.1:{tls_port}\",subject=\"localhost\"}}"
+    );
+    let expiry = b.metric(&sample);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (expiry - now - 86_400.0).abs() < 600.0,
+        "{sample} = {expiry}, now {now}"
+    );
     let curl = |extra: &[&str]| {
         let out = Command::new("curl")
             .args([
