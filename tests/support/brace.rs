@@ -74,6 +74,13 @@ impl Brace {
         loop {
             if let Ok(r) = try_get(b.admin(), "/readyz") {
                 if r.status == 200 {
+                    // The port was free when chosen, but another thread's server may have
+                    // bound it before brace did: then requests would reach that server.
+                    if !listens(b.child.id(), port) {
+                        return Err(format!(
+                            "cannot listen on 127.0.0.1:{port}: another process holds it"
+                        ));
+                    }
                     return Ok(b);
                 }
             }
@@ -221,4 +228,28 @@ pub fn check(text: &str) -> (i32, String, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
         path.display().to_string(),
     )
+}
+
+/// True when process `pid` owns a socket listening on `port` (any local address, IPv4 or
+/// IPv6; from /proc: the listening socket's inode among the process's descriptors).
+fn listens(pid: u32, port: u16) -> bool {
+    let Ok(v4) = std::fs::read_to_string("/proc/net/tcp") else {
+        return true; // not Linux: cannot tell, assume so
+    };
+    let v6 = std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    let suffix = format!(":{port:04X}");
+    let inodes: Vec<String> = v4
+        .lines()
+        .chain(v6.lines())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[1].ends_with(&suffix) && f[3] == "0A")
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|l| inodes.iter().any(|i| *i == *l.to_string_lossy()))
+    })
 }
