@@ -315,7 +315,18 @@ fn transitions_are_kept_in_order_with_reasons_and_logged_as_structured_events() 
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         v["events"].as_array().unwrap().clone()
     };
-    let all = events("");
+    // The state is visible a moment before its event is recorded: wait for both events.
+    let mut all = Vec::new();
+    wait_for(
+        "the ejection and breaker events",
+        Duration::from_secs(10),
+        || {
+            all = events("");
+            ["ejection", "breaker"]
+                .iter()
+                .all(|k| all.iter().any(|e| e["kind"] == *k))
+        },
+    );
     let ejection = all
         .iter()
         .find(|e| e["kind"] == "ejection")
