@@ -194,13 +194,19 @@ fn verify(hash: &PasswordHash, password: &[u8]) -> bool {
     }
 }
 
-/// The base64 credentials of `Authorization: Basic ...` (the scheme in any case, RFC 9110
-/// §11.1).
-fn basic_credentials(v: &[u8]) -> Option<&[u8]> {
+/// The credentials of an `Authorization` value `SCHEME credentials` for `scheme` (matched in
+/// any case, RFC 9110 §11.1), trimmed; `None` for another scheme. Also reads the admin token.
+pub fn credentials<'a>(v: &'a [u8], scheme: &[u8]) -> Option<&'a [u8]> {
     let sp = v.iter().position(|&b| b == b' ')?;
-    let (scheme, rest) = v.split_at(sp);
-    let creds = rest.trim_ascii();
-    (scheme.eq_ignore_ascii_case(b"basic") && !creds.is_empty()).then_some(creds)
+    let (given, rest) = v.split_at(sp);
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim_ascii())
+}
+
+/// The base64 credentials of `Authorization: Basic ...`, when there are some.
+fn basic_credentials(v: &[u8]) -> Option<&[u8]> {
+    credentials(v, b"basic").filter(|c| !c.is_empty())
 }
 
 /// `user:password` from base64 (RFC 7617); the user may not contain `:`.

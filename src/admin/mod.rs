@@ -205,14 +205,9 @@ fn req_query(s: &ServerSession, key: &str) -> Option<String> {
     })
 }
 
-/// The credentials of `Authorization: Bearer TOKEN`; the scheme is case-insensitive
-/// (RFC 9110 §11.1).
+/// The credentials of `Authorization: Bearer TOKEN`.
 fn bearer(v: &[u8]) -> Option<&[u8]> {
-    let sp = v.iter().position(|&b| b == b' ')?;
-    let (scheme, rest) = v.split_at(sp);
-    scheme
-        .eq_ignore_ascii_case(b"bearer")
-        .then(|| rest.trim_ascii())
+    crate::access::credentials(v, b"bearer")
 }
 
 /// Compares in time that depends only on the length of what the client sent: neither how
