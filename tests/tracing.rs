@@ -578,10 +578,16 @@ fn cache_status_rate_limit_refusals_and_breaker_rejections_are_span_events() {
             app.addr, down.addr
         ),
     );
-    let statuses: Vec<u16> = ["/c/x", "/c/x", "/l/x", "/l/x", "/b/x", "/b/x"]
+    let mut statuses: Vec<u16> = ["/c/x", "/c/x", "/l/x", "/l/x", "/b/x"]
         .iter()
         .map(|p| b.get(p).status)
         .collect();
+    // The 500 trips the breaker when the request is logged, just after its answer.
+    wait_for("the breaker open", Duration::from_secs(10), || {
+        let u = upstreams(&b);
+        u["upstreams"]["down"]["backends"][0]["breaker"]["state"] == "open"
+    });
+    statuses.push(b.get("/b/x").status);
     assert_eq!(statuses, [200, 200, 200, 429, 500, 503]);
     let mut servers = Vec::new();
     wait_for("six server spans", Duration::from_secs(15), || {
