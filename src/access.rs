@@ -150,8 +150,8 @@ impl Basic {
         let Some(creds) = authorization.and_then(|v| basic_credentials(v.as_bytes())) else {
             return false;
         };
-        let key: Arc<[u8]> = Arc::from(creds);
-        if let Some(ok) = self.remembered.get(&key) {
+        // Looked up by the borrowed bytes: a remembered client allocates nothing.
+        if let Some(ok) = self.remembered.get(creds) {
             return ok;
         }
         let Some((user, password)) = decode(creds) else {
@@ -172,8 +172,8 @@ impl Basic {
         })
         .await
         .unwrap_or(false);
-        if key.len() <= REMEMBER_MAX_LEN {
-            self.remembered.insert(key, ok);
+        if creds.len() <= REMEMBER_MAX_LEN {
+            self.remembered.insert(Arc::from(creds), ok);
         }
         ok
     }

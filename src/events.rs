@@ -97,7 +97,7 @@ impl Event {
         self.limit = Some(limit.to_owned());
         self
     }
-    pub fn from(mut self, from: &'static str) -> Event {
+    pub fn from_state(mut self, from: &'static str) -> Event {
         self.from = Some(from);
         self
     }

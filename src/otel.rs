@@ -35,7 +35,7 @@ use pingora::http::RequestHeader;
 use prometheus::IntCounter;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Spans per export request, at most (and at most the queue's size).
@@ -340,8 +340,6 @@ enum Msg {
 struct Queue {
     tx: SyncSender<Msg>,
     dropped_full: IntCounter,
-    /// The export thread, joined at shutdown.
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -359,16 +357,16 @@ impl Queue {
             .with_label_values(&["export_failed"]);
         // A batch is at most the queue's size, so at most twice that many spans wait.
         let batch = size.min(BATCH);
-        let worker = std::thread::Builder::new()
+        // If the thread cannot start, the queue's receiver is gone and every span is
+        // counted as dropped.
+        let _ = std::thread::Builder::new()
             .name("brace-otlp".into())
-            .spawn(move || export_loop(rx, batch, exporter, exported, failed))
-            .ok();
+            .spawn(move || export_loop(rx, batch, exporter, exported, failed));
         Queue {
             tx,
             dropped_full: metrics
                 .tracing_spans_dropped_total
                 .with_label_values(&["queue_full"]),
-            worker: Mutex::new(worker),
         }
     }
 }
@@ -404,7 +402,6 @@ impl SpanProcessor for Queue {
             }
         }
         let _ = ack_rx.recv_timeout(end.saturating_duration_since(Instant::now()));
-        drop(self.worker.lock().ok().and_then(|mut w| w.take()));
         Ok(())
     }
 }

@@ -282,3 +282,50 @@ fn access_settings_are_checked() {
         assert!(err.contains(want), "{line}: {err}");
     }
 }
+
+#[test]
+fn a_flood_of_wrong_passwords_is_refused_and_the_right_one_still_gets_in() {
+    let app = Upstream::start("app");
+    let dir = tempfile::tempdir().unwrap();
+    write_users(dir.path(), &[format!("alice:{}", bcrypt("wonder land"))]);
+    let users = dir.path().join("users").display().to_string();
+    let b = Brace::start(&simple_config(
+        &format!("basic_auth = {{ users = {users:?} }}"),
+        &[&app],
+        TOUCHY,
+    ));
+    // 8 clients, 240 guesses, each a different password (none remembered): every one is
+    // checked on the blocking pool, at most 4 at once.
+    let addr = b.addr();
+    let guesses: Vec<std::thread::JoinHandle<Vec<u16>>> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (0..30)
+                    .map(|i| {
+                        let h = basic("alice", &format!("guess-{t}-{i}"));
+                        send(
+                            addr,
+                            format!("GET / HTTP/1.1\r\nHost: x\r\n{h}Connection: close\r\n\r\n")
+                                .as_bytes(),
+                        )
+                        .map_or(0, |r| r.status)
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    // The right password gets in while the flood is under way.
+    assert_eq!(
+        get_with(&b, "/", &basic("alice", "wonder land")).status,
+        200
+    );
+    let statuses: Vec<u16> = guesses
+        .into_iter()
+        .flat_map(|g| g.join().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 240);
+    assert!(statuses.iter().all(|&s| s == 401), "{statuses:?}");
+    assert_eq!(app.count(), 1, "a guess reached the backend");
+    assert_eq!(decisions(&b, "main", "unauthorized"), 240.0);
+    assert_no_backend_blamed(&b);
+}

@@ -196,28 +196,28 @@ pub fn status(state: &State, window: &Window) -> Value {
         .chain([crate::runtime::snapshot::UNMATCHED])
         .map(|name| {
             let total = now.routes.get(name).map_or(0, |r| r.requests);
-            let windowed = ends.as_ref().zip(secs).map(|((a, b), secs)| {
-                let (a, b) = (
-                    a.routes.get(name).unwrap_or(&empty),
-                    b.routes.get(name).unwrap_or(&empty),
-                );
-                let n = b.requests.saturating_sub(a.requests);
-                let ms = |q| quantile(q, &a.buckets, &b.buckets).map(|s| s * 1000.0);
-                json!({
-                    "requests_per_second": n as f64 / secs,
-                    "error_share": ratio(b.errors.saturating_sub(a.errors), n),
-                    "p50_ms": ms(0.5),
-                    "p99_ms": ms(0.99),
-                })
-            });
-            let mut v = json!({ "name": name, "requests_total": total });
-            if let (Some(o), Some(w)) = (
-                v.as_object_mut(),
-                windowed.and_then(|w| w.as_object().cloned()),
-            ) {
-                o.extend(w);
-            }
-            v
+            // (requests/s, 5xx share, p50 ms, p99 ms); nulls until there is a window.
+            let (rps, share, p50, p99) = match ends.as_ref().zip(secs) {
+                Some(((a, b), secs)) => {
+                    let (a, b) = (
+                        a.routes.get(name).unwrap_or(&empty),
+                        b.routes.get(name).unwrap_or(&empty),
+                    );
+                    let n = b.requests.saturating_sub(a.requests);
+                    let ms = |q| quantile(q, &a.buckets, &b.buckets).map(|s| s * 1000.0);
+                    let share = ratio(b.errors.saturating_sub(a.errors), n);
+                    (Some(n as f64 / secs), share, ms(0.5), ms(0.99))
+                }
+                None => (None, Value::Null, None, None),
+            };
+            json!({
+                "name": name,
+                "requests_total": total,
+                "requests_per_second": rps,
+                "error_share": share,
+                "p50_ms": p50,
+                "p99_ms": p99,
+            })
         })
         .collect();
     let limits: Vec<Value> = snap

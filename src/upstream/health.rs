@@ -158,7 +158,7 @@ async fn check(pool: &Pool, i: usize) {
             pool.events().record(
                 Event::new(Kind::Health, level, after.as_str(), detail)
                     .backend(&pool.name, &b.label)
-                    .from(before.as_str())
+                    .from_state(before.as_str())
                     .message(message),
             );
         }
@@ -180,7 +180,7 @@ fn housekeeping(pool: &Pool, now: u64) {
                     "ejection time over",
                 )
                 .backend(&pool.name, &b.label)
-                .from("ejected")
+                .from_state("ejected")
                 .message("ejection ended; backend back in rotation"),
             );
         }

@@ -366,7 +366,7 @@ impl Pool {
             self.metrics.events.record(
                 Event::new(Kind::Breaker, Level::Warn, "shadow_open", t.reason.as_str())
                     .backend(&self.name, &b.label)
-                    .from(t.from.as_str())
+                    .from_state(t.from.as_str())
                     .message(format!(
                         "circuit breaker (shadow mode) would open: {} (window: {calls} calls, {failures} failures, {slow} slow)",
                         t.reason.as_str()
@@ -395,7 +395,7 @@ impl Pool {
         self.metrics.events.record(
             Event::new(Kind::Breaker, level, t.to.as_str(), t.reason.as_str())
                 .backend(&self.name, &b.label)
-                .from(t.from.as_str())
+                .from_state(t.from.as_str())
                 .message(format!(
                     "circuit breaker -> {}: {} (window: {calls} calls, {failures} failures, {slow} slow){open_for}",
                     t.to.as_str(),
@@ -451,7 +451,7 @@ impl Pool {
                     self.metrics.events.record(
                         Event::new(Kind::Ejection, Level::Warn, "ejected", reason)
                             .backend(&self.name, &b.label)
-                            .from("available")
+                            .from_state("available")
                             .message(message),
                     );
                 }
