@@ -77,4 +77,5 @@ pub mod proxy;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod upstream;

@@ -64,6 +64,16 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         .as_ref()
         .map(|t| crate::otel::Tracing::new(t, &metrics))
         .transpose()?;
+    let tls_listeners = config
+        .server
+        .tls
+        .iter()
+        .map(|t| {
+            let loaded =
+                crate::tls::load(t).map_err(|e| format!("server.tls {}: {e}", t.listen))?;
+            Ok(crate::tls::Listener::new(t.listen, loaded, &metrics))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let mut state = State::new(
         build(&loaded, &metrics, None),
         metrics,
@@ -71,7 +81,9 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         Some(log),
     );
     state.tracing = tracing;
+    state.tls = tls_listeners;
     let state = Arc::new(state);
+    state.note_inputs();
 
     let mut conf = ServerConf {
         threads: config.server.threads,
@@ -114,15 +126,11 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     for a in &config.server.listen {
         proxy.add_tcp(&a.to_string());
     }
-    for t in &config.server.tls {
-        let mut tls = pingora::listeners::tls::TlsSettings::intermediate(
-            &t.cert.to_string_lossy(),
-            &t.key.to_string_lossy(),
-        )
-        .map_err(|e| format!("server.tls {}: {e}", t.listen))?;
-        record_expiry(&state.metrics, &t.listen.to_string(), &t.cert);
-        tls.enable_h2();
-        proxy.add_tls_with_settings(&t.listen.to_string(), None, tls);
+    for l in &state.tls {
+        let settings = l
+            .settings()
+            .map_err(|e| format!("server.tls {}: {e}", l.listen))?;
+        proxy.add_tls_with_settings(&l.listen.to_string(), None, settings);
     }
     server.add_service(proxy);
 
@@ -328,35 +336,4 @@ impl BackgroundService for Lifecycle {
         }
         std::process::exit(0);
     }
-}
-
-/// `brace_tls_certificate_expiry_timestamp_seconds` for a listener's certificate as loaded
-/// now (listener certificates are read at start only, so this is the one being served). A
-/// file pingora accepted but this cannot read as PEM/X.509 is left out, with a warning.
-fn record_expiry(metrics: &Metrics, listener: &str, cert: &std::path::Path) {
-    use rustls_pki_types::pem::PemObject as _;
-    let leaf = rustls_pki_types::CertificateDer::pem_file_iter(cert)
-        .ok()
-        .and_then(|mut it| it.next())
-        .and_then(Result::ok);
-    let parsed = leaf
-        .as_ref()
-        .and_then(|d| x509_parser::parse_x509_certificate(d).ok());
-    let Some((_, c)) = parsed else {
-        tracing::warn!(
-            "server.tls {listener}: cannot read {} for its expiry",
-            cert.display()
-        );
-        return;
-    };
-    let subject = c
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map_or_else(|| c.subject().to_string(), str::to_owned);
-    metrics
-        .tls_certificate_expiry
-        .with_label_values(&[listener, &subject])
-        .set(c.validity().not_after.timestamp());
 }

@@ -4,89 +4,11 @@
 //! and `verify = false`. Each failure is a 502 with its own outcome.
 
 mod support;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::pki::Pki;
 use support::*;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl not installed: run the README's test command, which installs it");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA `name` (name.pem, name.key).
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
-/// A certificate `name` (name.pem, name.key) for `san` ("DNS:x,IP:y"), signed by CA `by`.
-fn cert(dir: &Path, name: &str, san: &str, by: &str) {
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        format!("subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n"),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{by}.pem"),
-            "-CAkey",
-            &format!("{by}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
 
 /// A TLS backend with certificate `name`; `client_ca` makes it require a client certificate.
 struct TlsBackend {
@@ -132,25 +54,16 @@ impl Drop for TlsBackend {
     }
 }
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        ca(d, "ca");
-        ca(d, "other_ca");
-        cert(d, "by_ip", "IP:127.0.0.1", "ca");
-        cert(d, "by_name", "DNS:app.internal", "ca");
-        cert(d, "stranger", "IP:127.0.0.1,DNS:app.internal", "other_ca");
-        cert(d, "client", "DNS:brace.client", "ca");
-        Pki { dir }
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.path().join(f)
-    }
+/// The CAs and certificates the tests below use.
+fn pki() -> Pki {
+    let p = Pki::new();
+    p.ca("ca");
+    p.ca("other_ca");
+    p.cert("by_ip", "IP:127.0.0.1", "ca");
+    p.cert("by_name", "DNS:app.internal", "ca");
+    p.cert("stranger", "IP:127.0.0.1,DNS:app.internal", "other_ca");
+    p.cert("client", "DNS:brace.client", "ca");
+    p
 }
 
 /// One route per upstream: `/NAME/` → upstream NAME (prefix stripped).
@@ -174,7 +87,7 @@ fn outcome(b: &Brace, upstream: &str, port: u16, outcome: &str) -> f64 {
 
 #[test]
 fn a_trusted_backend_answers_and_each_tls_failure_is_a_502_with_its_own_outcome() {
-    let pki = Pki::new();
+    let pki = pki();
     let d = pki.dir.path();
     let by_ip = TlsBackend::start(d, "by_ip", None);
     let by_name = TlsBackend::start(d, "by_name", None);
@@ -264,7 +177,7 @@ fn a_stalled_handshake_is_a_tls_timeout() {
 
 #[test]
 fn verify_false_is_warned_about_on_every_load_and_bad_tls_settings_are_refused() {
-    let pki = Pki::new();
+    let pki = pki();
     let (code, _, err, _) = check(&config(&[("u", 1, "{ verify = false }")]));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("verify = false"), "{err}");

@@ -82,6 +82,32 @@ pub struct Loaded {
 }
 
 impl Config {
+    /// The files besides the config that a reload reads again (certificates, keys, CA
+    /// bundles, htpasswd files): the file watcher reloads when one of them changes, so a
+    /// renewed certificate is served without a signal.
+    pub fn watched_files(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        for t in &self.server.tls {
+            for ck in &t.certs {
+                out.extend([ck.cert_file.as_path(), ck.key_file.as_path()]);
+            }
+            out.extend(t.client_ca.iter().map(|(f, _)| f.as_path()));
+        }
+        for u in self.upstreams.values() {
+            let Some(t) = &u.tls else { continue };
+            out.extend(t.ca.iter().map(|(f, _)| f.as_path()));
+            if let Some(c) = &t.client {
+                out.extend([c.cert_file.as_path(), c.key_file.as_path()]);
+            }
+        }
+        for r in &self.routes {
+            out.extend(r.access.basic_auth.iter().map(|b| b.file.as_path()));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Settings that are allowed but unsafe: said at WARN on every load (start, reload) and
     /// by `brace check`.
     pub fn warnings(&self) -> Vec<String> {

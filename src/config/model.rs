@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::file::{LogFormat, PathNormalization, SetCookiePolicy};
+pub use super::file::{ClientAuthMode, LogFormat, PathNormalization, SetCookiePolicy};
 
 /// The validated configuration. `PartialEq` lets a reload tell which parts changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,8 +106,24 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     pub listen: SocketAddr,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    /// Chosen by the SNI name against each certificate's names; the first is the default,
+    /// served when the client names none of them (or sends no SNI).
+    pub certs: Vec<CertKey>,
+    pub client_auth: ClientAuthMode,
+    /// Roots that client certificates must chain to (DER), from `client_ca`.
+    pub client_ca: Option<(PathBuf, Vec<Vec<u8>>)>,
+    /// Carries a verified client certificate's subject upstream (lowercase); removed from
+    /// every request that comes in, on every listener.
+    pub client_cert_header: String,
+}
+
+impl std::fmt::Debug for CertKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("cert")
+            .field("cert", &self.cert_file)
+            .field("key", &self.key_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -216,11 +232,13 @@ pub struct UpstreamTlsConfig {
     pub ca: Option<(PathBuf, Vec<Vec<u8>>)>,
     pub verify: bool,
     /// A client certificate chain and key (DER) for mutual TLS.
-    pub client: Option<ClientCert>,
+    pub client: Option<CertKey>,
 }
 
+/// A certificate chain and its private key, read from PEM files (DER inside). The key is
+/// checked to match the leaf at validation. `Debug` names the files only.
 #[derive(Clone, PartialEq)]
-pub struct ClientCert {
+pub struct CertKey {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub chain: Vec<Vec<u8>>,
@@ -234,10 +252,7 @@ impl std::fmt::Debug for UpstreamTlsConfig {
             .field("sni", &self.sni)
             .field("ca", &self.ca.as_ref().map(|(p, _)| p))
             .field("verify", &self.verify)
-            .field(
-                "client",
-                &self.client.as_ref().map(|c| (&c.cert_file, &c.key_file)),
-            )
+            .field("client", &self.client)
             .finish()
     }
 }

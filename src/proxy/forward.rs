@@ -29,6 +29,14 @@ pub fn upstream_request(
             req.insert_header(http::header::HOST, h)?;
         }
     }
+    // The client-certificate header is brace's to set: whatever a client sent under that
+    // name is removed on every listener, then the verified subject is added.
+    for t in &ctx.snapshot.config.server.tls {
+        req.remove_header(t.client_cert_header.as_str());
+    }
+    if let Some(c) = crate::tls::client_cert(session.digest()) {
+        req.insert_header(c.header.clone(), c.subject.clone())?;
+    }
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let conn = ctx.connection.as_deref();
     let client_ip = match (ctx.client_ip, conn) {

@@ -76,6 +76,38 @@ fn keyed<T: PartialEq>(
     (added, removed, changed)
 }
 
+/// `[[server.tls]]`, by listener: a listener added or removed needs a restart (listening
+/// sockets are bound at start); its certificates and client authentication change live,
+/// including a renewed certificate in files whose names did not change.
+fn tls_listeners(old: &ServerConfig, new: &ServerConfig, p: &mut Plan) {
+    let find = |c: &ServerConfig, a| c.tls.iter().find(|t| t.listen == a).cloned();
+    for t in &new.tls {
+        let key = format!("server.tls {}", t.listen);
+        match find(old, t.listen) {
+            None => p.restart_required.push(Change {
+                key,
+                old: "absent".into(),
+                new: format!("{t:?}"),
+            }),
+            Some(o) if o != *t => {
+                let (old, mut new) = (format!("{o:?}"), format!("{t:?}"));
+                if old == new {
+                    new.push_str(" (file contents changed)");
+                }
+                p.settings_changed.push(Change { key, old, new });
+            }
+            Some(_) => {}
+        }
+    }
+    for o in old.tls.iter().filter(|o| find(new, o.listen).is_none()) {
+        p.restart_required.push(Change {
+            key: format!("server.tls {}", o.listen),
+            old: format!("{o:?}"),
+            new: "absent".into(),
+        });
+    }
+}
+
 impl Plan {
     pub fn between(old: &Config, new: &Config) -> Plan {
         let mut p = Plan::default();
@@ -286,11 +318,11 @@ impl Plan {
             [
                 listen,
                 threads,
-                tls,
                 client_header_timeout,
                 max_request_header_size
             ]
         );
+        tls_listeners(s, t, &mut p);
         diff_fields!(
             &mut p.restart_required,
             "admin.",

@@ -100,13 +100,31 @@ fn apply(state: &State) -> Result<Plan, String> {
     let running = &old.config;
     cfg.server.listen = running.server.listen.clone();
     cfg.server.threads = running.server.threads;
-    cfg.server.tls = running.server.tls.clone();
+    // Listeners are bound at start: a new one waits for a restart, a removed one keeps its
+    // running settings; the others take their new certificates and client authentication.
+    cfg.server.tls = running
+        .server
+        .tls
+        .iter()
+        .map(|r| {
+            let new = cfg.server.tls.iter().find(|t| t.listen == r.listen);
+            new.unwrap_or(r).clone()
+        })
+        .collect();
     cfg.server.client_header_timeout = running.server.client_header_timeout;
     cfg.server.max_request_header_size = running.server.max_request_header_size;
     cfg.admin.listen = running.admin.listen;
     cfg.log.format = running.log.format;
     cfg.tracing = running.tracing.clone();
 
+    // Certificates are built before anything changes: a pair that cannot be used fails the
+    // reload and the listener goes on serving the old one.
+    let certs = cfg
+        .server
+        .tls
+        .iter()
+        .map(|t| crate::tls::load(t).map_err(|e| format!("server.tls {}: {e}", t.listen)))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(log) = &state.log {
         log.apply(&cfg.log)?;
     }
@@ -130,7 +148,13 @@ fn apply(state: &State) -> Result<Plan, String> {
         }
     }
     state.metrics.set_config_hash(&snapshot.hash);
+    for (t, loaded) in snapshot.config.server.tls.iter().zip(certs) {
+        if let Some(l) = state.tls.iter().find(|l| l.listen == t.listen) {
+            l.apply(loaded, &state.metrics);
+        }
+    }
     state.store.store(Arc::new(snapshot));
+    state.note_inputs();
     Ok(plan)
 }
 
@@ -166,6 +190,20 @@ impl Debounce {
         }
         false
     }
+}
+
+/// One hash over the config file and every file it names that a reload reads again
+/// ([`config::Config::watched_files`]); `None` when the config file cannot be read.
+pub fn inputs_hash(path: &std::path::Path, cfg: &config::Config) -> Option<String> {
+    let mut all = std::fs::read(path).ok()?;
+    for f in cfg.watched_files() {
+        all.extend_from_slice(f.as_os_str().as_encoded_bytes());
+        all.push(0);
+        // A file that went missing hashes as empty: its return is a change too.
+        all.extend(std::fs::read(f).unwrap_or_default());
+        all.push(0);
+    }
+    Some(config::fnv1a_hex(&all))
 }
 
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
@@ -204,8 +242,9 @@ impl pingora::services::background::BackgroundService for Reloader {
                     let (Some(path), true) = (&self.state.config_path, snap.config.server.watch_config) else {
                         continue;
                     };
-                    let Ok(bytes) = std::fs::read(path) else { continue };
-                    if watch.poll(config::fnv1a_hex(&bytes), &snap.hash) {
+                    let Some(now) = inputs_hash(path, &snap.config) else { continue };
+                    let in_force = self.state.inputs_in_force();
+                    if watch.poll(now, &in_force) {
                         let state = self.state.clone();
                         let _ = tokio::task::spawn_blocking(move || reload(&state, "file watch")).await;
                     }

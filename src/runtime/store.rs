@@ -38,6 +38,12 @@ pub struct State {
     pub started: SystemTime,
     /// The last reload tried and how it ended; `None` until one is tried.
     pub last_reload: Mutex<Option<LastReload>>,
+    /// The TLS listeners, whose certificates a reload replaces (bound at start, so they live
+    /// here, not in a snapshot).
+    pub tls: Vec<Arc<crate::tls::Listener>>,
+    /// [`super::reload::inputs_hash`] of what is in force: the file watcher reloads when the
+    /// files differ from it.
+    inputs: Mutex<String>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -59,6 +65,8 @@ impl State {
             reload_lock: Mutex::new(()),
             started: SystemTime::now(),
             last_reload: Mutex::new(None),
+            tls: Vec::new(),
+            inputs: Mutex::new(String::new()),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
@@ -72,6 +80,24 @@ impl State {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
     }
+    /// Notes the config file and the files it names as in force (at start and after each
+    /// successful reload).
+    pub fn note_inputs(&self) {
+        let Some(path) = &self.config_path else {
+            return;
+        };
+        if let Some(h) = super::reload::inputs_hash(path, &self.snapshot().config) {
+            *self.inputs.lock().unwrap_or_else(|e| e.into_inner()) = h;
+        }
+    }
+
+    pub fn inputs_in_force(&self) -> String {
+        self.inputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }

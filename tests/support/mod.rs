@@ -7,6 +7,7 @@ mod api;
 mod brace;
 mod config;
 mod http;
+pub mod pki;
 mod upstream;
 
 // Each test file uses a different part.

@@ -238,8 +238,35 @@ pub enum SetCookiePolicy {
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
     pub listen: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub certs: Vec<FileCertKey>,
+    #[serde(default)]
+    pub client_auth: ClientAuthMode,
+    pub client_ca: Option<String>,
+    pub client_cert_header: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileCertKey {
     pub cert: String,
     pub key: String,
+}
+
+/// `[[server.tls]] client_auth`: whether clients must present a certificate.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    /// No certificate is asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one is let in (without the subject header), one with a
+    /// certificate that does not verify is refused at the handshake.
+    Optional,
+    /// A client without a verified certificate is refused at the handshake.
+    Required,
 }
 
 #[derive(Deserialize, Debug)]

@@ -66,18 +66,11 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
     let mut tls_out = Vec::new();
     for (i, t) in tls.into_iter().enumerate() {
         let tp = p.key("tls").index(i);
-        let FileTls { listen, cert, key } = t;
-        let a = listen_addr(tp.key("listen"), &listen)?;
+        let a = listen_addr(tp.key("listen"), &t.listen)?;
         if !seen.insert(a) {
             return err(tp.key("listen"), format!("{a} is already a listener"));
         }
-        let cert = pem_file(tp.key("cert"), base, &cert, "CERTIFICATE")?;
-        let key = pem_file(tp.key("key"), base, &key, "PRIVATE KEY")?;
-        tls_out.push(TlsConfig {
-            listen: a,
-            cert,
-            key,
-        });
+        tls_out.push(validate_tls_listener(t, a, &tp, base)?);
     }
     if addrs.is_empty() && tls_out.is_empty() {
         return err(p.key("listen"), "no listener: give at least one address");
@@ -115,13 +108,66 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
     })
 }
 
-pub(super) fn pem_file(p: KeyPath, base: &Path, file: &str, what: &str) -> VResult<PathBuf> {
-    let path = base.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(text) if text.contains("-----BEGIN ") && text.contains(what) => Ok(path),
-        Ok(_) => err(p, format!("{} holds no PEM {what}", path.display())),
-        Err(e) => err(p, format!("cannot read {}: {e}", path.display())),
+fn validate_tls_listener(
+    t: FileTls,
+    listen: SocketAddr,
+    p: &KeyPath,
+    base: &Path,
+) -> VResult<TlsConfig> {
+    let FileTls {
+        listen: _,
+        cert,
+        key,
+        certs,
+        client_auth,
+        client_ca,
+        client_cert_header,
+    } = t;
+    let mut out = Vec::new();
+    match (cert, key) {
+        (Some(c), Some(k)) => out.push(cert_key(p, ("cert", "key"), base, &c, &k)?),
+        (None, None) => {}
+        (Some(_), None) => return err(p.key("key"), "cert needs key"),
+        (None, Some(_)) => return err(p.key("cert"), "key needs cert"),
     }
+    for (i, FileCertKey { cert, key }) in certs.into_iter().enumerate() {
+        out.push(cert_key(
+            &p.key("certs").index(i),
+            ("cert", "key"),
+            base,
+            &cert,
+            &key,
+        )?);
+    }
+    if out.is_empty() {
+        return err(
+            p.key("cert"),
+            "no certificate: give cert and key, or certs = [{ cert, key }, ...]",
+        );
+    }
+    let client_ca = client_ca
+        .map(|f| pem_certs(p.key("client_ca"), base, &f))
+        .transpose()?;
+    if client_auth != ClientAuthMode::None && client_ca.is_none() {
+        return err(
+            p.key("client_ca"),
+            "client_auth = \"optional\" or \"required\" needs client_ca (the roots client certificates must chain to)",
+        );
+    }
+    let header = client_cert_header.unwrap_or_else(|| "X-Client-Cert-Subject".into());
+    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        return err(
+            p.key("client_cert_header"),
+            format!("\"{header}\" is not a header name"),
+        );
+    }
+    Ok(TlsConfig {
+        listen,
+        certs: out,
+        client_auth,
+        client_ca,
+        client_cert_header: header.to_ascii_lowercase(),
+    })
 }
 
 pub(super) fn validate_admin(

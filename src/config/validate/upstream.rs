@@ -114,8 +114,6 @@ pub(super) fn validate_upstream(
 }
 
 fn validate_tls(t: FileUpstreamTlsOptions, p: &KeyPath, base: &Path) -> VResult<UpstreamTlsConfig> {
-    use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let FileUpstreamTlsOptions {
         sni,
         ca,
@@ -131,44 +129,18 @@ fn validate_tls(t: FileUpstreamTlsOptions, p: &KeyPath, base: &Path) -> VResult<
             );
         }
     }
-    let certs = |key: &str, file: &str| -> VResult<(PathBuf, Vec<Vec<u8>>)> {
-        let path = base.join(file);
-        let list: Result<Vec<_>, _> = CertificateDer::pem_file_iter(&path)
-            .and_then(|it| it.collect())
-            .map(|v: Vec<CertificateDer>| v.into_iter().map(|c| c.to_vec()).collect());
-        match list {
-            Ok(l)
-                if l.iter()
-                    .any(|c| x509_parser::parse_x509_certificate(c).is_err()) =>
-            {
-                err(
-                    p.key(key),
-                    format!("{}: a certificate in it is not valid X.509", path.display()),
-                )
-            }
-            Ok(l) if !l.is_empty() => Ok((path, l)),
-            Ok(_) => err(
-                p.key(key),
-                format!("{}: no PEM certificate in it", path.display()),
-            ),
-            Err(e) => err(p.key(key), format!("{}: {e}", path.display())),
-        }
-    };
-    let ca = ca.map(|f| certs("ca", &f)).transpose()?;
+    let ca = ca
+        .map(|f| pem_certs(p.key("ca"), base, &f))
+        .transpose()?;
     let client = match (client_cert, client_key) {
         (None, None) => None,
-        (Some(c), Some(k)) => {
-            let (cert_file, chain) = certs("client_cert", &c)?;
-            let key_file = base.join(&k);
-            let key = PrivateKeyDer::from_pem_file(&key_file)
-                .map_err(|e| (p.key("client_key"), format!("{}: {e}", key_file.display())))?;
-            Some(ClientCert {
-                cert_file,
-                key_file,
-                chain,
-                key: key.secret_der().to_vec(),
-            })
-        }
+        (Some(c), Some(k)) => Some(cert_key(
+            p,
+            ("client_cert", "client_key"),
+            base,
+            &c,
+            &k,
+        )?),
         (Some(_), None) => return err(p.key("client_key"), "client_cert needs client_key"),
         (None, Some(_)) => return err(p.key("client_cert"), "client_key needs client_cert"),
     };
