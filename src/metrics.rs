@@ -317,7 +317,7 @@ impl Metrics {
 
             upstream_requests_total: r.counters(
                 "brace_upstream_requests_total",
-                "Requests sent to backends, by outcome (success, http_5xx, connect_error, timeout, tls_untrusted, tls_name_mismatch, tls_timeout, tls_error, error, client_abort, client_error, client_timeout)",
+                "Requests sent to backends, by outcome (success, http_5xx, grpc_error, connect_error, timeout, tls_untrusted, tls_name_mismatch, tls_timeout, tls_error, error, client_abort, client_error, client_timeout)",
                 &["upstream", "backend", "outcome"],
             ),
             upstream_request_duration: r.histograms(

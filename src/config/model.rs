@@ -101,6 +101,8 @@ pub struct ServerConfig {
     pub max_request_header_size: u64,
     /// Open client connections beyond which new ones are closed at once.
     pub max_connections: u64,
+    /// Cleartext HTTP/2 with prior knowledge on the plain listeners (restart to change).
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,7 +222,43 @@ pub struct UpstreamConfig {
     pub max_in_flight: u32,
     /// TLS to the backends; `None` = plaintext.
     pub tls: Option<UpstreamTlsConfig>,
+    /// The HTTP version spoken to the backends.
+    pub protocol: Protocol,
+    /// gRPC status codes that count as the backend's failure (outcome `grpc_error`).
+    pub grpc_failure: Vec<u8>,
 }
+
+/// What brace speaks to an upstream's backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (over TLS: ALPN offers `http/1.1`).
+    Http1,
+    /// HTTP/2 only: over TLS by ALPN `h2`; in plaintext with prior knowledge (h2c).
+    H2,
+    /// Over TLS, ALPN offers `h2` then `http/1.1` and the backend picks.
+    H2OrHttp1,
+}
+
+/// gRPC status codes by name (gRPC's `doc/statuscodes.md`), lowercase with underscores.
+pub const GRPC_CODES: [&str; 17] = [
+    "ok",
+    "cancelled",
+    "unknown",
+    "invalid_argument",
+    "deadline_exceeded",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "resource_exhausted",
+    "failed_precondition",
+    "aborted",
+    "out_of_range",
+    "unimplemented",
+    "internal",
+    "unavailable",
+    "data_loss",
+    "unauthenticated",
+];
 
 /// `[upstream.NAME] tls`: the files are read when the config is loaded.
 #[derive(Clone, PartialEq)]

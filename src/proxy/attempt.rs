@@ -179,6 +179,8 @@ pub fn response_header(
         ctx.cache.revalidation_headers = Some(resp.headers.clone());
     }
     ctx.upstream_status = Some(code);
+    // A trailers-only gRPC answer carries its status in the header.
+    ctx.grpc_status = grpc_status(&resp.headers);
     let retry_on = ctx
         .route
         .as_ref()
@@ -216,6 +218,19 @@ pub fn response_header(
         Ok(_) => {}
     }
     Ok(())
+}
+
+/// `grpc-status` as gRPC's `PROTOCOL-HTTP2.md` reads it: a code outside 0-16, or a value that
+/// is not a number, is UNKNOWN (2).
+pub fn grpc_status(h: &http::HeaderMap) -> Option<u8> {
+    let v = h.get("grpc-status")?;
+    Some(
+        std::str::from_utf8(v.as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<u8>().ok())
+            .filter(|c| *c <= 16)
+            .unwrap_or(2),
+    )
 }
 
 /// Ends the current attempt: its outcome goes to metrics and outlier detection, and the

@@ -40,6 +40,9 @@ pub struct Ctx {
     /// What the cache phases learn (on a caching route).
     pub cache: CacheCtx,
     pub upstream_status: Option<u16>,
+    /// The `grpc-status` the backend ended a gRPC call with (in its trailers, or in the
+    /// header of a trailers-only answer).
+    pub grpc_status: Option<u8>,
     /// The backend answered 101: the connection is now a tunnel (WebSocket).
     pub upgraded: bool,
     /// brace refused the request before routing (it is counted under `route="-"`).
@@ -70,6 +73,7 @@ impl Ctx {
             rate_limit_header: None,
             cache: CacheCtx::default(),
             upstream_status: None,
+            grpc_status: None,
             upgraded: false,
             refused: false,
             body_bytes: 0,
@@ -89,9 +93,15 @@ impl Ctx {
     pub fn outcome(&self, error: Option<&pingora::Error>) -> Outcome {
         let o = Outcome::classify(self.upstream_status, error);
         if self.upgraded {
-            o.after_upgrade()
-        } else {
-            o
+            return o.after_upgrade();
+        }
+        match (o, self.grpc_status, &self.pool) {
+            (Outcome::Success, Some(code), Some(pool))
+                if pool.config.grpc_failure.contains(&code) =>
+            {
+                Outcome::GrpcError
+            }
+            _ => o,
         }
     }
 }

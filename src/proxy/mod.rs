@@ -222,6 +222,19 @@ impl ProxyHttp for BraceProxy {
         attempt::response_header(session, resp, ctx)
     }
 
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // A gRPC call's status: its outcome is decided when the request is logged.
+        if let Some(code) = attempt::grpc_status(trailers) {
+            ctx.grpc_status = Some(code);
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         session: &mut Session,

@@ -207,6 +207,8 @@ impl Plan {
                 circuit_breaker: _,
                 max_in_flight: _,
                 tls: _,
+                protocol: _,
+                grpc_failure: _,
             } = y;
             // pingora sizes its one upstream connection pool from the sum, at start.
             diff_fields!(&mut p.restart_required, &prefix, x, y, [keepalive]);
@@ -229,7 +231,9 @@ impl Plan {
                     retry,
                     circuit_breaker,
                     max_in_flight,
-                    tls
+                    tls,
+                    protocol,
+                    grpc_failure
                 ]
             );
         }
@@ -275,6 +279,7 @@ impl Plan {
             client_send_timeout: _,
             max_request_header_size: _,
             max_connections: _,
+            h2c: _,
         } = t;
         let AdminConfig {
             listen: _,
@@ -319,7 +324,8 @@ impl Plan {
                 listen,
                 threads,
                 client_header_timeout,
-                max_request_header_size
+                max_request_header_size,
+                h2c
             ]
         );
         tls_listeners(s, t, &mut p);

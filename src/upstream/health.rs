@@ -82,7 +82,13 @@ async fn probe(
     let host = host.clone().unwrap_or_else(|| addr.to_string());
     let _ = req.insert_header("host", host);
     let _ = req.insert_header("user-agent", "brace-health-check");
-    let _ = req.insert_header("connection", "close");
+    // HTTP/2 has no `Connection` header; its connection stays open for the next check.
+    if matches!(
+        session,
+        pingora::protocols::http::client::HttpSession::H1(_)
+    ) {
+        let _ = req.insert_header("connection", "close");
+    }
     let io = |e: Box<pingora::Error>| e.to_string().trim().to_string();
     session
         .write_request_header(Box::new(req))

@@ -9,6 +9,10 @@ crate::label_set! {
         Success => "success",
         /// The backend answered 5xx.
         Http5xx => "http_5xx",
+        /// The backend ended a gRPC call with a `grpc-status` in its upstream's
+        /// `grpc_failure` (by default unknown, internal, unavailable, data_loss). Counted as a
+        /// 5xx by breakers (`failure_on = ["5xx"]`) and outlier detection.
+        GrpcError => "grpc_error",
         /// No connection could be made (refused, unreachable, reset during connect).
         ConnectError => "connect_error",
         /// Connect, read or write timed out.
@@ -67,7 +71,7 @@ impl Outcome {
             | Outcome::TlsError => on.connect_error,
             Outcome::Timeout | Outcome::TlsTimeout => on.timeout,
             Outcome::Error => on.error,
-            Outcome::Http5xx => on.http_5xx,
+            Outcome::Http5xx | Outcome::GrpcError => on.http_5xx,
             Outcome::Success
             | Outcome::ClientAbort
             | Outcome::ClientError

@@ -2,8 +2,9 @@
 //! list and the client certificate are parsed once, when the pool is built; a request only
 //! clones `Arc`s into its peer.
 
-use crate::config::{BackendAddr, UpstreamTlsConfig};
+use crate::config::{BackendAddr, Protocol, UpstreamTlsConfig};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::ALPN;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,12 +50,28 @@ impl PeerTls {
     }
 }
 
+/// Concurrent requests brace puts on one HTTP/2 connection to a backend (servers commonly
+/// allow 100 or more; pingora opens another connection past it).
+const H2_STREAMS: usize = 100;
+
 /// The peer for backend `idx` at `addr`.
-pub fn peer(tls: Option<&PeerTls>, idx: usize, addr: SocketAddr) -> HttpPeer {
-    let Some(t) = tls else {
-        return HttpPeer::new(addr, false, String::new());
+pub fn peer(tls: Option<&PeerTls>, protocol: Protocol, idx: usize, addr: SocketAddr) -> HttpPeer {
+    let mut p = match tls {
+        None => HttpPeer::new(addr, false, String::new()),
+        Some(t) => HttpPeer::new(addr, true, t.names[idx].clone()),
     };
-    let mut p = HttpPeer::new(addr, true, t.names[idx].clone());
+    // In plaintext, a minimum version of 2 is prior-knowledge h2c in pingora's connector.
+    p.options.alpn = match protocol {
+        Protocol::Http1 => ALPN::H1,
+        Protocol::H2 => ALPN::H2,
+        Protocol::H2OrHttp1 => ALPN::H2H1,
+    };
+    if protocol != Protocol::Http1 {
+        p.options.max_h2_streams = H2_STREAMS;
+    }
+    let Some(t) = tls else {
+        return p;
+    };
     p.options.verify_cert = t.verify;
     p.options.verify_hostname = t.verify;
     p.options.ca = t.ca.clone();

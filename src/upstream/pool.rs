@@ -187,7 +187,12 @@ impl Pool {
 
     /// The peer for backend `i`, plaintext or TLS as the upstream says (no timeouts set).
     pub fn peer(&self, i: usize) -> pingora::prelude::HttpPeer {
-        super::peer::peer(self.tls.as_ref(), i, self.backends[i].addr)
+        super::peer::peer(
+            self.tls.as_ref(),
+            self.config.protocol,
+            i,
+            self.backends[i].addr,
+        )
     }
 
     /// Chooses a backend: `key` feeds consistent hashing, `tried` are addresses this request
@@ -428,6 +433,7 @@ impl Pool {
             Outcome::Success => b.outlier.success(),
             Outcome::ClientAbort | Outcome::ClientError | Outcome::ClientTimeout => {}
             Outcome::Http5xx
+            | Outcome::GrpcError
             | Outcome::ConnectError
             | Outcome::Timeout
             | Outcome::Error

@@ -177,6 +177,7 @@ pub struct FileServer {
     pub client_send_timeout: Dur,
     pub max_request_header_size: Size,
     pub max_connections: u64,
+    pub h2c: bool,
 }
 
 impl Default for FileServer {
@@ -205,6 +206,7 @@ impl Default for FileServer {
             // Open client connections, idle ones included (nginx: `worker_connections` per
             // worker).
             max_connections: 10_000,
+            h2c: false,
         }
     }
 }

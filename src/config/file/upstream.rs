@@ -38,6 +38,31 @@ pub struct FileUpstream {
     /// `tls = true`, or a table of TLS settings.
     #[serde(default)]
     pub tls: Option<FileUpstreamTls>,
+    /// What brace speaks to the backends in plaintext.
+    #[serde(default)]
+    pub protocol: FileProtocol,
+    /// gRPC status codes (names, `"unavailable"`) that count as the backend's failure.
+    #[serde(default = "default_grpc_failure")]
+    pub grpc_failure: Vec<String>,
+}
+
+/// `[upstream.NAME] protocol`.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileProtocol {
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (RFC 9113 §3.3).
+    H2c,
+}
+
+/// The gRPC codes a server sends for its own failures (RFC-style names as in gRPC's
+/// `statuscodes.md`). Not `deadline_exceeded` (a client sets the deadline) nor
+/// `unimplemented` (a client picks the method): either would let a client eject a backend.
+fn default_grpc_failure() -> Vec<String> {
+    ["unknown", "internal", "unavailable", "data_loss"]
+        .map(String::from)
+        .to_vec()
 }
 
 /// `tls = true` (defaults) or `tls = { ca = "...", ... }` / `[upstream.NAME.tls]`.
@@ -56,6 +81,8 @@ pub struct FileUpstreamTlsOptions {
     pub verify: bool,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
+    /// The protocols offered by ALPN, most wanted first.
+    pub alpn: Vec<String>,
 }
 
 impl Default for FileUpstreamTlsOptions {
@@ -66,6 +93,7 @@ impl Default for FileUpstreamTlsOptions {
             verify: true,
             client_cert: None,
             client_key: None,
+            alpn: vec!["http/1.1".into()],
         }
     }
 }

@@ -21,6 +21,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         client_send_timeout,
         max_request_header_size,
         max_connections,
+        h2c,
     } = s;
     if !(1..=1_000_000).contains(&max_connections) {
         return err(p.key("max_connections"), "must be between 1 and 1000000");
@@ -105,6 +106,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         client_send_timeout: client_send_timeout.0,
         max_request_header_size: header_size,
         max_connections,
+        h2c,
     })
 }
 

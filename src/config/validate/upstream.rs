@@ -24,7 +24,52 @@ pub(super) fn validate_upstream(
         circuit_breaker,
         max_in_flight,
         tls,
+        protocol,
+        grpc_failure,
     } = u;
+    let alpn = match &tls {
+        Some(FileUpstreamTls::Options(o)) => Some(o.alpn.clone()),
+        Some(FileUpstreamTls::On(true)) => Some(vec!["http/1.1".into()]),
+        _ => None,
+    };
+    let protocol = match (protocol, alpn) {
+        (FileProtocol::Http1, None) => Protocol::Http1,
+        (FileProtocol::H2c, None) => Protocol::H2,
+        (FileProtocol::H2c, Some(_)) => return err(
+            p.key("protocol"),
+            "h2c is cleartext HTTP/2; over TLS, offer HTTP/2 by ALPN: tls = { alpn = [\"h2\"] }",
+        ),
+        (FileProtocol::Http1, Some(a)) => {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            match a.as_slice() {
+                ["http/1.1"] => Protocol::Http1,
+                ["h2"] => Protocol::H2,
+                ["h2", "http/1.1"] => Protocol::H2OrHttp1,
+                _ => {
+                    return err(
+                        p.key("tls").key("alpn"),
+                        format!("{a:?}: give [\"http/1.1\"], [\"h2\"] or [\"h2\", \"http/1.1\"]"),
+                    )
+                }
+            }
+        }
+    };
+    let mut grpc = Vec::new();
+    for (i, name) in grpc_failure.iter().enumerate() {
+        match GRPC_CODES.iter().position(|c| c == name) {
+            Some(0) => return err(p.key("grpc_failure").index(i), "\"ok\" is not a failure"),
+            Some(code) => grpc.push(code as u8),
+            None => {
+                return err(
+                    p.key("grpc_failure").index(i),
+                    format!(
+                        "\"{name}\" is not a gRPC status code name ({})",
+                        GRPC_CODES[1..].join(", ")
+                    ),
+                )
+            }
+        }
+    }
     let tls = match tls {
         None | Some(FileUpstreamTls::On(false)) => None,
         Some(FileUpstreamTls::On(true)) => {
@@ -110,6 +155,8 @@ pub(super) fn validate_upstream(
         circuit_breaker,
         max_in_flight,
         tls,
+        protocol,
+        grpc_failure: grpc,
     })
 }
 
@@ -120,6 +167,7 @@ fn validate_tls(t: FileUpstreamTlsOptions, p: &KeyPath, base: &Path) -> VResult<
         verify,
         client_cert,
         client_key,
+        alpn: _,
     } = t;
     if let Some(s) = &sni {
         if s.is_empty() || rustls_pki_types::ServerName::try_from(s.as_str()).is_err() {
@@ -129,18 +177,10 @@ fn validate_tls(t: FileUpstreamTlsOptions, p: &KeyPath, base: &Path) -> VResult<
             );
         }
     }
-    let ca = ca
-        .map(|f| pem_certs(p.key("ca"), base, &f))
-        .transpose()?;
+    let ca = ca.map(|f| pem_certs(p.key("ca"), base, &f)).transpose()?;
     let client = match (client_cert, client_key) {
         (None, None) => None,
-        (Some(c), Some(k)) => Some(cert_key(
-            p,
-            ("client_cert", "client_key"),
-            base,
-            &c,
-            &k,
-        )?),
+        (Some(c), Some(k)) => Some(cert_key(p, ("client_cert", "client_key"), base, &c, &k)?),
         (Some(_), None) => return err(p.key("client_key"), "client_cert needs client_key"),
         (None, Some(_)) => return err(p.key("client_cert"), "client_key needs client_cert"),
     };
