@@ -109,14 +109,18 @@ fn outcome(b: &Brace, backend: &str, outcome: &str) -> f64 {
     ))
 }
 
-/// brace with `[server] h2c = true` in front of `backend` over h2c; `upstream_extra` is added
-/// to `[upstream.pool]`.
+/// brace with `[server] h2c = true` in front of `backend` over h2c, access log on stdout;
+/// `upstream_extra` is added to `[upstream.pool]`.
 fn h2c_brace(backend: &str, upstream_extra: &str) -> Brace {
-    Brace::start_with(
+    let (port, admin) = (free_port(), free_port());
+    Brace::start_raw(
         &format!(
-            "[[route]]\nname = \"grpc\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{backend}\"]\nprotocol = \"h2c\"\n{upstream_extra}\n"
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nh2c = true\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [log]\nlevel = \"warn\"\naccess_log = \"stdout\"\n\
+             [[route]]\nname = \"grpc\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{backend}\"]\nprotocol = \"h2c\"\n{upstream_extra}\n"
         ),
-        "h2c = true",
+        port,
+        admin,
     )
 }
 
@@ -172,7 +176,7 @@ fn unary_and_streaming_calls_and_their_trailers_pass_through_h2c() {
 #[test]
 fn a_server_error_status_is_the_backends_failure_and_trips_its_breaker() {
     let server = GrpcServer::start(None);
-    let b = h2c_brace(
+    let mut b = h2c_brace(
         &server.addr(),
         "[upstream.pool.circuit_breaker]\nconsecutive_failures = 3\nopen_duration = \"30s\"\n",
     );
@@ -204,6 +208,13 @@ fn a_server_error_status_is_the_backends_failure_and_trips_its_breaker() {
     // client reads as UNAVAILABLE (503).
     assert_eq!(code(&r[3]), "UNAVAILABLE", "{:?}", r[3]);
     assert_eq!(outcome(&b, &server.addr(), "success"), 0.0);
+    // The access log names each call's gRPC status.
+    drop(server);
+    b.signal("TERM");
+    b.wait_exit(std::time::Duration::from_secs(10));
+    let log = b.stdout();
+    assert_eq!(log.matches("\"grpc_status\":13").count(), 2, "{log}");
+    assert_eq!(log.matches("\"grpc_status\":14").count(), 1, "{log}");
 
     // An operator may count only some codes: with none counted, a failing call blames nobody.
     let other = GrpcServer::start(None);

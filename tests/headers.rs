@@ -134,3 +134,32 @@ fn hop_by_hop_headers_from_the_upstream_do_not_reach_the_client() {
     assert_eq!(r.header("x-internal"), None);
     assert_eq!(r.header("keep-alive"), None);
 }
+
+#[test]
+fn an_h2c_upgrade_is_not_forwarded_so_no_tunnel_can_bypass_routing() {
+    // "h2c smuggling": a backend that accepts the HTTP/1.1 upgrade to h2c would turn the
+    // connection into an HTTP/2 tunnel past brace's routing, access rules and limits.
+    // RFC 9113 §3.1 retired the upgrade; brace forwards such a request as a plain one.
+    let (up, b) = echo_with("");
+    for (upgrade, connection) in [
+        ("h2c", "Upgrade, HTTP2-Settings"),
+        ("H2C", "upgrade,http2-settings"),
+        ("websocket, h2c", "Upgrade"),
+    ] {
+        let r = send(
+            b.addr(),
+            format!(
+                "GET /p HTTP/1.1\r\nHost: shop.example\r\nUpgrade: {upgrade}\r\n\
+                 HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: {connection}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "Upgrade: {upgrade}");
+        let head = up.head();
+        for gone in ["upgrade", "http2-settings", "h2c"] {
+            assert!(!head.contains(gone), "{gone} reached the upstream: {head}");
+        }
+    }
+    assert_no_backend_blamed(&b);
+}

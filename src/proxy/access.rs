@@ -53,6 +53,7 @@ pub fn access(session: &Session, ctx: &Ctx, status: u16) {
         host = %host,
         path = %path,
         status = status,
+        grpc_status = ctx.grpc_status,
         route = ctx.route.as_ref().map_or("-", |r| r.name.as_str()),
         upstream = ctx.pool.as_ref().map_or("-", |p| p.name.as_str()),
         backend = %ctx.tried.last().map_or_else(|| "-".to_string(), |a| a.to_string()),
