@@ -42,6 +42,7 @@ pub struct Certs {
 /// goes upstream.
 pub struct ClientAuth {
     verifier: Arc<dyn ClientCertVerifier>,
+    required: bool,
     header: http::HeaderName,
 }
 
@@ -51,14 +52,23 @@ pub struct Loaded {
     clients: ClientAuth,
 }
 
-/// A verified client certificate, attached to its connection (pingora's `SslDigest`
-/// extension) when the handshake completes.
+/// What the handshake made of the client's certificate, attached to its connection
+/// (pingora's `SslDigest` extension). As nginx does, a missing or untrusted certificate does
+/// not fail the handshake: each request on the connection is answered 400 saying why, counted
+/// and logged like any refused request, rather than a TLS alert nobody sees.
 #[derive(Debug)]
-pub struct ClientCert {
-    /// The subject as RFC 4514 writes it (`CN=alice,O=Acme`), as nginx's `$ssl_client_s_dn`.
-    pub subject: http::HeaderValue,
-    /// The listener's `client_cert_header` at the time of the handshake.
-    pub header: http::HeaderName,
+pub enum ClientCert {
+    Verified {
+        /// The subject as RFC 4514 writes it (`CN=alice,O=Acme`), as nginx's
+        /// `$ssl_client_s_dn`.
+        subject: http::HeaderValue,
+        /// The listener's `client_cert_header` at the time of the handshake.
+        header: http::HeaderName,
+    },
+    /// None was presented and the listener requires one.
+    Missing,
+    /// One was presented and does not verify against `client_ca` (the reason, for the log).
+    Untrusted(String),
 }
 
 /// Builds what `cfg` says to serve. The pairs were checked at validation; this fails only if
@@ -103,20 +113,17 @@ pub fn load(cfg: &TlsConfig) -> Result<Loaded, String> {
     let default = default.ok_or("no certificate")?;
     let verifier = match (&cfg.client_auth, &cfg.client_ca) {
         (ClientAuthMode::None, _) | (_, None) => WebPkiClientVerifier::no_client_auth(),
-        (mode, Some((file, roots))) => {
+        (_, Some((file, roots))) => {
             let mut store = rustls::RootCertStore::empty();
             for r in roots {
                 store
                     .add(CertificateDer::from(r.clone()))
                     .map_err(|e| format!("{}: {e}", file.display()))?;
             }
-            let b = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider);
-            let b = if *mode == ClientAuthMode::Optional {
-                b.allow_unauthenticated()
-            } else {
-                b
-            };
-            b.build().map_err(|e| format!("{}: {e}", file.display()))?
+            WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("{}: {e}", file.display()))?
         }
     };
     let header = http::HeaderName::from_bytes(cfg.client_cert_header.as_bytes())
@@ -128,7 +135,11 @@ pub fn load(cfg: &TlsConfig) -> Result<Loaded, String> {
             default,
             expiry,
         },
-        clients: ClientAuth { verifier, header },
+        clients: ClientAuth {
+            verifier,
+            required: cfg.client_auth == ClientAuthMode::Required,
+            header,
+        },
     })
 }
 
@@ -304,15 +315,18 @@ impl std::fmt::Debug for ClientAuth {
     }
 }
 
-/// Hands each step to the listener's current verifier. The hint of acceptable roots is left
-/// empty (it would have to outlive a reload); TLS lets a client then pick any certificate.
+/// Asks for a certificate when the listener's current settings say so, and checks that the
+/// client holds its key (the handshake's signatures, by the listener's verifier). Whether the
+/// chain is trusted is decided once the handshake completes ([`Handshake`]), so that a client
+/// without a good certificate gets a 400 that says why. The hint of acceptable roots is left
+/// empty (it would have to outlive a reload); TLS lets a client then send any certificate.
 impl ClientCertVerifier for Verifier {
     fn offer_client_auth(&self) -> bool {
         self.0.clients.load().verifier.offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.0.clients.load().verifier.client_auth_mandatory()
+        false
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -321,13 +335,11 @@ impl ClientCertVerifier for Verifier {
 
     fn verify_client_cert(
         &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let c = self.0.clients.load();
-        c.verifier
-            .verify_client_cert(end_entity, intermediates, now)
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -355,8 +367,8 @@ impl ClientCertVerifier for Verifier {
     }
 }
 
-/// After a handshake: a client certificate (verified, or the handshake would have failed)
-/// becomes a [`ClientCert`] on the connection.
+/// After a handshake: the client's certificate chain is verified against the listener's
+/// `client_ca` and the verdict becomes a [`ClientCert`] on the connection.
 struct Handshake(Arc<Listener>);
 
 #[async_trait::async_trait]
@@ -365,13 +377,30 @@ impl pingora::listeners::TlsAccept for Handshake {
         &self,
         tls: &pingora::protocols::tls::TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        let der = tls.peer_certificate_der()?;
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let subject = http::HeaderValue::from_str(&rfc4514(cert.subject())).ok()?;
-        Some(Arc::new(ClientCert {
+        let c = self.0.clients.load();
+        let chain = tls.peer_cert_chain_der().unwrap_or_default();
+        let verdict = match chain.split_first() {
+            None if c.required => ClientCert::Missing,
+            None => return None,
+            Some((leaf, rest)) => verdict(&c, leaf, rest),
+        };
+        Some(Arc::new(verdict))
+    }
+}
+
+fn verdict(c: &ClientAuth, leaf: &CertificateDer<'_>, rest: &[CertificateDer<'_>]) -> ClientCert {
+    if let Err(e) = c.verifier.verify_client_cert(leaf, rest, UnixTime::now()) {
+        return ClientCert::Untrusted(e.to_string());
+    }
+    let subject = x509_parser::parse_x509_certificate(leaf)
+        .ok()
+        .and_then(|(_, cert)| http::HeaderValue::from_str(&rfc4514(cert.subject())).ok());
+    match subject {
+        Some(subject) => ClientCert::Verified {
             subject,
-            header: self.0.clients.load().header.clone(),
-        }))
+            header: c.header.clone(),
+        },
+        None => ClientCert::Untrusted("the certificate's subject cannot be read".into()),
     }
 }
 

@@ -358,15 +358,33 @@ fn client_certificates_are_required_or_optional_and_their_subject_header_cannot_
         get_on(&mut s, "/", extra)
     };
 
-    // Required: no certificate, or one from another CA, is refused at the handshake (TLS 1.3
-    // reports it on the first read) and nothing reaches the backend.
+    // Required: no certificate, or one from another CA, gets a 400 that says why (as nginx
+    // answers), counted and in the access log, and nothing reaches the backend.
     let before = up.count();
-    assert!(attempt(None, "").is_err(), "no certificate was let in");
+    let r = attempt(None, "").unwrap();
+    assert_eq!(r.status, 400);
     assert!(
-        attempt(Some("mallory"), "").is_err(),
-        "an untrusted certificate was let in"
+        r.text().contains("client certificate required"),
+        "{}",
+        r.text()
+    );
+    let r = attempt(Some("mallory"), "").unwrap();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("client certificate not trusted"),
+        "{}",
+        r.text()
     );
     assert_eq!(up.count(), before);
+    for reason in [
+        "client certificate required",
+        "client certificate not trusted",
+    ] {
+        b.wait_metric(
+            &format!("brace_requests_refused_total{{reason=\"{reason}\"}}"),
+            1.0,
+        );
+    }
 
     // A verified certificate: its subject, RFC 4514, goes upstream; a forged one does not.
     let r = attempt(Some("alice"), forged).unwrap();
@@ -407,9 +425,10 @@ fn client_certificates_are_required_or_optional_and_their_subject_header_cannot_
         "{}",
         r.text()
     );
-    assert!(
-        attempt(Some("mallory"), "").is_err(),
-        "optional still verifies"
+    let r = attempt(Some("mallory"), "").unwrap();
+    assert_eq!(
+        r.status, 400,
+        "optional still verifies a certificate it is given"
     );
     assert_no_backend_blamed(&b);
 }

@@ -42,6 +42,17 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         ctx.client_ip = Some(headers::client_ip(peer, req, |ip| snap.is_trusted(ip)));
     }
 
+    match crate::tls::client_cert(session.digest()) {
+        Some(crate::tls::ClientCert::Missing) => {
+            return refuse(session, ctx, "client certificate required").await;
+        }
+        Some(crate::tls::ClientCert::Untrusted(why)) => {
+            tracing::debug!(client = ?ctx.client_ip, "client certificate not trusted: {why}");
+            return refuse(session, ctx, "client certificate not trusted").await;
+        }
+        _ => {}
+    }
+    let req = session.req_header();
     let host = match request::host(req) {
         Ok(h) => h,
         Err(why) => return refuse(session, ctx, why).await,

@@ -34,8 +34,10 @@ pub fn upstream_request(
     for t in &ctx.snapshot.config.server.tls {
         req.remove_header(t.client_cert_header.as_str());
     }
-    if let Some(c) = crate::tls::client_cert(session.digest()) {
-        req.insert_header(c.header.clone(), c.subject.clone())?;
+    if let Some(crate::tls::ClientCert::Verified { subject, header }) =
+        crate::tls::client_cert(session.digest())
+    {
+        req.insert_header(header.clone(), subject.clone())?;
     }
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let conn = ctx.connection.as_deref();
