@@ -122,6 +122,7 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         o.header_timeout = Some(config.server.client_header_timeout);
         o.max_request_header_size = Some(config.server.max_request_header_size as usize);
         o.h2c = config.server.h2c;
+        o.no_header_case = !config.server.preserve_header_case;
         app.server_options = Some(o);
     }
     for a in &config.server.listen {

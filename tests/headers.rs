@@ -163,3 +163,68 @@ fn an_h2c_upgrade_is_not_forwarded_so_no_tunnel_can_bypass_routing() {
     }
     assert_no_backend_blamed(&b);
 }
+
+/// An upstream that answers with a mixed-case header name; returns its address.
+fn mixed_case_upstream() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten().take(4) {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Mixed-Case: 1\r\nConnection: close\r\n\r\nok",
+            );
+        }
+    });
+    addr
+}
+
+/// The response head as it came over the wire.
+fn raw_head(addr: std::net::SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split("\r\n\r\n").next().unwrap().to_owned()
+}
+
+#[test]
+fn header_names_go_lowercase_unless_preserve_header_case_is_set() {
+    let request = "GET /p HTTP/1.1\r\nHost: shop.example\r\nX-Client-Spelling: 1\r\nConnection: close\r\n\r\n";
+    for (preserve, client_side, upstream_side) in [
+        (false, "x-mixed-case: 1", "x-client-spelling: 1"),
+        (true, "X-Mixed-Case: 1", "X-Client-Spelling: 1"),
+    ] {
+        // Requests: what the upstream receives.
+        let up = Upstream::with_mode("u", Mode::Echo);
+        let b = Brace::start_with(
+            &simple_config("", &[&up], ""),
+            &format!("preserve_header_case = {preserve}"),
+        );
+        assert_eq!(send(b.addr(), request.as_bytes()).unwrap().status, 200);
+        assert!(
+            up.raw_head().contains(&format!("{upstream_side}\r\n")),
+            "preserve_header_case = {preserve}: {}",
+            up.raw_head()
+        );
+        // Responses: what the client receives.
+        let origin = mixed_case_upstream();
+        let b = Brace::start_with(
+            &format!(
+                "[[route]]\nname = \"m\"\nupstream = \"p\"\n[upstream.p]\nbackends = [\"{origin}\"]\n"
+            ),
+            &format!("preserve_header_case = {preserve}"),
+        );
+        let head = raw_head(b.addr(), request);
+        assert!(
+            head.contains(&format!("\r\n{client_side}")),
+            "preserve_header_case = {preserve}: {head}"
+        );
+    }
+}

@@ -103,6 +103,8 @@ pub struct ServerConfig {
     pub max_connections: u64,
     /// Cleartext HTTP/2 with prior knowledge on the plain listeners (restart to change).
     pub h2c: bool,
+    /// HTTP/1 header names sent in the case they came in, not lowercase (restart to change).
+    pub preserve_header_case: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -67,6 +67,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     o.write_timeout = Some(pool.config.read_timeout);
     o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
     o.upgrade_idle_timeout = Some(pool.config.upgrade_idle_timeout);
+    o.no_header_case = !ctx.snapshot.config.server.preserve_header_case;
     ctx.pool = Some(pool);
     Ok(Box::new(peer))
 }

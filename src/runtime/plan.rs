@@ -280,6 +280,7 @@ impl Plan {
             max_request_header_size: _,
             max_connections: _,
             h2c: _,
+            preserve_header_case: _,
         } = t;
         let AdminConfig {
             listen: _,
@@ -325,7 +326,8 @@ impl Plan {
                 threads,
                 client_header_timeout,
                 max_request_header_size,
-                h2c
+                h2c,
+                preserve_header_case
             ]
         );
         tls_listeners(s, t, &mut p);

@@ -114,6 +114,7 @@ fn apply(state: &State) -> Result<Plan, String> {
     cfg.server.client_header_timeout = running.server.client_header_timeout;
     cfg.server.max_request_header_size = running.server.max_request_header_size;
     cfg.server.h2c = running.server.h2c;
+    cfg.server.preserve_header_case = running.server.preserve_header_case;
     cfg.admin.listen = running.admin.listen;
     cfg.log.format = running.log.format;
     cfg.tracing = running.tracing.clone();

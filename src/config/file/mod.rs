@@ -178,6 +178,7 @@ pub struct FileServer {
     pub max_request_header_size: Size,
     pub max_connections: u64,
     pub h2c: bool,
+    pub preserve_header_case: bool,
 }
 
 impl Default for FileServer {
@@ -207,6 +208,8 @@ impl Default for FileServer {
             // worker).
             max_connections: 10_000,
             h2c: false,
+            // HAProxy sends lowercase names; HTTP/2 has nothing else.
+            preserve_header_case: false,
         }
     }
 }

@@ -22,6 +22,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         max_request_header_size,
         max_connections,
         h2c,
+        preserve_header_case,
     } = s;
     if !(1..=1_000_000).contains(&max_connections) {
         return err(p.key("max_connections"), "must be between 1 and 1000000");
@@ -107,6 +108,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         max_request_header_size: header_size,
         max_connections,
         h2c,
+        preserve_header_case,
     })
 }
 

@@ -108,6 +108,10 @@ pub struct HttpServerOptions {
     /// brace: the largest HTTP/1 request header accepted (431, or 414 for the request line).
     /// `None`: pingora's 1 MiB.
     pub max_request_header_size: Option<usize>,
+
+    /// brace: do not keep the original case of HTTP/1 request header names (they are then
+    /// written lowercase, as HAProxy and HTTP/2 do). Saves a second map per request header.
+    pub no_header_case: bool,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -371,8 +375,10 @@ where
             let limits = self
                 .server_options()
                 .map_or((None, None), |o| (o.header_timeout, o.max_request_header_size));
+            let keep_case = self.server_options().is_none_or(|o| !o.no_header_case);
             let mut session = ServerSession::new_http1(stream);
             session.set_header_limits(limits.0, limits.1);
+            session.set_keep_header_case(keep_case);
             if *shutdown.borrow() {
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
@@ -389,6 +395,7 @@ where
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
                 let mut session = ServerSession::new_http1(stream);
                 session.set_header_limits(limits.0, limits.1);
+                session.set_keep_header_case(keep_case);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }

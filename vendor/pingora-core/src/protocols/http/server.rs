@@ -372,6 +372,14 @@ impl Session {
         }
     }
 
+    /// brace: whether HTTP/1 request header names keep their original case (a noop for h2,
+    /// whose names are lowercase).
+    pub fn set_keep_header_case(&mut self, keep: bool) {
+        if let Self::H1(s) = self {
+            s.set_keep_header_case(keep)
+        }
+    }
+
     /// brace: request header limits (time from its first byte, size). A noop for h2, whose
     /// header size is bounded by the h2 settings.
     pub fn set_header_limits(&mut self, timeout: Option<Duration>, max_size: Option<usize>) {

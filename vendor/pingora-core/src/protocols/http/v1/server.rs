@@ -74,6 +74,10 @@ impl ProxyTaskState {
 }
 
 /// The HTTP 1.x server session
+/// brace: map room for headers added to a parsed message (by a proxy: forwarding headers, a
+/// request id, a trace context), so that adding them does not regrow its header map.
+pub(crate) const EXTRA_HEADERS: usize = 8;
+
 pub struct HttpSession {
     underlying_stream: Stream,
     /// The buf that holds the raw request header + possibly a portion of request body
@@ -109,6 +113,8 @@ pub struct HttpSession {
     header_timeout: Option<Duration>,
     /// brace: the largest request header accepted (request line included).
     max_header_size: usize,
+    /// brace: keep the original case of header names (a second map per request header).
+    keep_header_case: bool,
     /// A copy of the response that is already written to the client
     response_written: Option<Box<ResponseHeader>>,
     /// The parsed request header
@@ -195,6 +201,7 @@ impl HttpSession {
             total_drain_timeout: None,
             header_timeout: None,
             max_header_size: MAX_HEADER_SIZE,
+            keep_header_case: true,
             body_bytes_sent: 0,
             body_bytes_read: 0,
             retry_buffer: None,
@@ -284,6 +291,12 @@ impl HttpSession {
     pub fn set_header_limits(&mut self, timeout: Option<Duration>, max_size: Option<usize>) {
         self.header_timeout = timeout;
         self.max_header_size = max_size.unwrap_or(MAX_HEADER_SIZE);
+    }
+
+    /// brace: whether request header names keep their original case. Without it they are
+    /// written lowercase, and each header costs one map entry instead of two.
+    pub fn set_keep_header_case(&mut self, keep: bool) {
+        self.keep_header_case = keep;
     }
 
     /// brace: the error for a request header over `max_header_size`: 414 when the request
@@ -408,12 +421,23 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
 
-                        let mut request_header = Box::new(RequestHeader::build(
-                            req.method.unwrap_or(""),
-                            // we path httparse to allow unsafe bytes in the str
-                            req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
-                        )?);
+                        // brace: sized with room for the headers a proxy adds (forwarding
+                        // headers, a request id), so that adding them never regrows the map.
+                        let size_hint = Some(req.headers.len() + EXTRA_HEADERS);
+                        let mut request_header = Box::new(if self.keep_header_case {
+                            RequestHeader::build(
+                                req.method.unwrap_or(""),
+                                // we path httparse to allow unsafe bytes in the str
+                                req.path.unwrap_or("").as_bytes(),
+                                size_hint,
+                            )?
+                        } else {
+                            RequestHeader::build_no_case(
+                                req.method.unwrap_or(""),
+                                req.path.unwrap_or("").as_bytes(),
+                                size_hint,
+                            )?
+                        });
 
                         request_header.set_version(match req.version {
                             Some(1) => Version::HTTP_11,
