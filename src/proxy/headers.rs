@@ -8,7 +8,7 @@
 //! X-Forwarded-* from a peer outside `trusted_proxies` are replaced, not appended to: an
 //! upstream must never read a client-chosen address as the client's (Traefik does the same).
 
-use http::header::{CONNECTION, HOST, TE, TRAILER, UPGRADE};
+use http::header::{CONNECTION, HOST};
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
@@ -28,8 +28,6 @@ static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-ser
 /// Forwarding headers only a trusted hop may set and brace does not set itself.
 static UNTRUSTED_ONLY_REMOVED: [&HeaderName; 3] =
     [&FORWARDED, &X_FORWARDED_PREFIX, &X_FORWARDED_SERVER];
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The client's address: the peer, or when the peer is trusted, the rightmost address in
 /// `X-Forwarded-For` that is not itself a trusted proxy (nginx's `real_ip_recursive on`).
@@ -162,31 +160,38 @@ pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Resul
 /// to pingora, which re-frames the body for the client.
 pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     let upgrade = resp.status.as_u16() == 101;
-    let nominated: Vec<String> = resp
-        .headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
-        .filter(|t| t != "content-length" && t != "transfer-encoding")
-        .collect();
-    for name in nominated {
-        resp.remove_header(&name);
-    }
-    // Look before removing: a removal also rewrites pingora's header-case map.
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER] {
-        if resp.headers.contains_key(name) {
-            resp.remove_header(name);
-        }
-    }
-    if !upgrade {
-        for name in [&UPGRADE, &CONNECTION] {
-            if resp.headers.contains_key(name) {
-                resp.remove_header(name);
+    // One pass over the names present (most responses carry none of these), then removal of
+    // what was found: a lookup per standard name would hash each of them on every response.
+    let mut found: smallvec::SmallVec<[http::HeaderName; 4]> = smallvec::SmallVec::new();
+    let mut has_connection = false;
+    for name in resp.headers.keys() {
+        match name.as_str() {
+            "keep-alive" | "proxy-connection" | "te" | "trailer" => found.push(name.clone()),
+            "upgrade" if !upgrade => found.push(name.clone()),
+            "connection" => {
+                has_connection = true;
+                if !upgrade {
+                    found.push(name.clone());
+                }
             }
+            _ => {}
         }
+    }
+    if has_connection {
+        let nominated = resp
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
+            .filter(|t| t != "content-length" && t != "transfer-encoding")
+            .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok());
+        found.extend(nominated);
+    }
+    for name in &found {
+        resp.remove_header(name);
     }
 }
 

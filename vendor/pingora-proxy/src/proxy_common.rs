@@ -175,17 +175,37 @@ impl ConnectionNominations {
     }
 }
 
+/// brace: the standard hop-by-hop fields (RFC 9110 §7.6.1) and the ones proxies also strip.
+fn is_standard_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "connection"
+            | "upgrade"
+            | "http2-settings"
+    )
+}
+
+/// brace: one pass over the names present, removing only those found, instead of a hashed
+/// removal per standard name (most requests carry none of them).
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
-    req.remove_header(&header::PROXY_AUTHENTICATE);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::TRANSFER_ENCODING);
-    req.remove_header(&header::CONNECTION);
-    req.remove_header(&header::UPGRADE);
-    req.remove_header(HTTP2_SETTINGS);
+    let mut found: [Option<HeaderName>; 10] = Default::default();
+    let mut n = 0;
+    for name in req.headers.keys() {
+        if is_standard_hop_by_hop(name) && n < found.len() {
+            found[n] = Some(name.clone());
+            n += 1;
+        }
+    }
+    for name in found.iter().take(n).flatten() {
+        req.remove_header(name);
+    }
 }
 
 /// Set H1 `Host` from the URI or absolute-form authority.
@@ -360,18 +380,23 @@ pub(crate) fn sanitize_h1_upstream_request(
 
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            // brace: already gone when the standard hop-by-hop fields were stripped.
+            if !policy.strip_hop_by_hop {
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
             }
         }
         H1UpgradePolicy::Deny => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            if !policy.strip_hop_by_hop {
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
         }
         H1UpgradePolicy::Preserve => {}
     }
