@@ -99,6 +99,9 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
             .map(|u| u.keepalive)
             .sum::<usize>()
             .max(1),
+        // Idle upstream connections kept by each worker thread, no lock or task per connection
+        // (pingora patch 11); `upstream_keepalive_pool_size` is then per thread.
+        upstream_keepalive_per_thread: true,
         upgrade_sock: opts.upgrade_sock.clone(),
         ..ServerConf::default()
     };

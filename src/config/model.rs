@@ -209,6 +209,8 @@ pub struct UpstreamConfig {
     /// Idle time allowed on an upgraded (101, e.g. WebSocket) connection, both ways.
     pub upgrade_idle_timeout: Duration,
     pub keepalive: usize,
+    /// How long an idle connection to a backend is kept for reuse.
+    pub keepalive_timeout: Duration,
     pub balance: Balance,
     /// Another upstream used only while this one has no available backend.
     pub backup: Option<String>,

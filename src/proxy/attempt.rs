@@ -13,9 +13,6 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use std::time::Duration;
 
-/// How long an idle upstream connection is kept in the pool.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// `upstream_peer`: the backend for this attempt, with the pool's timeouts.
 pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
     let route = ctx
@@ -65,7 +62,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     // every read, which bounds the header wait when headers come in one read.
     o.read_timeout = Some(pool.config.read_timeout.min(route.timeout));
     o.write_timeout = Some(pool.config.read_timeout);
-    o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    o.idle_timeout = Some(pool.config.keepalive_timeout);
     o.upgrade_idle_timeout = Some(pool.config.upgrade_idle_timeout);
     o.no_header_case = !ctx.snapshot.config.server.preserve_header_case;
     ctx.pool = Some(pool);

@@ -15,6 +15,8 @@ pub struct FileUpstream {
     pub upgrade_idle_timeout: Dur,
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: Dur,
     #[serde(default)]
     pub balance: BalanceName,
     #[serde(default)]
@@ -277,6 +279,10 @@ fn default_upgrade_idle() -> Dur {
 }
 fn default_keepalive() -> usize {
     128
+}
+/// nginx's upstream `keepalive_timeout`.
+fn default_keepalive_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
 }
 
 /// A backend is either `"host:port"` or `{ addr = "host:port", weight = 2 }`.

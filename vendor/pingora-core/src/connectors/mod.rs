@@ -110,6 +110,9 @@ pub struct ConnectorOptions {
     /// Optional callback for observing how long upstream connections stayed idle
     /// before leaving the keep-alive pool without reuse.
     pub keepalive_pool_callback: Option<PoolCallback>,
+    /// brace: keep idle connections per worker thread, at most this many each, instead of in
+    /// one shared pool (see `ServerConf::upstream_keepalive_per_thread`).
+    pub per_thread_pool: Option<usize>,
 }
 
 impl ConnectorOptions {
@@ -147,6 +150,9 @@ impl ConnectorOptions {
             bind_to_v4,
             bind_to_v6,
             keepalive_pool_callback: None,
+            per_thread_pool: server_conf
+                .upstream_keepalive_per_thread
+                .then_some(server_conf.upstream_keepalive_pool_size),
         }
     }
 
@@ -163,6 +169,7 @@ impl ConnectorOptions {
             bind_to_v4: vec![],
             bind_to_v6: vec![],
             keepalive_pool_callback: None,
+            per_thread_pool: None,
         }
     }
 }
@@ -179,6 +186,8 @@ pub struct TransportConnector {
     /// for periodic metric reporting without needing access to the connector itself.
     unexpected_data_conn_count: Arc<AtomicU64>,
     keepalive_pool_callback: Option<PoolCallback>,
+    /// brace: idle connections kept per thread instead of in the shared pool (its size).
+    per_thread_pool: Option<usize>,
 }
 
 const DEFAULT_POOL_SIZE: usize = 128;
@@ -201,6 +210,7 @@ impl TransportConnector {
         let keepalive_pool_callback = options
             .as_ref()
             .and_then(|o| o.keepalive_pool_callback.clone());
+        let per_thread_pool = options.as_ref().and_then(|o| o.per_thread_pool);
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
             connection_pool: Arc::new(ConnectionPool::new(pool_size)),
@@ -210,6 +220,7 @@ impl TransportConnector {
             preferred_http_version: PreferredHttpVersion::new(),
             unexpected_data_conn_count: Arc::new(AtomicU64::new(0)),
             keepalive_pool_callback,
+            per_thread_pool,
         }
     }
 
@@ -249,6 +260,9 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
+        if self.per_thread_pool.is_some() {
+            return local_pool::take(peer, &self.unexpected_data_conn_count);
+        }
         match self.connection_pool.get(&peer.reuse_hash()) {
             Some(s) => {
                 debug!("find reusable stream, trying to acquire it");
@@ -318,6 +332,16 @@ impl TransportConnector {
         idle_timeout: Option<Duration>,
     ) {
         if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
+            return;
+        }
+        if let Some(size) = self.per_thread_pool {
+            local_pool::put(
+                stream,
+                key,
+                idle_timeout,
+                size,
+                self.unexpected_data_conn_count.clone(),
+            );
             return;
         }
         let id = stream.id();
@@ -474,6 +498,153 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// brace: idle upstream connections kept by the worker thread that used them last: a LIFO
+/// list per peer key (the warmest connection first), no lock, no task or timer per
+/// connection. One sweeper task per thread, every [`local_pool::SWEEP`], closes connections
+/// idle past their timeout or closed by the server; a connection taken for reuse is checked
+/// the same way first. The peer match compares the address cached when the connection was
+/// made, not a `getpeername` per reuse.
+mod local_pool {
+    use super::{test_reusable_stream, Peer, Stream};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// How often each thread's idle connections are checked.
+    pub(super) const SWEEP: Duration = Duration::from_secs(1);
+
+    struct Idle {
+        stream: Stream,
+        since: Instant,
+        timeout: Option<Duration>,
+    }
+
+    impl Idle {
+        fn expired(&self, now: Instant) -> bool {
+            self.timeout
+                .is_some_and(|t| now.saturating_duration_since(self.since) >= t)
+        }
+    }
+
+    #[derive(Default)]
+    struct Pool {
+        by_key: HashMap<u64, Vec<Idle>>,
+        count: usize,
+        sweeping: bool,
+    }
+
+    thread_local! {
+        static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    }
+
+    fn same_peer<P: Peer>(peer: &P, stream: &Stream) -> bool {
+        if peer.get_proxy().is_none() {
+            if let Some(d) = stream.get_socket_digest() {
+                if let Some(addr) = d.peer_addr.get() {
+                    return addr.as_ref() == Some(peer.address());
+                }
+            }
+        }
+        #[cfg(unix)]
+        return peer.matches_fd(stream.id());
+        #[cfg(not(unix))]
+        return true;
+    }
+
+    /// The warmest idle connection to `peer` on this thread that is still usable.
+    pub(super) fn take<P: Peer>(peer: &P, unexpected: &AtomicU64) -> Option<Stream> {
+        let key = peer.reuse_hash();
+        let now = Instant::now();
+        loop {
+            let idle = POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                let i = p.by_key.get_mut(&key)?.pop()?;
+                p.count -= 1;
+                Some(i)
+            })?;
+            // An expired or mismatched connection is dropped (closed) and the next one tried.
+            if idle.expired(now) || !same_peer(peer, &idle.stream) {
+                continue;
+            }
+            let mut stream = idle.stream;
+            if test_reusable_stream(&mut stream, unexpected) {
+                return Some(stream);
+            }
+        }
+    }
+
+    /// Keeps `stream` for reuse; past `size` idle connections on this thread, the one idle
+    /// longest is closed.
+    pub(super) fn put(
+        stream: Stream,
+        key: u64,
+        timeout: Option<Duration>,
+        size: usize,
+        unexpected: Arc<AtomicU64>,
+    ) {
+        if size == 0 {
+            return;
+        }
+        let start_sweeper = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.count >= size {
+                let oldest = p
+                    .by_key
+                    .iter()
+                    .filter_map(|(k, v)| v.first().map(|i| (*k, i.since)))
+                    .min_by_key(|(_, since)| *since)
+                    .map(|(k, _)| k);
+                if let Some(k) = oldest {
+                    if let Some(v) = p.by_key.get_mut(&k) {
+                        v.remove(0);
+                        p.count -= 1;
+                    }
+                }
+            }
+            p.by_key.entry(key).or_default().push(Idle {
+                stream,
+                since: Instant::now(),
+                timeout,
+            });
+            p.count += 1;
+            !std::mem::replace(&mut p.sweeping, true)
+        });
+        if start_sweeper {
+            pingora_runtime::current_handle().spawn(sweeper(unexpected));
+        }
+    }
+
+    /// Closes this thread's idle connections that expired or that the server closed; ends
+    /// when none is left (the next `put` starts it again).
+    async fn sweeper(unexpected: Arc<AtomicU64>) {
+        loop {
+            tokio::time::sleep(SWEEP).await;
+            let now = Instant::now();
+            let empty = POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                let mut count = 0;
+                for list in p.by_key.values_mut() {
+                    list.retain_mut(|i| {
+                        !i.expired(now) && test_reusable_stream(&mut i.stream, &unexpected)
+                    });
+                    count += list.len();
+                }
+                p.by_key.retain(|_, v| !v.is_empty());
+                p.count = count;
+                if count == 0 {
+                    p.sweeping = false;
+                }
+                count == 0
+            });
+            if empty {
+                return;
+            }
+        }
+    }
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
