@@ -101,6 +101,8 @@ pub fn upstream_request(
     Ok(())
 }
 
+static X_CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("x-cache-status");
+
 /// `response_filter`.
 pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
     // Speak brace's own HTTP version to the client, whatever the upstream spoke (an
@@ -117,7 +119,7 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
         }
         _ => {}
     }
-    resp.insert_header("x-request-id", ctx.request_id.clone())?;
+    resp.insert_header_name(&headers::X_REQUEST_ID, ctx.request_id.clone());
     if ctx.upgraded {
         if let Some(pool) = &ctx.pool {
             // The client side of the tunnel idles as long as the backend side may.
@@ -134,7 +136,10 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
             .and_then(|r| r.cache.as_ref())
             .is_some_and(|c| c.status_header)
         {
-            resp.insert_header("x-cache-status", status.as_str())?;
+            resp.insert_header_name(
+                &X_CACHE_STATUS,
+                http::HeaderValue::from_static(status.as_str()),
+            );
             if let Some(r) = reason {
                 resp.insert_header("x-cache-reason", r)?;
             }

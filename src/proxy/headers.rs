@@ -13,8 +13,9 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
 
-// Lookups by a ready `HeaderName` hash it and no more; by `&str` they parse the name first.
-// (Inserts go through pingora, which parses either way, so they name headers by `&str`.)
+// Lookups and inserts by a ready `HeaderName` hash it and no more; by `&str` they parse the
+// name first (and an insert of a non-standard name allocates it), so the headers brace sets
+// on every request are named by these constants (`insert_header_name`, pingora-http patch 12).
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -114,7 +115,7 @@ pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Resul
         } else {
             peer.clone()
         };
-        req.insert_header("x-forwarded-for", xff)?;
+        req.insert_header_name(&X_FORWARDED_FOR, xff);
     }
     if !f.peer_trusted {
         // Look before removing: a removal also rewrites pingora's header-case map.
@@ -125,17 +126,17 @@ pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Resul
         }
     }
     if let Some(ip) = &f.client_ip {
-        req.insert_header("x-real-ip", ip.clone())?;
+        req.insert_header_name(&X_REAL_IP, ip.clone());
     } else if req.headers.contains_key(&X_REAL_IP) {
         req.remove_header(&X_REAL_IP);
     }
     if !(f.peer_trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
         let proto = HeaderValue::from_static(if f.tls { "https" } else { "http" });
-        req.insert_header("x-forwarded-proto", proto)?;
+        req.insert_header_name(&X_FORWARDED_PROTO, proto);
     }
     if !(f.peer_trusted && req.headers.contains_key(&X_FORWARDED_PORT)) {
         match f.port {
-            Some(p) => req.insert_header("x-forwarded-port", p.clone())?,
+            Some(p) => req.insert_header_name(&X_FORWARDED_PORT, p.clone()),
             None => {
                 req.remove_header(&X_FORWARDED_PORT);
             }
@@ -145,13 +146,13 @@ pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Resul
         f.peer_trusted && f.trust_forwarded_host && req.headers.contains_key(&X_FORWARDED_HOST);
     if !keep_host {
         match req.headers.get(HOST).cloned() {
-            Some(h) => req.insert_header("x-forwarded-host", h)?,
+            Some(h) => req.insert_header_name(&X_FORWARDED_HOST, h),
             None => {
                 req.remove_header(&X_FORWARDED_HOST);
             }
         }
     }
-    req.insert_header("x-request-id", f.request_id.clone())?;
+    req.insert_header_name(&X_REQUEST_ID, f.request_id.clone());
     Ok(())
 }
 

@@ -19,10 +19,18 @@ pub async fn text(
     let Ok(mut resp) = ResponseHeader::build_no_case(status, Some(6 + extra.len())) else {
         return;
     };
-    let _ = resp.insert_header("content-type", "text/plain; charset=utf-8");
-    let _ = resp.insert_header("content-length", body.len().to_string());
-    if !request_id.is_empty() {
-        let _ = resp.insert_header("x-request-id", request_id);
+    resp.insert_header_name(
+        &http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.insert_header_name(
+        &http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+        if !request_id.is_empty() {
+            resp.insert_header_name(&super::headers::X_REQUEST_ID, id);
+        }
     }
     for (k, v) in extra {
         let _ = resp.insert_header(*k, v.as_str());

@@ -231,6 +231,18 @@ impl RequestHeader {
         )
     }
 
+    /// brace: as [Self::insert_header()], for a name already parsed (such as a
+    /// `HeaderName::from_static` constant): the name is not formatted and parsed again, which
+    /// for a non-standard name also allocates. Without a case map this is one map insert.
+    pub fn insert_header_name(&mut self, name: &HeaderName, value: HeaderValue) {
+        insert_header_name(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -585,6 +597,18 @@ impl ResponseHeader {
         )
     }
 
+    /// brace: as [Self::insert_header()], for a name already parsed (such as a
+    /// `HeaderName::from_static` constant): the name is not formatted and parsed again, which
+    /// for a non-standard name also allocates. Without a case map this is one map insert.
+    pub fn insert_header_name(&mut self, name: &HeaderName, value: HeaderValue) {
+        insert_header_name(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
@@ -892,6 +916,21 @@ fn insert_header_value<T>(
     }
     value_map.insert(header_name, value);
     Ok(())
+}
+
+/// brace: [insert_header_value] for a parsed name; a case map, if any, gets the name's
+/// canonical spelling, as `insert_header` gives it for a `HeaderName`.
+#[inline]
+fn insert_header_name<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    name: &HeaderName,
+    value: T,
+) {
+    if let Some(name_map) = name_map {
+        name_map.insert(name.clone(), name.into_case_header_name());
+    }
+    value_map.insert(name.clone(), value);
 }
 
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
