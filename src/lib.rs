@@ -5,6 +5,7 @@
 //!            ─► runtime::build ─► runtime::Snapshot ─► one ArcSwap::store (runtime::store)
 //!
 //! accept   ─► proxy::downstream::admit_connection   max_connections
+//!          ─► tls (handshake)                        certificate by SNI; client certificate
 //! request  ─► new_ctx                                pin the snapshot once
 //!          ─► proxy::downstream::admit_request       otel span; identity, target, Host,
 //!                                                    framing, route::Router, access (403),
@@ -51,6 +52,8 @@
 //! - [`events`]: transitions an operator acts on, logged as structured events and kept in a
 //!   bounded ring for `/api/events`.
 //! - [`access`]: per-route `allow`/`deny` networks and `basic_auth` (htpasswd, bcrypt/argon2).
+//! - [`tls`]: client-facing TLS listeners: certificates chosen by SNI and replaced by a
+//!   reload, client-certificate verdicts attached to the connection.
 //! - [`otel`]: OpenTelemetry spans per request and attempt, W3C trace context, OTLP export
 //!   behind a bounded queue.
 //! - [`admin`] (status page, metrics, health, readiness, API; `status`: rates and

@@ -309,12 +309,6 @@ impl ResolvesServerCert for Resolver {
 #[derive(Debug)]
 struct Verifier(Arc<Listener>);
 
-impl std::fmt::Debug for ClientAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "client auth ({})", self.header)
-    }
-}
-
 /// Asks for a certificate when the listener's current settings say so, and checks that the
 /// client holds its key (the handshake's signatures, by the listener's verifier). Whether the
 /// chain is trusted is decided once the handshake completes ([`Handshake`]), so that a client
