@@ -1040,7 +1040,8 @@ fn cache_hit_header(cache: &HttpCache) -> Box<ResponseHeader> {
     // MUST generate an Age header field
     if !cache.upstream_used() {
         let age = cache.cache_meta().age().as_secs();
-        header.insert_header(http::header::AGE, age).unwrap();
+        // brace: a parsed name, not formatted and parsed again (patch 13).
+        header.insert_header_name(&http::header::AGE, http::HeaderValue::from(age));
     }
     log::debug!("cache header: {header:?} {:?}", cache.phase());
 
@@ -1520,7 +1521,8 @@ pub mod range_filter {
             RangeType::None => {
                 // At this point, the response is _eligible_ to be served in ranges
                 // in the future, so add Accept-Ranges, mirroring nginx behavior
-                resp.insert_header(&ACCEPT_RANGES, "bytes").unwrap();
+                // brace: a parsed name and a static value, not parsed again (patch 13).
+                resp.insert_header_name(&ACCEPT_RANGES, http::HeaderValue::from_static("bytes"));
             }
             RangeType::Single(r) => {
                 // 206 response
