@@ -325,23 +325,28 @@ fn panic_threshold_balances_over_all_when_too_few_are_healthy() {
         let b = Brace::start(&pool_config(
             &[&well, &sick[0], &sick[1]],
             &format!(
-                "panic_threshold = {threshold}\n\
-                 [upstream.pool.health_check]\ntype = \"http\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n"
+                "panic_threshold = {threshold}\nbalance = \"round_robin\"\n\
+                 [upstream.pool.health_check]\ntype = \"http\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n\
+                 [upstream.pool.outlier]\nconsecutive_failures = 0\n"
             ),
         ));
         wait_for("sick marked unhealthy", Duration::from_secs(5), || {
             healthy(&b, &sick[0]) == 0.0 && healthy(&b, &sick[1]) == 0.0
         });
         let base: usize = sick.iter().map(|s| s.count()).sum();
+        let well_base = well.count();
         for _ in 0..30 {
             b.get("/");
         }
         let sick_traffic: usize = sick.iter().map(|s| s.count()).sum::<usize>() - base;
-        // Health checks also reach the sick backends; count proxied requests by well's share.
-        let to_well = well.count();
+        // Health checks (every 100 ms) reach every backend; count proxied requests by well's
+        // share during the 30 requests only, so checks made before them are not counted (on a
+        // loaded machine, startup alone saw a dozen). Round robin and no outlier ejection, so
+        // that panic mode alone decides: well gets a third of the requests, not all.
+        let to_well = well.count() - well_base;
         if expect_sick_traffic {
             assert!(
-                to_well < 25,
+                to_well <= 15,
                 "panic mode should spread: well got {to_well} of 30"
             );
         } else {
