@@ -419,7 +419,7 @@ impl Metrics {
             ),
             tls_certificate_expiry: r.gauges(
                 "brace_tls_certificate_expiry_timestamp_seconds",
-                "Unix time after which a TLS listener's certificate (as loaded at start) is no longer valid",
+                "Unix time after which a certificate a TLS listener serves is no longer valid",
                 &["listener", "subject"],
             ),
             tracing_spans_exported_total: r.counter(

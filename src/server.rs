@@ -69,8 +69,7 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         .tls
         .iter()
         .map(|t| {
-            let loaded =
-                crate::tls::load(t).map_err(|e| format!("server.tls {}: {e}", t.listen))?;
+            let loaded = crate::tls::load(t)?;
             Ok(crate::tls::Listener::new(t.listen, loaded, &metrics))
         })
         .collect::<Result<Vec<_>, String>>()?;

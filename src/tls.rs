@@ -28,7 +28,7 @@ pub struct Listener {
 }
 
 /// A listener's certificates by the names they are valid for.
-pub struct Certs {
+struct Certs {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// `*.example.com`, under `example.com`: it covers one label, as RFC 6125 §6.4.3 says.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
@@ -40,7 +40,7 @@ pub struct Certs {
 
 /// Whether a client certificate is asked for, what it must chain to, and where its subject
 /// goes upstream.
-pub struct ClientAuth {
+struct ClientAuth {
     verifier: Arc<dyn ClientCertVerifier>,
     required: bool,
     header: http::HeaderName,
@@ -71,9 +71,13 @@ pub enum ClientCert {
     Untrusted(String),
 }
 
-/// Builds what `cfg` says to serve. The pairs were checked at validation; this fails only if
-/// the key cannot be used for signing.
+/// Builds what `cfg` says to serve; an error names the listener. The pairs were checked at
+/// validation; this fails only if a key cannot be used for signing.
 pub fn load(cfg: &TlsConfig) -> Result<Loaded, String> {
+    build(cfg).map_err(|e| format!("server.tls {}: {e}", cfg.listen))
+}
+
+fn build(cfg: &TlsConfig) -> Result<Loaded, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
@@ -161,16 +165,6 @@ impl Listener {
         self.record_expiry(metrics, &old.expiry);
     }
 
-    /// The subjects served, for the reload report.
-    pub fn subjects(&self) -> Vec<String> {
-        self.certs
-            .load()
-            .expiry
-            .iter()
-            .map(|(s, _)| s.clone())
-            .collect()
-    }
-
     /// `brace_tls_certificate_expiry_timestamp_seconds` for what is served now; the series of
     /// certificates no longer served are removed.
     fn record_expiry(&self, metrics: &Metrics, before: &[(String, i64)]) {
@@ -239,7 +233,7 @@ fn common_name(c: &x509_parser::certificate::X509Certificate<'_>) -> String {
 /// A distinguished name as RFC 4514 writes it: the last RDN first, `,` between RDNs, `+`
 /// inside one, special characters escaped with `\`, and every byte outside printable ASCII
 /// as `\XX`, so the value is always a valid header value.
-pub fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
+fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
     use std::fmt::Write as _;
     let registry = x509_parser::objects::oid_registry();
     let mut out = String::new();

@@ -489,3 +489,63 @@ fn bad_listener_tls_settings_are_refused_with_their_key() {
         assert!(err.contains(key) && err.contains(why), "{tls}\n{err}");
     }
 }
+
+#[test]
+fn a_flood_of_clients_without_a_good_certificate_is_refused_while_a_good_one_gets_in() {
+    let up = Upstream::start("u");
+    let pki = Pki::new();
+    pki.ca("ca");
+    pki.ca("other_ca");
+    pki.cert("server", "DNS:a.test", "ca");
+    pki.cert("alice", "DNS:alice", "ca");
+    pki.cert("mallory", "DNS:mallory", "other_ca");
+    let (port, tls_port, admin) = ports();
+    let tls = format!(
+        "{}client_auth = \"required\"\nclient_ca = \"{}\"\n",
+        pair(&pki, "server"),
+        pki.path("ca.pem").display()
+    );
+    let b = Brace::start_raw(&config((port, tls_port, admin), "", &tls, &up), port, admin);
+    let (anon, bad, good) = (
+        client(&pki, "ca", None),
+        client(&pki, "ca", Some("mallory")),
+        client(&pki, "ca", Some("alice")),
+    );
+    // 8 clients, 20 new connections each, at the same time: 4 without a certificate, 2 with
+    // an untrusted one (120 refusals), 2 with a good one (40 answers).
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let cfg = match i % 4 {
+                    0 | 1 => anon.clone(),
+                    2 => bad.clone(),
+                    _ => good.clone(),
+                };
+                s.spawn(move || {
+                    (0..20)
+                        .map(|_| {
+                            let mut c = connect(tls_port, "a.test", cfg.clone()).unwrap();
+                            get_on(&mut c, "/", "").unwrap().status
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(statuses.iter().filter(|&&s| s == 400).count(), 120);
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 40);
+    assert_eq!(up.count(), 40, "a refused request reached the backend");
+    b.wait_metric(
+        "brace_requests_refused_total{reason=\"client certificate required\"}",
+        80.0,
+    );
+    b.wait_metric(
+        "brace_requests_refused_total{reason=\"client certificate not trusted\"}",
+        40.0,
+    );
+    assert_no_backend_blamed(&b);
+}

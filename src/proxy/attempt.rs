@@ -177,8 +177,15 @@ pub fn response_header(
         ctx.cache.revalidation_headers = Some(resp.headers.clone());
     }
     ctx.upstream_status = Some(code);
-    // A trailers-only gRPC answer carries its status in the header.
-    ctx.grpc_status = grpc_status(&resp.headers);
+    // A trailers-only gRPC answer carries its status in the header (gRPC is HTTP/2 only:
+    // an HTTP/1.1 upstream's responses are not looked at).
+    if ctx
+        .pool
+        .as_ref()
+        .is_some_and(|p| p.config.protocol != crate::config::Protocol::Http1)
+    {
+        ctx.grpc_status = grpc_status(&resp.headers);
+    }
     let retry_on = ctx
         .route
         .as_ref()
@@ -221,7 +228,8 @@ pub fn response_header(
 /// `grpc-status` as gRPC's `PROTOCOL-HTTP2.md` reads it: a code outside 0-16, or a value that
 /// is not a number, is UNKNOWN (2).
 pub fn grpc_status(h: &http::HeaderMap) -> Option<u8> {
-    let v = h.get("grpc-status")?;
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    let v = h.get(&GRPC_STATUS)?;
     Some(
         std::str::from_utf8(v.as_bytes())
             .ok()

@@ -27,10 +27,11 @@ pub async fn text(
         &http::header::CONTENT_LENGTH,
         http::HeaderValue::from(body.len()),
     );
-    if let Ok(id) = http::HeaderValue::from_str(request_id) {
-        if !request_id.is_empty() {
-            resp.insert_header_name(&super::headers::X_REQUEST_ID, id);
-        }
+    if let Some(id) = (!request_id.is_empty())
+        .then(|| http::HeaderValue::from_str(request_id).ok())
+        .flatten()
+    {
+        resp.insert_header_name(&super::headers::X_REQUEST_ID, id);
     }
     for (k, v) in extra {
         let _ = resp.insert_header(*k, v.as_str());

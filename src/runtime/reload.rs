@@ -125,7 +125,7 @@ fn apply(state: &State) -> Result<Plan, String> {
         .server
         .tls
         .iter()
-        .map(|t| crate::tls::load(t).map_err(|e| format!("server.tls {}: {e}", t.listen)))
+        .map(crate::tls::load)
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(log) = &state.log {
         log.apply(&cfg.log)?;

@@ -268,9 +268,9 @@ pub enum ClientAuthMode {
     #[default]
     None,
     /// Asked for; a client without one is let in (without the subject header), one with a
-    /// certificate that does not verify is refused at the handshake.
+    /// certificate that does not verify is answered 400.
     Optional,
-    /// A client without a verified certificate is refused at the handshake.
+    /// A client without a certificate that verifies is answered 400.
     Required,
 }
 

@@ -30,7 +30,7 @@ pub(super) fn validate_upstream(
     } = u;
     let alpn = match &tls {
         Some(FileUpstreamTls::Options(o)) => Some(o.alpn.clone()),
-        Some(FileUpstreamTls::On(true)) => Some(vec!["http/1.1".into()]),
+        Some(FileUpstreamTls::On(true)) => Some(FileUpstreamTlsOptions::default().alpn),
         _ => None,
     };
     let protocol = match (protocol, alpn) {
