@@ -21,8 +21,11 @@ fn limiter(rate: u32, burst: u32) -> Limiter {
         status: 429,
         shadow: false,
         max_keys: 100_000,
+        scope: brace::config::Scope::Local,
+        on_store_error: brace::config::StoreFallback::Local,
+        lease: 1,
     };
-    Limiter::new("bench", &cfg, &Arc::new(Metrics::new()), None)
+    Limiter::new("bench", &cfg, &Arc::new(Metrics::new()), None, None)
 }
 
 fn bench_limits(c: &mut Criterion) {

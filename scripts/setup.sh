@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing brace needs when it is missing: cmake (the pingora build),
 # promtool (the metrics format check and the alert-rule tests), curl and openssl (the TLS and
-# HTTP/2 test), chromium (the status page test renders the page in a headless browser), and
-# Debian's python3 with grpcio (a real gRPC server and client for the gRPC test).
+# HTTP/2 test), chromium (the status page test renders the page in a headless browser),
+# Debian's python3 with grpcio (a real gRPC server and client for the gRPC test), and
+# redis-server and dnsmasq (a real shared store and a real DNS server for the fleet tests).
 # Debian/Ubuntu, via apt-get.
 set -euo pipefail
 need=()
@@ -13,6 +14,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 if ! command -v cargo >/dev/null 2>&1; then
   echo "brace needs a Rust toolchain (cargo): see https://rustup.rs" >&2
   exit 1

@@ -29,7 +29,8 @@ enum Command {
         /// The config file.
         #[arg(short = 'c', long = "config", default_value = "/etc/brace/brace.toml")]
         config: PathBuf,
-        /// Compare with this config: a file, or `running` to ask a running brace's admin API.
+        /// Compare with this config: a file, `running` to ask a running brace's admin API, or
+        /// `fleet` to compare with every live instance sharing the config's `[cluster]` store.
         #[arg(long)]
         against: Option<String>,
         /// Admin address of the running brace (default: the new config's admin.listen).
@@ -110,6 +111,9 @@ fn check(path: &Path, against: Option<&str>, admin: Option<&str>) -> i32 {
     }
     println!("{}", summary(&new));
     let Some(against) = against else { return 0 };
+    if against == "fleet" {
+        return check_fleet(path, &new);
+    }
     let old = match against {
         "running" => {
             let addr = admin.map_or_else(|| new.config.admin.listen.to_string(), str::to_owned);
@@ -133,6 +137,100 @@ fn check(path: &Path, against: Option<&str>, admin: Option<&str>) -> i32 {
             1
         }
     }
+}
+
+/// `check --against fleet`: for each config the live instances run, which instances run it and
+/// what the new config would change for them.
+fn check_fleet(path: &Path, new: &Loaded) -> i32 {
+    let Some(cc) = &new.config.cluster else {
+        eprintln!("error: --against fleet needs a [cluster] section naming the fleet's store");
+        return 1;
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let cluster = match crate::cluster::Cluster::new(cc, &metrics) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let found = rt.block_on(async {
+        cluster.connect()?;
+        let fleet = crate::cluster::fleet::read(&cluster)
+            .await
+            .ok_or_else(|| format!("cannot reach the fleet's store at {}", cc.redis))?;
+        let mut by_hash: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for m in &fleet.instances {
+            by_hash
+                .entry(m.beat.config_hash.clone())
+                .or_default()
+                .push(format!("{} ({})", m.beat.id, m.beat.version));
+        }
+        let mut texts = Vec::new();
+        for (hash, ids) in by_hash {
+            let text = crate::cluster::fleet::config_text(&cluster, &hash).await;
+            texts.push((hash, ids, text));
+        }
+        Ok::<_, String>(texts)
+    });
+    let groups = match found {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    if groups.is_empty() {
+        println!(
+            "No live instances in namespace \"{}\" at {}.",
+            cc.namespace, cc.redis
+        );
+        return 0;
+    }
+    let total: usize = groups.iter().map(|(_, ids, _)| ids.len()).sum();
+    println!(
+        "Fleet at {} (namespace \"{}\"): {total} live instance(s).",
+        cc.redis, cc.namespace
+    );
+    let new_hash = crate::cluster::fleet::config_hash(&new.config);
+    for (hash, ids, text) in groups {
+        let who = ids.join(", ");
+        if hash == new_hash {
+            println!(
+                "\n{who}: config {hash}, the same as {}: no change.",
+                new.origin
+            );
+            continue;
+        }
+        let old = text
+            .ok_or_else(|| "its config text is no longer in the store".to_string())
+            .and_then(|t| {
+                config::parse(&t, &format!("config {hash}"), &base).map_err(|e| e.to_string())
+            });
+        match old {
+            Ok(old) => {
+                // Each instance's own addresses and id are not changes.
+                let (mut o, mut n) = (old.config, new.config.clone());
+                crate::cluster::fleet::normalize(&mut o);
+                crate::cluster::fleet::normalize(&mut n);
+                let plan = crate::runtime::plan::Plan::between(&o, &n);
+                println!("\n{who}: config {hash} would change:\n{}", plan.render());
+            }
+            Err(e) => println!("\n{who}: config {hash} would be replaced (cannot compare: {e})."),
+        }
+    }
+    0
 }
 
 /// Fetches and parses the running config from a brace admin listener (`GET /api/config`).

@@ -146,7 +146,10 @@ impl Reg<'_> {
         self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric"))
     }
     fn histograms(&self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-        let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+        self.histograms_in(name, help, labels, LATENCY_BUCKETS)
+    }
+    fn histograms_in(&self, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(b.to_vec());
         self.add(HistogramVec::new(opts, labels).expect("static metric definition"))
     }
 }
@@ -220,6 +223,17 @@ pub struct Metrics {
     // Tracing.
     pub tracing_spans_exported_total: IntCounter,
     pub tracing_spans_dropped_total: IntCounterVec,
+
+    // Cluster.
+    pub cluster_connected: IntGauge,
+    pub cluster_store_errors_total: IntCounterVec,
+    pub cluster_purges_total: IntCounterVec,
+    pub cluster_cache_resyncs_total: IntCounter,
+    pub rate_limit_store_errors_total: IntCounterVec,
+    pub rate_limit_store_fallbacks_total: IntCounterVec,
+    pub rate_limit_store_wait: HistogramVec,
+    pub fleet_instances: IntGaugeVec,
+    pub fleet_drift: IntGauge,
 }
 
 impl Metrics {
@@ -430,6 +444,49 @@ impl Metrics {
                 "brace_tracing_spans_dropped_total",
                 "Spans not exported, by reason (queue_full: the export queue was full; export_failed: the collector refused or could not be reached)",
                 &["reason"],
+            ),
+            cluster_connected: r.gauge(
+                "brace_cluster_connected",
+                "1 while the [cluster] Redis answers; 0 before the first answer and after a failed command",
+            ),
+            cluster_store_errors_total: r.counters(
+                "brace_cluster_store_errors_total",
+                "Commands to the [cluster] Redis that failed or timed out, by what they were for (rate_limit, publish, heartbeat, fleet)",
+                &["op"],
+            ),
+            cluster_purges_total: r.counters(
+                "brace_cluster_purges_total",
+                "Cluster-wide purges and invalidations, by direction (published by this instance, received from another)",
+                &["direction"],
+            ),
+            cluster_cache_resyncs_total: r.counter(
+                "brace_cluster_cache_resyncs_total",
+                "Times the cache was cleared because the purge subscription had been lost (a purge may have been missed)",
+            ),
+            rate_limit_store_errors_total: r.counters(
+                "brace_rate_limit_store_errors_total",
+                "Lease requests of a global rate limit that Redis did not answer in time",
+                &["limit"],
+            ),
+            rate_limit_store_fallbacks_total: r.counters(
+                "brace_rate_limit_store_fallbacks_total",
+                "Requests a global rate limit decided by its on_store_error fallback because Redis could not be reached",
+                &["limit"],
+            ),
+            rate_limit_store_wait: r.histograms_in(
+                "brace_rate_limit_store_wait_seconds",
+                "Time requests waited on Redis for a global rate limit's lease (most requests wait not at all and are not counted)",
+                &["limit"],
+                &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+            ),
+            fleet_instances: r.gauges(
+                "brace_fleet_instances",
+                "Live instances of the fleet sharing the [cluster] Redis, by the config hash they run",
+                &["config_hash"],
+            ),
+            fleet_drift: r.gauge(
+                "brace_fleet_drift",
+                "1 when some live instance runs another config or version than the majority",
             ),
             // A Registry is a handle (an Arc) to the same collectors.
             registry: registry.clone(),

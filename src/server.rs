@@ -73,14 +73,20 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
             Ok(crate::tls::Listener::new(t.listen, loaded, &metrics))
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(|c| crate::cluster::Cluster::new(c, &metrics))
+        .transpose()?;
     let mut state = State::new(
-        build(&loaded, &metrics, None),
+        build(&loaded, &metrics, cluster.as_ref(), None),
         metrics,
         opts.config_path.clone(),
         Some(log),
     );
     state.tracing = tracing;
     state.tls = tls_listeners;
+    state.cluster = cluster.clone();
     let state = Arc::new(state);
     state.note_inputs();
 
@@ -164,6 +170,15 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
             state: state.clone(),
         },
     ));
+    if let Some(cluster) = cluster {
+        server.add_service(background_service(
+            "cluster",
+            crate::cluster::Service {
+                state: state.clone(),
+                cluster,
+            },
+        ));
+    }
     server.add_service(background_service(
         "config reloader",
         crate::runtime::reload::Reloader {

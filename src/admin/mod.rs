@@ -4,12 +4,14 @@
 
 mod status;
 
+use crate::cluster::purge::{self, Op};
 use crate::runtime::State;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Admin {
     pub state: Arc<State>,
@@ -115,6 +117,7 @@ const ENDPOINTS: &[(&str, &[Method])] = &[
     ("/api/events", &[Method::GET]),
     ("/api/upstreams", &[Method::GET]),
     ("/api/config", &[Method::GET]),
+    ("/api/fleet", &[Method::GET]),
     ("/api/reload", &[Method::POST]),
     ("/api/cache/purge", &[Method::POST]),
     ("/api/cache/clear", &[Method::POST]),
@@ -123,7 +126,10 @@ const ENDPOINTS: &[(&str, &[Method])] = &[
 impl Admin {
     /// `POST /api/cache/purge` with `{"url": "..."}` (one URL, all its variants) or
     /// `{"prefix": "..."}`; `POST /api/cache/clear`. Answers with how many entries went.
-    fn purge(&self, path: &str, body: &[u8]) -> Response<Vec<u8>> {
+    ///
+    /// With `[cluster]` the purge is published to every instance, and the answer lists what
+    /// each removed (`cluster.instances`) and how many did not answer within a second.
+    async fn purge(&self, path: &str, body: &[u8]) -> Response<Vec<u8>> {
         let snap = self.state.snapshot();
         let Some(cache) = &snap.cache else {
             return json(
@@ -131,8 +137,8 @@ impl Admin {
                 &serde_json::json!({"error": "no [cache] is configured"}),
             );
         };
-        let removed = if path == "/api/cache/clear" {
-            cache.storage.clear()
+        let op = if path == "/api/cache/clear" {
+            Op::Clear
         } else {
             let req: serde_json::Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
@@ -157,14 +163,8 @@ impl Admin {
                 None => u.to_owned(),
             };
             match (req["url"].as_str(), req["prefix"].as_str()) {
-                (Some(u), None) => {
-                    let u = norm(u);
-                    cache.storage.purge_urls([u.as_str()])
-                }
-                (None, Some(p)) => {
-                    let p = norm(p);
-                    cache.storage.purge_where(|e| e.starts_with(&p))
-                }
+                (Some(u), None) => Op::Url { url: norm(u) },
+                (None, Some(p)) => Op::Prefix { prefix: norm(p) },
                 _ => {
                     return json(
                         StatusCode::BAD_REQUEST,
@@ -173,8 +173,42 @@ impl Admin {
                 }
             }
         };
+        let removed = op.apply(cache);
         self.state.metrics.cache_purged_total.inc_by(removed);
-        json(StatusCode::OK, &serde_json::json!({ "purged": removed }))
+        let Some(cluster) = &self.state.cluster else {
+            return json(StatusCode::OK, &serde_json::json!({ "purged": removed }));
+        };
+        let report = purge::broadcast(cluster, op, removed, Duration::from_secs(1)).await;
+        let fleet = match report {
+            Some(r) => serde_json::to_value(&r).unwrap_or_default(),
+            None => {
+                serde_json::json!({"error": "the cluster store could not be reached: purged on this instance only"})
+            }
+        };
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "purged": removed, "cluster": fleet }),
+        )
+    }
+
+    /// `GET /api/fleet`: the live instances sharing the `[cluster]` store, with drift flagged.
+    async fn fleet(&self) -> Response<Vec<u8>> {
+        let Some(cluster) = &self.state.cluster else {
+            return json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "no [cluster] is configured"}),
+            );
+        };
+        match crate::cluster::fleet::read(cluster).await {
+            Some(f) => json(
+                StatusCode::OK,
+                &serde_json::to_value(&f).unwrap_or_default(),
+            ),
+            None => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "the cluster store could not be reached"}),
+            ),
+        }
     }
 
     /// Mutating endpoints need `Authorization: Bearer TOKEN` when `admin.token` is set.
@@ -241,7 +275,7 @@ impl ServeHttp for Admin {
                 return text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
-                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear\n".to_vec(),
+                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, /api/fleet, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear\n".to_vec(),
                 )
             }
             Some((_, methods)) if !methods.contains(&method) => {
@@ -348,7 +382,8 @@ impl ServeHttp for Admin {
                     .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
                 r
             }
-            "/api/cache/purge" | "/api/cache/clear" => self.purge(&path, &body),
+            "/api/cache/purge" | "/api/cache/clear" => self.purge(&path, &body).await,
+            "/api/fleet" => self.fleet().await,
             "/api/reload" => {
                 let state = self.state.clone();
                 let result = tokio::task::spawn_blocking(move || {

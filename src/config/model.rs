@@ -8,7 +8,9 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::file::{ClientAuthMode, LogFormat, PathNormalization, SetCookiePolicy};
+pub use super::file::{
+    ClientAuthMode, LogFormat, PathNormalization, Scope, SetCookiePolicy, StoreFallback,
+};
 
 /// The validated configuration. `PartialEq` lets a reload tell which parts changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +24,22 @@ pub struct Config {
     pub cache: Option<CacheConfig>,
     /// Read at start only.
     pub tracing: Option<TracingConfig>,
+    /// Read at start only.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// Without a password; see `password_env`.
+    pub redis: String,
+    pub password_env: Option<String>,
+    pub instance_id: String,
+    pub namespace: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub heartbeat: Duration,
+    pub expected_instances: Option<u32>,
 }
 
 /// `[tracing]`
@@ -354,6 +372,10 @@ pub struct RateLimitConfig {
     /// Shadow: count what would be refused, refuse nothing.
     pub shadow: bool,
     pub max_keys: u64,
+    pub scope: Scope,
+    pub on_store_error: StoreFallback,
+    /// Tokens taken from Redis at once (global scope).
+    pub lease: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

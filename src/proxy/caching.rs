@@ -76,5 +76,15 @@ pub fn invalidate(session: &Session, ctx: &Ctx, status: u16) -> u64 {
         &ctx.cache.host,
         status,
     );
-    store.storage.purge_urls(targets.iter().map(String::as_str))
+    if targets.is_empty() {
+        return 0;
+    }
+    let removed = store.storage.purge_urls(targets.iter().map(String::as_str));
+    if let Some(cluster) = &ctx.snapshot.cluster {
+        crate::cluster::purge::notify(
+            cluster,
+            crate::cluster::purge::Op::Invalidate { urls: targets },
+        );
+    }
+    removed
 }

@@ -110,7 +110,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
     // Rate limits, in the route's order; the first to refuse answers.
     let now = crate::clock::now_us();
     let headers = snap.rate_limit_headers;
-    match limit::check(&route.limits, ctx.client_ip, &route.name, req, headers, now) {
+    match limit::check(&route.limits, ctx.client_ip, &route.name, req, headers, now).await {
         Verdict::Refuse {
             status,
             body,

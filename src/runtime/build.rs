@@ -16,7 +16,13 @@ use crate::upstream::pool::Pool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) -> Snapshot {
+/// `cluster`: the fleet's shared store, when `[cluster]` is configured (global limits use it).
+pub fn build(
+    loaded: &Loaded,
+    metrics: &Arc<Metrics>,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
+    old: Option<&Snapshot>,
+) -> Snapshot {
     let config = Arc::new(loaded.config.clone());
     let mut pools = BTreeMap::new();
     for (name, u) in &config.upstreams {
@@ -33,7 +39,13 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
             Some(prev) if prev.config == *l => prev.clone(),
             // Other settings: a new limiter, with the buckets clients have drawn down when
             // they still mean the same.
-            prev => Arc::new(Limiter::new(name, l, metrics, prev.map(|p| p.as_ref()))),
+            prev => Arc::new(Limiter::new(
+                name,
+                l,
+                metrics,
+                prev.map(|p| p.as_ref()),
+                cluster,
+            )),
         };
         limiters.insert(name.clone(), limiter);
     }
@@ -86,6 +98,7 @@ pub fn build(loaded: &Loaded, metrics: &Arc<Metrics>, old: Option<&Snapshot>) ->
         source: Arc::from(loaded.source.as_str()),
         pools,
         limiters,
+        cluster: cluster.cloned(),
         metrics: metrics.clone(),
         cache,
         rate_limit_headers: config.server.rate_limit_headers,
@@ -112,7 +125,7 @@ mod tests {
                     [upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
         let loaded = crate::config::parse(text, "t", std::path::Path::new(".")).unwrap();
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        build(&loaded, &metrics, None)
+        build(&loaded, &metrics, None, None)
     }
 
     fn found(s: &Snapshot, host: &str, path: &str) -> String {

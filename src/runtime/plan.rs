@@ -122,6 +122,7 @@ impl Plan {
             rate_limits: _,
             cache: _,
             tracing: _,
+            cluster: _,
         } = new;
 
         let r_old: BTreeMap<String, _> = old.routes.iter().map(|r| (r.name.clone(), r)).collect();
@@ -252,13 +253,27 @@ impl Plan {
                 status: _,
                 shadow: _,
                 max_keys: _,
+                scope: _,
+                on_store_error: _,
+                lease: _,
             } = y;
             diff_fields!(
                 &mut p.rate_limits_changed,
                 &format!("rate_limit.{name}."),
                 x,
                 y,
-                [key, rate, per, burst, status, shadow, max_keys]
+                [
+                    key,
+                    rate,
+                    per,
+                    burst,
+                    status,
+                    shadow,
+                    max_keys,
+                    scope,
+                    on_store_error,
+                    lease
+                ]
             );
         }
 
@@ -360,6 +375,19 @@ impl Plan {
                 key: "tracing".into(),
                 old: show(&old.tracing),
                 new: show(&new.tracing),
+            });
+        }
+        if old.cluster != new.cluster {
+            let show = |c: &Option<crate::config::ClusterConfig>| {
+                c.as_ref().map_or_else(
+                    || "off".to_string(),
+                    |c| format!("{} ({})", c.redis, c.instance_id),
+                )
+            };
+            p.restart_required.push(Change {
+                key: "cluster".into(),
+                old: show(&old.cluster),
+                new: show(&new.cluster),
             });
         }
         if old.admin.token != new.admin.token {

@@ -118,6 +118,18 @@ fn apply(state: &State) -> Result<Plan, String> {
     cfg.admin.listen = running.admin.listen;
     cfg.log.format = running.log.format;
     cfg.tracing = running.tracing.clone();
+    cfg.cluster = running.cluster.clone();
+    if cfg.cluster.is_none() {
+        if let Some((name, _)) = cfg
+            .rate_limits
+            .iter()
+            .find(|(_, l)| l.scope == crate::config::Scope::Global)
+        {
+            return Err(format!(
+                "rate_limit.{name}.scope: \"global\" needs the [cluster] store, which is set up at start: restart brace to add it"
+            ));
+        }
+    }
 
     // Certificates are built before anything changes: a pair that cannot be used fails the
     // reload and the listener goes on serving the old one.
@@ -134,7 +146,7 @@ fn apply(state: &State) -> Result<Plan, String> {
         config: cfg,
         ..loaded
     };
-    let snapshot = build(&next, &state.metrics, Some(&old));
+    let snapshot = build(&next, &state.metrics, state.cluster.as_ref(), Some(&old));
 
     // Series of backends that left the config would otherwise report their last values forever.
     let kept: HashSet<(String, String)> = snapshot

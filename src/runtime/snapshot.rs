@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The shared response store, when `[cache]` is configured.
     pub cache: Option<Arc<crate::cache::Store>>,
+    /// The fleet's shared store, when `[cluster]` is set (the same for every snapshot).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub rate_limit_headers: bool,
     pub trusted_proxies: Vec<IpNet>,
     pub client_max_body_size: u64,

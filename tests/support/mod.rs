@@ -8,6 +8,7 @@ mod brace;
 mod config;
 mod http;
 pub mod pki;
+pub mod redis;
 mod upstream;
 
 // Each test file uses a different part.

@@ -33,6 +33,50 @@ pub struct FileConfig {
     pub cache: Option<FileCache>,
     #[serde(default)]
     pub tracing: Option<FileTracing>,
+    #[serde(default)]
+    pub cluster: Option<FileCluster>,
+}
+
+/// `[cluster]`: instances sharing a Redis (or Valkey) for global rate limits, cluster-wide
+/// purge and the fleet view. Absent: each instance on its own, as before.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileCluster {
+    /// `redis://HOST:PORT/DB` or `rediss://` (TLS); no password in it.
+    pub redis: String,
+    /// The environment variable holding the Redis password (never written in the file).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Default: the host name and the process id.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Prefix of every Redis key and channel, so fleets can share one Redis.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// How long a request may wait on Redis (a rate-limit lease) before the fallback decides.
+    #[serde(default = "default_cluster_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "default_cluster_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// How often an instance says it is alive; it is forgotten after three missed beats.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: Dur,
+    /// Fleet size for local fallbacks; default: the live instances seen at the last heartbeat.
+    #[serde(default)]
+    pub expected_instances: Option<u32>,
+}
+
+fn default_namespace() -> String {
+    "brace".into()
+}
+fn default_cluster_timeout() -> Dur {
+    Dur(Duration::from_millis(50))
+}
+fn default_cluster_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_heartbeat() -> Dur {
+    Dur(Duration::from_secs(5))
 }
 
 /// `[tracing]`: OpenTelemetry traces over OTLP/HTTP. Absent: no tracing, at no cost.
@@ -394,6 +438,35 @@ pub struct FileRateLimit {
     pub mode: Mode,
     #[serde(default = "default_max_keys")]
     pub max_keys: u64,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub on_store_error: StoreFallback,
+    /// Tokens an instance takes from Redis at once (global scope); default from the rate.
+    #[serde(default)]
+    pub lease: Option<u32>,
+}
+
+/// `scope` of a rate limit.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Each instance counts on its own.
+    #[default]
+    Local,
+    /// One budget per key across every instance sharing the `[cluster]` Redis.
+    Global,
+}
+
+/// What a global limit does while Redis cannot be reached.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreFallback {
+    /// Limit locally to `rate / instances`.
+    #[default]
+    Local,
+    Allow,
+    Deny,
 }
 fn default_per() -> Dur {
     Dur(Duration::from_secs(1))

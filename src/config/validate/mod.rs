@@ -9,7 +9,7 @@ mod server;
 mod upstream;
 
 use route::{validate_rate_limit, validate_route};
-use server::{validate_admin, validate_log, validate_server, validate_tracing};
+use server::{validate_admin, validate_cluster, validate_log, validate_server, validate_tracing};
 use upstream::validate_upstream;
 
 use super::model::*;
@@ -131,6 +131,7 @@ impl Config {
             rate_limit,
             cache,
             tracing,
+            cluster,
         } = f;
         let cache = match cache {
             Some(c) => {
@@ -169,6 +170,9 @@ impl Config {
         let tracing = tracing
             .map(|t| validate_tracing(t, &root.key("tracing")))
             .transpose()?;
+        let cluster = cluster
+            .map(|c| validate_cluster(c, &root.key("cluster")))
+            .transpose()?;
 
         let mut upstreams = BTreeMap::new();
         for (name, u) in upstream {
@@ -201,7 +205,14 @@ impl Config {
             if !name_ok(&name) {
                 return err(p, format!("invalid rate limit name \"{name}\""));
             }
-            rate_limits.insert(name, validate_rate_limit(r, &p)?);
+            let r = validate_rate_limit(r, &p)?;
+            if r.scope == crate::config::Scope::Global && cluster.is_none() {
+                return err(
+                    p.key("scope"),
+                    "\"global\" needs a [cluster] section naming the shared Redis",
+                );
+            }
+            rate_limits.insert(name, r);
         }
 
         let mut routes = Vec::with_capacity(route.len());
@@ -252,6 +263,7 @@ impl Config {
             rate_limits,
             cache,
             tracing,
+            cluster,
         })
     }
 }

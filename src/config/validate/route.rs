@@ -11,6 +11,9 @@ pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<Rate
         status,
         mode,
         max_keys,
+        scope,
+        on_store_error,
+        lease,
     } = r;
     let header = |n: &str| -> VResult<String> {
         if http::HeaderName::from_bytes(n.as_bytes()).is_ok() {
@@ -57,6 +60,20 @@ pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<Rate
     if max_keys == 0 {
         return err(p.key("max_keys"), "must be at least 1");
     }
+    // Default lease: a fiftieth of a second's rate, at most a quarter of the bucket, so that
+    // tokens held by instances and not yet spent stay a small part of the budget.
+    let per_sec = (f64::from(rate) / per.as_secs_f64()) as u64;
+    let lease = match lease {
+        Some(0) => return err(p.key("lease"), "must be at least 1"),
+        Some(n) if n > burst => {
+            return err(
+                p.key("lease"),
+                format!("{n} is more than burst = {burst}: a lease cannot exceed the bucket"),
+            )
+        }
+        Some(n) => n,
+        None => (per_sec / 50).min(u64::from(burst / 4)).max(1) as u32,
+    };
     Ok(RateLimitConfig {
         key,
         rate,
@@ -65,6 +82,9 @@ pub(super) fn validate_rate_limit(r: FileRateLimit, p: &KeyPath) -> VResult<Rate
         status,
         shadow,
         max_keys,
+        scope,
+        on_store_error,
+        lease,
     })
 }
 

@@ -330,3 +330,89 @@ pub(super) fn validate_tracing(t: FileTracing, p: &KeyPath) -> VResult<TracingCo
         queue_size,
     })
 }
+
+pub(super) fn validate_cluster(c: FileCluster, p: &KeyPath) -> VResult<ClusterConfig> {
+    let FileCluster {
+        redis,
+        password_env,
+        instance_id,
+        namespace,
+        timeout,
+        connect_timeout,
+        heartbeat,
+        expected_instances,
+    } = c;
+    use ::redis::IntoConnectionInfo;
+    let scheme = redis.split_once("://").map(|(s, _)| s);
+    if !matches!(scheme, Some("redis" | "rediss")) {
+        return err(
+            p.key("redis"),
+            format!("\"{redis}\": expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB"),
+        );
+    }
+    match redis.as_str().into_connection_info() {
+        Err(e) => {
+            return err(
+                p.key("redis"),
+                format!("\"{redis}\" is not a Redis URL: {e}"),
+            )
+        }
+        Ok(info) if info.redis_settings().password().is_some() => {
+            return err(
+                p.key("redis"),
+                "holds a password; put it in an environment variable and name it in password_env",
+            )
+        }
+        Ok(_) => {}
+    }
+    if let Some(v) = &password_env {
+        if std::env::var_os(v).is_none() {
+            return err(
+                p.key("password_env"),
+                format!("environment variable {v} is not set"),
+            );
+        }
+    }
+    let instance_id =
+        match instance_id {
+            Some(id) if !name_ok(&id) => return err(
+                p.key("instance_id"),
+                format!(
+                    "\"{id}\": use letters, digits, '_', '-', '.', starting with a letter or digit"
+                ),
+            ),
+            Some(id) => id,
+            None => format!("{}-{}", host_name(), std::process::id()),
+        };
+    if !name_ok(&namespace) {
+        return err(
+            p.key("namespace"),
+            format!("\"{namespace}\": use letters, digits, '_', '-', '.', starting with a letter or digit"),
+        );
+    }
+    let timeout = within(p.key("timeout"), timeout.0, MS, 10 * SEC)?;
+    let connect_timeout = within(p.key("connect_timeout"), connect_timeout.0, MS, 60 * SEC)?;
+    let heartbeat = within(p.key("heartbeat"), heartbeat.0, 100 * MS, 600 * SEC)?;
+    if expected_instances == Some(0) {
+        return err(p.key("expected_instances"), "must be at least 1");
+    }
+    Ok(ClusterConfig {
+        redis,
+        password_env,
+        instance_id,
+        namespace,
+        timeout,
+        connect_timeout,
+        heartbeat,
+        expected_instances,
+    })
+}
+
+/// This machine's name, for the default instance id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| name_ok(s))
+        .unwrap_or_else(|| "brace".into())
+}

@@ -11,8 +11,13 @@
 //! first (TinyLFU admission may also refuse to cache a never-seen-again key, which only makes
 //! that key start a fresh bucket). A key idle for `burst × per / rate` is expired: its bucket
 //! would be full again by then, so forgetting it changes no decision.
+//!
+//! A limit with `scope = "global"` shares its budget across the fleet ([`global`]); its local
+//! buckets then serve the `on_store_error = "local"` fallback.
 
-use crate::config::{LimitKey, RateLimitConfig};
+pub mod global;
+
+use crate::config::{LimitKey, RateLimitConfig, StoreFallback};
 use crate::events::{Event, Kind, Level};
 use crate::metrics::Metrics;
 use prometheus::{IntCounter, IntGauge};
@@ -75,6 +80,8 @@ pub struct Limiter {
     /// `RateLimit-Policy` value, rendered once.
     pub policy_header: String,
     pub keys_gauge: IntGauge,
+    /// The shared budget, for `scope = "global"`.
+    global: Option<global::Global>,
 }
 
 /// Reports a full key table: every key forgotten to make room is counted, and one event a
@@ -147,6 +154,7 @@ impl Limiter {
         config: &RateLimitConfig,
         metrics: &Arc<Metrics>,
         old: Option<&Limiter>,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
     ) -> Limiter {
         let keys_gauge = metrics.rate_limit_keys.with_label_values(&[name]);
         let interval_us = (config.per.as_micros() as u64 / u64::from(config.rate)).max(1);
@@ -186,18 +194,70 @@ impl Limiter {
             interval_us,
             capacity_us,
             keys_gauge,
+            global: match (config.scope, cluster) {
+                (crate::config::Scope::Global, Some(c)) => Some(global::Global::new(
+                    name,
+                    c,
+                    config,
+                    interval_us,
+                    capacity_us,
+                    metrics,
+                    old.and_then(|o| o.global.as_ref()),
+                )),
+                _ => None,
+            },
         }
     }
 
-    /// Decides one request for `key` at `now_us` (brace's clock, µs).
+    /// Decides one request for `key` at `now_us` (brace's clock, µs): from the shared budget
+    /// for a global limit (its fallback when Redis cannot be asked), else locally.
+    pub async fn decide(&self, key: KeyValue, now_us: u64) -> Decision {
+        let Some(g) = &self.global else {
+            return self.check(key, now_us);
+        };
+        let d = match g.check(&key, now_us).await {
+            Some(d) => d,
+            None => {
+                g.count_fallback();
+                match g.fallback {
+                    StoreFallback::Local => self.check_scaled(key, now_us, g.instances()),
+                    StoreFallback::Allow => Decision::Allowed {
+                        remaining: self.config.burst,
+                        reset_secs: 0,
+                    },
+                    StoreFallback::Deny => Decision::Limited {
+                        retry_after_secs: 1,
+                        reset_secs: 1,
+                    },
+                }
+            }
+        };
+        match d {
+            Decision::Limited { reset_secs, .. } if self.config.shadow => {
+                Decision::ShadowLimited { reset_secs }
+            }
+            d => d,
+        }
+    }
+
+    /// Decides one request for `key` at `now_us` (brace's clock, µs) on this instance's own.
     pub fn check(&self, key: KeyValue, now_us: u64) -> Decision {
+        self.check_scaled(key, now_us, 1)
+    }
+
+    /// [`Self::check`] with a `1/share` of the rate (and of the burst): the local fallback of
+    /// a global limit over a fleet of `share` instances.
+    fn check_scaled(&self, key: KeyValue, now_us: u64, share: u32) -> Decision {
+        let interval_us = self.interval_us * u64::from(share.max(1));
+        // At least one request per interval, however small the share of the burst.
+        let capacity_us = self.capacity_us.max(interval_us);
         let bucket = self.buckets.get_with(key, || Arc::new(AtomicU64::new(0)));
         let mut tat = bucket.load(Acquire);
         loop {
             let start = tat.max(now_us);
-            let new_tat = start + self.interval_us;
-            if new_tat - now_us > self.capacity_us {
-                let wait = new_tat - now_us - self.capacity_us;
+            let new_tat = start + interval_us;
+            if new_tat - now_us > capacity_us {
+                let wait = new_tat - now_us - capacity_us;
                 let reset_secs = ceil_secs(start - now_us);
                 return if self.config.shadow {
                     Decision::ShadowLimited { reset_secs }
@@ -210,7 +270,7 @@ impl Limiter {
             }
             match bucket.compare_exchange_weak(tat, new_tat, AcqRel, Acquire) {
                 Ok(_) => {
-                    let remaining = (self.capacity_us - (new_tat - now_us)) / self.interval_us;
+                    let remaining = (capacity_us - (new_tat - now_us)) / interval_us;
                     return Decision::Allowed {
                         remaining: remaining as u32,
                         reset_secs: ceil_secs(new_tat - now_us),
@@ -286,7 +346,7 @@ pub enum Verdict {
 
 /// Checks a route's limits in order; the first to refuse answers. A limit whose key the
 /// request lacks (no such header) does not apply.
-pub fn check(
+pub async fn check(
     limits: &[RouteLimit],
     client_ip: Option<IpAddr>,
     route: &str,
@@ -299,7 +359,7 @@ pub fn check(
         let Some(key) = key_value(&l.limiter.config.key, client_ip, route, req) else {
             continue;
         };
-        let d = l.limiter.check(key, now_us);
+        let d = l.limiter.decide(key, now_us).await;
         l.decisions.get(d.kind()).inc();
         match d {
             Decision::Limited {
@@ -343,8 +403,11 @@ mod tests {
             status: 429,
             shadow,
             max_keys: 1000,
+            scope: crate::config::Scope::Local,
+            on_store_error: StoreFallback::Local,
+            lease: 1,
         };
-        Limiter::new("t", &cfg, &Arc::new(Metrics::new()), None)
+        Limiter::new("t", &cfg, &Arc::new(Metrics::new()), None, None)
     }
 
     #[test]
@@ -358,8 +421,11 @@ mod tests {
             status: 429,
             shadow: false,
             max_keys: 8,
+            scope: crate::config::Scope::Local,
+            on_store_error: StoreFallback::Local,
+            lease: 1,
         };
-        let l = Limiter::new("t", &cfg, &metrics, None);
+        let l = Limiter::new("t", &cfg, &metrics, None, None);
         for n in 0..=255u8 {
             let _ = l.check(ip(n), 1_000_000);
             l.refresh_gauge();

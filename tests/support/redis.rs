@@ -1,0 +1,78 @@
+//! A real `redis-server` on a free loopback port, no persistence; stopped on drop. It can be
+//! killed and started again on the same port (the store going away under brace).
+
+use super::*;
+
+pub struct Redis {
+    pub port: u16,
+    child: Mutex<Option<Child>>,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let r = Redis {
+            port: free_port(),
+            child: Mutex::new(None),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it answers PING.
+    pub fn restart(&self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package; scripts/setup.sh installs it)");
+        *self.child.lock().unwrap() = Some(child);
+        wait_for(
+            "redis-server to answer PING",
+            Duration::from_secs(10),
+            || self.try_cmd(&["PING"]).is_ok(),
+        );
+    }
+
+    /// Kills the server; its data is gone.
+    pub fn stop(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn try_cmd(&self, args: &[&str]) -> ::redis::RedisResult<::redis::Value> {
+        let client = ::redis::Client::open(self.url())?;
+        let mut c = client.get_connection_with_timeout(Duration::from_secs(1))?;
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut c)
+    }
+
+    /// Runs one command and returns its answer.
+    pub fn cmd<T: ::redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let v = self
+            .try_cmd(args)
+            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"));
+        ::redis::from_redis_value(v).unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
