@@ -1,7 +1,7 @@
 //! The fleet view: each instance writes a heartbeat to Redis (`NAMESPACE:instance:ID`, kept
 //! for three beats, and its id in the sorted set `NAMESPACE:instances` scored by when it
-//! lapses), and stores the text of its config under `NAMESPACE:config:HASH` for
-//! `brace check --against fleet`. After each beat it reads every live instance's record and
+//! lapses), and stores the text of its config (secrets redacted, as `GET /api/config` shows
+//! it) under `NAMESPACE:config:HASH` for `brace check --against fleet`. After each beat it reads every live instance's record and
 //! sets `brace_fleet_instances{config_hash}` and `brace_fleet_drift`: an instance whose config
 //! hash or version differs from the majority's has drifted, the most common cause of "it works
 //! on the other machines".
@@ -150,7 +150,8 @@ pub async fn beat(state: &State, cluster: &Cluster) {
     .ignore()
     .set_options(
         cluster.key(&format!("config:{}", me.config_hash)),
-        state.snapshot().source.as_ref(),
+        // What `GET /api/config` shows: secrets (the admin token) redacted.
+        crate::config::redacted(&state.snapshot().source),
         redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64)),
     )
     .ignore()
