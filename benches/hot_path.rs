@@ -92,6 +92,7 @@ fn bench_pick(c: &mut Criterion) {
             &loaded.config.upstreams["p"],
             &Arc::new(Metrics::new()),
             None,
+            Vec::new(),
         );
         g.bench_function(balance, |b| {
             b.iter(|| pool.pick(black_box(b""), &[], 1_000))

@@ -234,6 +234,7 @@ pub struct Metrics {
     pub rate_limit_store_wait: HistogramVec,
     pub fleet_instances: IntGaugeVec,
     pub fleet_drift: IntGauge,
+    pub dns_lookups_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -487,6 +488,11 @@ impl Metrics {
             fleet_drift: r.gauge(
                 "brace_fleet_drift",
                 "1 when some live instance runs another config or version than the majority",
+            ),
+            dns_lookups_total: r.counters(
+                "brace_dns_lookups_total",
+                "DNS lookups of an upstream's host-name or SRV backends (resolve), by result (ok, failed: the last answer is kept)",
+                &["upstream", "result"],
             ),
             // A Registry is a handle (an Arc) to the same collectors.
             registry: registry.clone(),

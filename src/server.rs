@@ -78,15 +78,20 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         .as_ref()
         .map(|c| crate::cluster::Cluster::new(c, &metrics))
         .transpose()?;
+    let env = crate::runtime::Env {
+        cluster: cluster.clone(),
+        dns: Default::default(),
+    };
+    crate::upstream::dns::resolve_at_start(config, &env.dns, Duration::from_secs(5));
     let mut state = State::new(
-        build(&loaded, &metrics, cluster.as_ref(), None),
+        build(&loaded, &metrics, &env, None),
         metrics,
         opts.config_path.clone(),
         Some(log),
     );
     state.tracing = tracing;
     state.tls = tls_listeners;
-    state.cluster = cluster.clone();
+    state.env = env;
     let state = Arc::new(state);
     state.note_inputs();
 
@@ -176,6 +181,14 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
             crate::cluster::Service {
                 state: state.clone(),
                 cluster,
+            },
+        ));
+    }
+    if config.upstreams.values().any(|u| u.dns.is_some()) {
+        server.add_service(background_service(
+            "dns",
+            crate::upstream::dns::Service {
+                state: state.clone(),
             },
         ));
     }

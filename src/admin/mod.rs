@@ -175,7 +175,7 @@ impl Admin {
         };
         let removed = op.apply(cache);
         self.state.metrics.cache_purged_total.inc_by(removed);
-        let Some(cluster) = &self.state.cluster else {
+        let Some(cluster) = &self.state.env.cluster else {
             return json(StatusCode::OK, &serde_json::json!({ "purged": removed }));
         };
         let report = purge::broadcast(cluster, op, removed, Duration::from_secs(1)).await;
@@ -193,7 +193,7 @@ impl Admin {
 
     /// `GET /api/fleet`: the live instances sharing the `[cluster]` store, with drift flagged.
     async fn fleet(&self) -> Response<Vec<u8>> {
-        let Some(cluster) = &self.state.cluster else {
+        let Some(cluster) = &self.state.env.cluster else {
             return json(
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({"error": "no [cluster] is configured"}),

@@ -221,7 +221,10 @@ pub enum HostPattern {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
+    /// Backends given by address (and, without `resolve`, by a name resolved at load).
     pub backends: Vec<BackendAddr>,
+    /// Backends found by DNS, re-resolved while brace runs (`upstream::dns`).
+    pub dns: Option<DnsConfig>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// Idle time allowed on an upgraded (101, e.g. WebSocket) connection, both ways.
@@ -489,6 +492,26 @@ pub struct BackendAddr {
     pub weight: NonZeroU32,
     /// The host name the backend was given by, if not an IP address (the default TLS name).
     pub host: Option<String>,
+}
+
+/// `[upstream.NAME] resolve`, `resolver`, `srv` and the host-name backends they apply to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub names: Vec<DnsName>,
+    /// An SRV name: its records give targets, ports and weights.
+    pub srv: Option<String>,
+    /// Longest time between lookups of a name (a shorter TTL wins).
+    pub every: Duration,
+    /// `None`: the system's resolver configuration.
+    pub resolver: Option<SocketAddr>,
+}
+
+/// A backend given as `host:port`: every address `host` resolves to is a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsName {
+    pub host: String,
+    pub port: u16,
+    pub weight: NonZeroU32,
 }
 
 /// Largest backend weight: the weighted round robin expands a backend `weight` times.

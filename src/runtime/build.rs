@@ -16,20 +16,26 @@ use crate::upstream::pool::Pool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// `cluster`: the fleet's shared store, when `[cluster]` is configured (global limits use it).
+/// `env`: the fleet's store (global limits use it) and the DNS answers (pools add them).
 pub fn build(
     loaded: &Loaded,
     metrics: &Arc<Metrics>,
-    cluster: Option<&Arc<crate::cluster::Cluster>>,
+    env: &super::Env,
     old: Option<&Snapshot>,
 ) -> Snapshot {
+    let cluster = env.cluster.as_ref();
     let config = Arc::new(loaded.config.clone());
     let mut pools = BTreeMap::new();
     for (name, u) in &config.upstreams {
         let prev = old.and_then(|o| o.pools.get(name));
+        let found = u
+            .dns
+            .as_ref()
+            .map(|d| env.dns.backends(name, d, &u.backends))
+            .unwrap_or_default();
         let pool = match prev {
-            Some(p) if p.config == *u => p.clone(),
-            _ => Arc::new(Pool::new(name, u, metrics, prev.map(|p| p.as_ref()))),
+            Some(p) if p.config == *u && p.resolved == found => p.clone(),
+            _ => Arc::new(Pool::new(name, u, metrics, prev.map(|p| p.as_ref()), found)),
         };
         pools.insert(name.clone(), pool);
     }
@@ -125,7 +131,7 @@ mod tests {
                     [upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
         let loaded = crate::config::parse(text, "t", std::path::Path::new(".")).unwrap();
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        build(&loaded, &metrics, None, None)
+        build(&loaded, &metrics, &Default::default(), None)
     }
 
     fn found(s: &Snapshot, host: &str, path: &str) -> String {

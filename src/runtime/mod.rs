@@ -10,3 +10,11 @@ pub mod tasks;
 
 pub use snapshot::Snapshot;
 pub use store::State;
+
+/// What a snapshot build draws on besides the config, made at start and kept for the process:
+/// the fleet's store and the DNS answers.
+#[derive(Clone, Default)]
+pub struct Env {
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    pub dns: std::sync::Arc<crate::upstream::dns::Resolved>,
+}

@@ -194,6 +194,7 @@ impl Plan {
             }
             let UpstreamConfig {
                 backends: _,
+                dns: _,
                 connect_timeout: _,
                 read_timeout: _,
                 upgrade_idle_timeout: _,
@@ -221,6 +222,7 @@ impl Plan {
                 y,
                 [
                     backends,
+                    dns,
                     connect_timeout,
                     read_timeout,
                     upgrade_idle_timeout,

@@ -146,10 +146,24 @@ fn apply(state: &State) -> Result<Plan, String> {
         config: cfg,
         ..loaded
     };
-    let snapshot = build(&next, &state.metrics, state.cluster.as_ref(), Some(&old));
+    let snapshot = build(&next, &state.metrics, &state.env, Some(&old));
 
-    // Series of backends that left the config would otherwise report their last values forever.
-    let kept: HashSet<(String, String)> = snapshot
+    forget_removed_backends(state, &old, &snapshot);
+    state.metrics.set_config_hash(&snapshot.hash);
+    for (t, loaded) in snapshot.config.server.tls.iter().zip(certs) {
+        if let Some(l) = state.tls.iter().find(|l| l.listen == t.listen) {
+            l.apply(loaded, &state.metrics);
+        }
+    }
+    state.store.store(Arc::new(snapshot));
+    state.note_inputs();
+    Ok(plan)
+}
+
+/// Series of backends that left (the config, or DNS) would otherwise report their last values
+/// forever.
+pub fn forget_removed_backends(state: &State, old: &super::Snapshot, new: &super::Snapshot) {
+    let kept: HashSet<(String, String)> = new
         .pools
         .iter()
         .flat_map(|(n, p)| p.backends.iter().map(move |b| (n.clone(), b.label.clone())))
@@ -161,15 +175,6 @@ fn apply(state: &State) -> Result<Plan, String> {
             }
         }
     }
-    state.metrics.set_config_hash(&snapshot.hash);
-    for (t, loaded) in snapshot.config.server.tls.iter().zip(certs) {
-        if let Some(l) = state.tls.iter().find(|l| l.listen == t.listen) {
-            l.apply(loaded, &state.metrics);
-        }
-    }
-    state.store.store(Arc::new(snapshot));
-    state.note_inputs();
-    Ok(plan)
 }
 
 /// The background service behind two triggers: SIGHUP, and (with `[server] watch_config`) a

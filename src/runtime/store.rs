@@ -41,8 +41,8 @@ pub struct State {
     /// The TLS listeners, whose certificates a reload replaces (bound at start, so they live
     /// here, not in a snapshot).
     pub tls: Vec<Arc<crate::tls::Listener>>,
-    /// The fleet's shared store, when `[cluster]` is set (restart-only, so it lives here).
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The fleet's shared store and the DNS answers, which snapshot builds draw on.
+    pub env: super::Env,
     /// [`super::reload::inputs_hash`] of what is in force: the file watcher reloads when the
     /// files differ from it.
     inputs: Mutex<String>,
@@ -68,7 +68,7 @@ impl State {
             started: SystemTime::now(),
             last_reload: Mutex::new(None),
             tls: Vec::new(),
-            cluster: None,
+            env: Default::default(),
             inputs: Mutex::new(String::new()),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

@@ -49,7 +49,10 @@ enum Selector {
 pub struct Pool {
     pub name: String,
     pub config: UpstreamConfig,
+    /// The configured backends, then those DNS found (`resolved`).
     pub backends: Vec<Arc<Backend>>,
+    /// The backends DNS found when this pool was built (`upstream::dns`).
+    pub resolved: Vec<crate::config::BackendAddr>,
     /// Shared with the pool this one replaced (same name): a reload that changes any setting
     /// keeps the retries already counted.
     pub(super) budget: Arc<super::retry::RetryBudget>,
@@ -63,12 +66,8 @@ pub struct Pool {
     tls: Option<super::peer::PeerTls>,
 }
 
-fn weights(config: &UpstreamConfig) -> Vec<u64> {
-    config
-        .backends
-        .iter()
-        .map(|b| u64::from(b.weight.get()))
-        .collect()
+fn weights(backends: &[crate::config::BackendAddr]) -> Vec<u64> {
+    backends.iter().map(|b| u64::from(b.weight.get())).collect()
 }
 
 /// nginx's smooth weighted round robin, run once over a whole cycle: weights 5, 1, 1 give
@@ -114,17 +113,21 @@ where
 }
 
 impl Pool {
-    /// Builds a pool. A backend of `old` with the same address and weight is reused as the same
-    /// `Arc`, keeping its health, ejection and in-flight state.
+    /// Builds a pool of the configured backends and `resolved` (found by DNS). A backend of
+    /// `old` with the same address and weight is reused as the same `Arc`, keeping its health,
+    /// ejection and in-flight state; a backend DNS found since `old` starts its slow start.
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
         metrics: &Arc<Metrics>,
         old: Option<&Pool>,
+        resolved: Vec<crate::config::BackendAddr>,
     ) -> Pool {
         let mut set = BTreeSet::new();
-        let mut backends = Vec::with_capacity(config.backends.len());
-        for (i, b) in config.backends.iter().enumerate() {
+        let all: Vec<crate::config::BackendAddr> =
+            config.backends.iter().chain(&resolved).cloned().collect();
+        let mut backends = Vec::with_capacity(all.len());
+        for (i, b) in all.iter().enumerate() {
             let mut be = LbBackend {
                 addr: pingora::protocols::l4::socket::SocketAddr::Inet(b.addr),
                 weight: b.weight.get() as usize,
@@ -138,25 +141,32 @@ impl Pool {
                     .find(|ob| ob.addr == b.addr && ob.weight == b.weight.get())
                     .cloned()
             });
+            let found_now = old.is_some() && i >= config.backends.len();
             backends.push(reused.unwrap_or_else(|| {
                 let label = b.addr.to_string();
-                Arc::new(Backend::new(
+                let backend = Backend::new(
                     b.addr,
                     b.weight.get(),
                     BackendStats::new(metrics, name, &label),
                     BackendGauges::new(metrics, name, &label),
-                ))
+                );
+                if found_now {
+                    backend
+                        .available_since_ms
+                        .store(crate::clock::now_ms(), std::sync::atomic::Ordering::Relaxed);
+                }
+                Arc::new(backend)
             }));
         }
         let selector = match &config.balance {
             Balance::RoundRobin => Selector::RoundRobin {
-                order: smooth_weighted_order(&weights(config)),
+                order: smooth_weighted_order(&weights(&all)),
                 // Pools start at different places, so a reload does not send the first
                 // request of every pool to its first backend.
                 next: AtomicUsize::new(fastrand::usize(..)),
             },
             Balance::Random => Selector::Random {
-                cumulative: weights(config)
+                cumulative: weights(&all)
                     .iter()
                     .scan(0u64, |sum, &w| {
                         *sum += w;
@@ -173,6 +183,7 @@ impl Pool {
             name: name.to_owned(),
             config: config.clone(),
             backends,
+            resolved,
             budget: old.map(|o| o.budget.clone()).unwrap_or_default(),
             stats: PoolStats::new(metrics, name),
             in_flight: old.map(|o| o.in_flight.clone()).unwrap_or_default(),
@@ -181,7 +192,7 @@ impl Pool {
             tls: config
                 .tls
                 .as_ref()
-                .map(|t| super::peer::PeerTls::new(t, &config.backends)),
+                .map(|t| super::peer::PeerTls::new(t, &all)),
         }
     }
 
@@ -199,6 +210,9 @@ impl Pool {
     /// already used. `None` when no candidate is left.
     pub fn pick(&self, key: &[u8], tried: &[SocketAddr], now: u64) -> Option<usize> {
         let n = self.backends.len();
+        if n == 0 {
+            return None; // DNS has found none yet (or none any more)
+        }
         let available = self.backends.iter().filter(|b| b.available(now)).count();
         let panic = (available as f64) < self.config.panic_threshold * n as f64;
         let ok = |i: usize| {
@@ -501,6 +515,7 @@ mod tests {
             &loaded.config.upstreams["p"],
             &Arc::new(Metrics::new()),
             None,
+            Vec::new(),
         )
     }
 

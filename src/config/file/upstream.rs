@@ -6,7 +6,17 @@ use super::*;
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
+    #[serde(default)]
     pub backends: Vec<FileBackend>,
+    /// Re-resolve host-name backends this often (and when their records' TTL ends, if sooner).
+    #[serde(default)]
+    pub resolve: Option<Dur>,
+    /// The DNS server to ask (`IP` or `IP:PORT`); default: the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub resolver: Option<String>,
+    /// An SRV name whose records give backends with their ports and weights.
+    #[serde(default)]
+    pub srv: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
     #[serde(default = "default_read_timeout")]

@@ -9,6 +9,9 @@ pub(super) fn validate_upstream(
 ) -> VResult<UpstreamConfig> {
     let FileUpstream {
         backends,
+        resolve,
+        resolver,
+        srv,
         connect_timeout,
         read_timeout,
         upgrade_idle_timeout,
@@ -97,12 +100,41 @@ pub(super) fn validate_upstream(
         Some(b) => Some(validate_breaker(b, &p.key("circuit_breaker"))?),
         None => None,
     };
-    if backends.is_empty() {
+    if backends.is_empty() && srv.is_none() {
         return err(
             p.key("backends"),
-            "no backends: give at least one \"host:port\"",
+            "no backends: give at least one \"host:port\" (or an srv name)",
         );
     }
+    let dynamic = resolve.is_some() || srv.is_some();
+    if !dynamic && resolver.is_some() {
+        return err(
+            p.key("resolver"),
+            "only used with resolve (or srv): set resolve = \"30s\" to re-resolve host names",
+        );
+    }
+    let resolver = match resolver {
+        None => None,
+        Some(r) => Some(match (r.parse::<SocketAddr>(), r.parse::<std::net::IpAddr>()) {
+            (Ok(a), _) => a,
+            (_, Ok(ip)) => SocketAddr::new(ip, 53),
+            _ => {
+                return err(
+                    p.key("resolver"),
+                    format!("\"{r}\": expected a DNS server's IP or IP:PORT, e.g. \"127.0.0.1:53\""),
+                )
+            }
+        }),
+    };
+    if let Some(name) = &srv {
+        if !dns_name_ok(name) {
+            return err(
+                p.key("srv"),
+                format!("\"{name}\" is not a DNS name, e.g. \"_http._tcp.app.service.consul\""),
+            );
+        }
+    }
+    let mut names = Vec::new();
     let mut out = Vec::with_capacity(backends.len());
     let mut seen = HashSet::new();
     for (i, b) in backends.into_iter().enumerate() {
@@ -116,13 +148,34 @@ pub(super) fn validate_upstream(
             .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
             .filter(|h| h.parse::<std::net::IpAddr>().is_err())
             .map(str::to_ascii_lowercase);
-        let addr = socket_addr(ap, &addr)?;
         if !(1..=MAX_WEIGHT).contains(&weight) {
             return err(
                 bp.key("weight"),
                 format!("weight {weight} is out of range 1..={MAX_WEIGHT}"),
             );
         }
+        if let (true, Some(h)) = (dynamic, &host) {
+            // Resolved while brace runs, not now: the name may not resolve here (a compose
+            // service name) or not yet.
+            let port = addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .filter(|p| *p != 0);
+            let (Some(port), true) = (port, dns_name_ok(h)) else {
+                return err(ap, format!("invalid backend \"{addr}\": expected \"host:port\""));
+            };
+            let name = DnsName {
+                host: h.clone(),
+                port,
+                weight: NonZeroU32::new(weight as u32).expect("checked above"),
+            };
+            if names.contains(&name) {
+                return err(bp, format!("backend {addr} is listed twice in this upstream"));
+            }
+            names.push(name);
+            continue;
+        }
+        let addr = socket_addr(ap, &addr)?;
         if !seen.insert(addr) {
             return err(
                 bp,
@@ -135,8 +188,20 @@ pub(super) fn validate_upstream(
             host,
         });
     }
+    let dns = if dynamic {
+        let every = resolve.map_or(Duration::from_secs(30), |d| d.0);
+        Some(DnsConfig {
+            names,
+            srv: srv.map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
+            every: within(p.key("resolve"), every, SEC, DAY)?,
+            resolver,
+        })
+    } else {
+        None
+    };
     Ok(UpstreamConfig {
         backends: out,
+        dns,
         connect_timeout: within(p.key("connect_timeout"), connect_timeout.0, MS, 5 * MINUTE)?,
         read_timeout: within(p.key("read_timeout"), read_timeout.0, MS, HOUR)?,
         upgrade_idle_timeout: within(
@@ -429,4 +494,16 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<RetryConfig> 
         min_retries_per_second,
         backoff: within(p.key("backoff"), backoff.0, Duration::ZERO, MINUTE)?,
     })
+}
+
+/// A host name as DNS spells it: dot-separated labels of letters, digits, `-` and `_`.
+fn dns_name_ok(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

@@ -1,0 +1,302 @@
+//! Backends found by DNS: an upstream with `resolve` (or `srv`) has its host-name backends
+//! looked up while brace runs, every address becoming a backend.
+//!
+//! [`Resolved`] holds the last good answer per upstream and name; the snapshot build
+//! (`runtime::build`) adds those addresses to the pool's configured ones, and a [`Service`]
+//! looks names up again every `resolve` (sooner when the record's TTL ends sooner). When an
+//! answer changes, the snapshot is rebuilt: a backend whose address stays keeps its earned
+//! state (health, ejections, breaker, latency) as on any reload, a new address starts with
+//! the pool's slow start, and an address that disappeared gets no new requests while the
+//! requests already sent to it finish (they hold the snapshot they started with). A failed
+//! lookup keeps the last good answer and is counted; a name that never resolved leaves its
+//! pool without those backends (requests get 503 while no backend is left).
+//!
+//! Lookups use hickory-resolver: the system's configuration (`/etc/resolv.conf`,
+//! `/etc/hosts`) or the upstream's `resolver`.
+
+use crate::config::{BackendAddr, DnsConfig};
+use crate::runtime::State;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What is looked up: a host name for an upstream's `host:port` backend, or its SRV name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    Host { host: String, port: u16, weight: u32 },
+    Srv(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Host { host, port, .. } => write!(f, "{host}:{port}"),
+            Source::Srv(name) => write!(f, "SRV {name}"),
+        }
+    }
+}
+
+/// The sources of an upstream's DNS config.
+pub fn sources(cfg: &DnsConfig) -> Vec<Source> {
+    let mut v: Vec<Source> = cfg
+        .names
+        .iter()
+        .map(|n| Source::Host {
+            host: n.host.clone(),
+            port: n.port,
+            weight: n.weight.get(),
+        })
+        .collect();
+    v.extend(cfg.srv.iter().cloned().map(Source::Srv));
+    v
+}
+
+/// The last good answer for each (upstream, source).
+#[derive(Default)]
+pub struct Resolved {
+    answers: Mutex<BTreeMap<(String, Source), Vec<BackendAddr>>>,
+}
+
+impl Resolved {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, Source), Vec<BackendAddr>>> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The addresses `upstream`'s DNS backends have now, in source order, without repeats
+    /// and without the addresses in `except` (its configured backends).
+    pub fn backends(&self, upstream: &str, cfg: &DnsConfig, except: &[BackendAddr]) -> Vec<BackendAddr> {
+        let answers = self.lock();
+        let mut out: Vec<BackendAddr> = Vec::new();
+        for s in sources(cfg) {
+            for b in answers.get(&(upstream.to_owned(), s)).into_iter().flatten() {
+                if !out.iter().chain(except).any(|o| o.addr == b.addr) {
+                    out.push(b.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Records an answer; true when it differs from the last.
+    pub fn set(&self, upstream: &str, source: &Source, backends: Vec<BackendAddr>) -> bool {
+        let mut answers = self.lock();
+        let key = (upstream.to_owned(), source.clone());
+        if answers.get(&key) == Some(&backends) {
+            return false;
+        }
+        answers.insert(key, backends);
+        true
+    }
+
+    /// Forgets answers for upstreams and sources no longer configured.
+    fn retain(&self, live: &[(String, Source)]) {
+        self.lock().retain(|k, _| live.contains(k));
+    }
+}
+
+fn resolver(server: Option<SocketAddr>, every: Duration) -> Result<TokioResolver, String> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = match server {
+        None => TokioResolver::builder(provider).map_err(|e| e.to_string())?,
+        Some(a) => {
+            let mut ns = NameServerConfig::udp_and_tcp(a.ip());
+            for c in &mut ns.connections {
+                c.port = a.port();
+            }
+            let mut b =
+                TokioResolver::builder_with_config(ResolverConfig::from_name_servers(vec![ns]), provider);
+            b.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+            b
+        }
+    };
+    let opts: &mut ResolverOpts = builder.options_mut();
+    // Answers are asked for again every `every` at the latest; never cache them for longer.
+    opts.positive_max_ttl = Some(every);
+    opts.negative_max_ttl = Some(Duration::from_secs(1));
+    opts.timeout = Duration::from_secs(2);
+    opts.attempts = 2;
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Looks one source up: its backends and until when the answer holds.
+async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Instant), String> {
+    let fqdn = |h: &str| format!("{}.", h.trim_end_matches('.'));
+    let ips = |host: &str, port: u16, weight: u32| {
+        let host = host.to_owned();
+        async move {
+            let found = r.lookup_ip(fqdn(&host)).await.map_err(|e| format!("{host}: {e}"))?;
+            let until = found.valid_until();
+            let mut v: Vec<BackendAddr> = found
+                .iter()
+                .map(|ip| BackendAddr {
+                    addr: SocketAddr::new(ip, port),
+                    weight: NonZeroU32::new(weight.max(1)).expect("at least 1"),
+                    host: Some(host.clone()),
+                })
+                .collect();
+            v.sort_by_key(|b| b.addr);
+            v.dedup_by_key(|b| b.addr);
+            Ok::<_, String>((v, until))
+        }
+    };
+    match s {
+        Source::Host { host, port, weight } => ips(host, *port, *weight).await,
+        Source::Srv(name) => {
+            let found = r.srv_lookup(fqdn(name)).await.map_err(|e| format!("SRV {name}: {e}"))?;
+            let mut until = found.valid_until();
+            let mut out = Vec::new();
+            // RFC 2782: the lowest priority is used; weights share its load.
+            let records: Vec<_> = found
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_resolver::proto::rr::RData::SRV(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            let best = records.iter().map(|s| s.priority).min();
+            for srv in records.iter().filter(|s| Some(s.priority) == best) {
+                let target = srv.target.to_string();
+                let (v, u) = ips(target.trim_end_matches('.'), srv.port, u32::from(srv.weight).clamp(1, 1000)).await?;
+                until = until.min(u);
+                out.extend(v);
+            }
+            out.sort_by_key(|b| b.addr);
+            out.dedup_by_key(|b| b.addr);
+            Ok((out, until))
+        }
+    }
+}
+
+/// Rebuilds the snapshot from the running config with the current DNS answers.
+fn rebuild(state: &State) {
+    let _serial = state.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let old = state.snapshot();
+    let loaded = crate::config::Loaded {
+        config: (*old.config).clone(),
+        hash: old.hash.clone(),
+        origin: String::new(),
+        source: old.source.to_string(),
+    };
+    let snapshot = crate::runtime::build::build(&loaded, &state.metrics, &state.env, Some(&old));
+    crate::runtime::reload::forget_removed_backends(state, &old, &snapshot);
+    state.store.store(Arc::new(snapshot));
+}
+
+/// The background service: looks up every DNS source when it is due and rebuilds the
+/// snapshot when an answer changed.
+pub struct Service {
+    pub state: Arc<State>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Service {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut resolvers: HashMap<(Option<SocketAddr>, Duration), TokioResolver> = HashMap::new();
+        let mut due: HashMap<(String, Source), Instant> = HashMap::new();
+        let mut failing: HashMap<(String, Source), u32> = HashMap::new();
+        loop {
+            let snap = self.state.snapshot();
+            let mut live = Vec::new();
+            let mut changed = false;
+            for (name, pool) in &snap.pools {
+                let Some(cfg) = &pool.config.dns else { continue };
+                for s in sources(cfg) {
+                    let key = (name.clone(), s.clone());
+                    live.push(key.clone());
+                    let now = Instant::now();
+                    if due.get(&key).is_some_and(|t| *t > now) {
+                        continue;
+                    }
+                    let r = match resolvers.entry((cfg.resolver, cfg.every)) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => match resolver(cfg.resolver, cfg.every) {
+                            Ok(r) => e.insert(r),
+                            Err(err) => {
+                                tracing::error!(upstream = %name, "cannot set up DNS resolution: {err}");
+                                due.insert(key, now + cfg.every);
+                                continue;
+                            }
+                        },
+                    };
+                    let m = &self.state.metrics;
+                    match lookup(r, &s).await {
+                        Ok((backends, until)) if !backends.is_empty() => {
+                            m.dns_lookups_total.with_label_values(&[name, "ok"]).inc();
+                            failing.remove(&key);
+                            let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+                            if self.state.env.dns.set(name, &s, backends) {
+                                tracing::info!(upstream = %name, "DNS {s}: {}", addrs.join(", "));
+                                changed = true;
+                            }
+                            let next = until.saturating_duration_since(now).clamp(Duration::from_secs(1), cfg.every);
+                            due.insert(key, now + next);
+                        }
+                        result => {
+                            let why = match result {
+                                Ok(_) => format!("{s}: no addresses"),
+                                Err(e) => e,
+                            };
+                            m.dns_lookups_total.with_label_values(&[name, "failed"]).inc();
+                            let n = failing.entry(key.clone()).or_default();
+                            *n += 1;
+                            if *n == 1 {
+                                tracing::warn!(upstream = %name, "DNS lookup failed ({why}); keeping the last answer");
+                            }
+                            due.insert(key, now + cfg.every.min(Duration::from_secs(5)));
+                        }
+                    }
+                }
+            }
+            due.retain(|k, _| live.contains(k));
+            failing.retain(|k, _| live.contains(k));
+            self.state.env.dns.retain(&live);
+            if changed {
+                rebuild(&self.state);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Looks every DNS source of `config` up once, within `deadline`, before the first snapshot
+/// is built (so a pool starts with its backends). Sources that do not answer are left to
+/// the service.
+pub fn resolve_at_start(config: &crate::config::Config, resolved: &Resolved, deadline: Duration) {
+    let work: Vec<(String, DnsConfig)> = config
+        .upstreams
+        .iter()
+        .filter_map(|(n, u)| u.dns.clone().map(|d| (n.clone(), d)))
+        .collect();
+    if work.is_empty() {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return;
+    };
+    rt.block_on(async {
+        let _ = tokio::time::timeout(deadline, async {
+            for (name, cfg) in &work {
+                let Ok(r) = resolver(cfg.resolver, cfg.every) else { continue };
+                for s in sources(cfg) {
+                    match lookup(&r, &s).await {
+                        Ok((b, _)) if !b.is_empty() => {
+                            resolved.set(name, &s, b);
+                        }
+                        Ok(_) => tracing::warn!(upstream = %name, "DNS {s}: no addresses yet"),
+                        Err(e) => tracing::warn!(upstream = %name, "DNS lookup failed at start ({e}); retrying"),
+                    }
+                }
+            }
+        })
+        .await;
+    });
+}
