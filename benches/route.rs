@@ -24,7 +24,12 @@ fn config_text() -> String {
 
 fn bench_routing(c: &mut Criterion) {
     let loaded = config::parse(&config_text(), "bench", Path::new(".")).expect("valid config");
-    let snap = build(&loaded, &std::sync::Arc::new(Metrics::new()), &Default::default(), None);
+    let snap = build(
+        &loaded,
+        &std::sync::Arc::new(Metrics::new()),
+        &Default::default(),
+        None,
+    );
     let mut g = c.benchmark_group("route");
     g.bench_function("exact host, longest prefix", |b| {
         b.iter(|| {

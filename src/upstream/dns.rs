@@ -28,7 +28,11 @@ use std::time::{Duration, Instant};
 /// What is looked up: a host name for an upstream's `host:port` backend, or its SRV name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
-    Host { host: String, port: u16, weight: u32 },
+    Host {
+        host: String,
+        port: u16,
+        weight: u32,
+    },
     Srv(String),
 }
 
@@ -69,7 +73,12 @@ impl Resolved {
 
     /// The addresses `upstream`'s DNS backends have now, in source order, without repeats
     /// and without the addresses in `except` (its configured backends).
-    pub fn backends(&self, upstream: &str, cfg: &DnsConfig, except: &[BackendAddr]) -> Vec<BackendAddr> {
+    pub fn backends(
+        &self,
+        upstream: &str,
+        cfg: &DnsConfig,
+        except: &[BackendAddr],
+    ) -> Vec<BackendAddr> {
         let answers = self.lock();
         let mut out: Vec<BackendAddr> = Vec::new();
         for s in sources(cfg) {
@@ -108,8 +117,10 @@ fn resolver(server: Option<SocketAddr>, every: Duration) -> Result<TokioResolver
             for c in &mut ns.connections {
                 c.port = a.port();
             }
-            let mut b =
-                TokioResolver::builder_with_config(ResolverConfig::from_name_servers(vec![ns]), provider);
+            let mut b = TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                provider,
+            );
             b.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
             b
         }
@@ -129,7 +140,10 @@ async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Inst
     let ips = |host: &str, port: u16, weight: u32| {
         let host = host.to_owned();
         async move {
-            let found = r.lookup_ip(fqdn(&host)).await.map_err(|e| format!("{host}: {e}"))?;
+            let found = r
+                .lookup_ip(fqdn(&host))
+                .await
+                .map_err(|e| format!("{host}: {e}"))?;
             let until = found.valid_until();
             let mut v: Vec<BackendAddr> = found
                 .iter()
@@ -147,7 +161,10 @@ async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Inst
     match s {
         Source::Host { host, port, weight } => ips(host, *port, *weight).await,
         Source::Srv(name) => {
-            let found = r.srv_lookup(fqdn(name)).await.map_err(|e| format!("SRV {name}: {e}"))?;
+            let found = r
+                .srv_lookup(fqdn(name))
+                .await
+                .map_err(|e| format!("SRV {name}: {e}"))?;
             let mut until = found.valid_until();
             let mut out = Vec::new();
             // RFC 2782: the lowest priority is used; weights share its load.
@@ -162,7 +179,12 @@ async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Inst
             let best = records.iter().map(|s| s.priority).min();
             for srv in records.iter().filter(|s| Some(s.priority) == best) {
                 let target = srv.target.to_string();
-                let (v, u) = ips(target.trim_end_matches('.'), srv.port, u32::from(srv.weight).clamp(1, 1000)).await?;
+                let (v, u) = ips(
+                    target.trim_end_matches('.'),
+                    srv.port,
+                    u32::from(srv.weight).clamp(1, 1000),
+                )
+                .await?;
                 until = until.min(u);
                 out.extend(v);
             }
@@ -205,7 +227,9 @@ impl pingora::services::background::BackgroundService for Service {
             let mut live = Vec::new();
             let mut changed = false;
             for (name, pool) in &snap.pools {
-                let Some(cfg) = &pool.config.dns else { continue };
+                let Some(cfg) = &pool.config.dns else {
+                    continue;
+                };
                 for s in sources(cfg) {
                     let key = (name.clone(), s.clone());
                     live.push(key.clone());
@@ -215,26 +239,31 @@ impl pingora::services::background::BackgroundService for Service {
                     }
                     let r = match resolvers.entry((cfg.resolver, cfg.every)) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(e) => match resolver(cfg.resolver, cfg.every) {
-                            Ok(r) => e.insert(r),
-                            Err(err) => {
-                                tracing::error!(upstream = %name, "cannot set up DNS resolution: {err}");
-                                due.insert(key, now + cfg.every);
-                                continue;
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            match resolver(cfg.resolver, cfg.every) {
+                                Ok(r) => e.insert(r),
+                                Err(err) => {
+                                    tracing::error!(upstream = %name, "cannot set up DNS resolution: {err}");
+                                    due.insert(key, now + cfg.every);
+                                    continue;
+                                }
                             }
-                        },
+                        }
                     };
                     let m = &self.state.metrics;
                     match lookup(r, &s).await {
                         Ok((backends, until)) if !backends.is_empty() => {
                             m.dns_lookups_total.with_label_values(&[name, "ok"]).inc();
                             failing.remove(&key);
-                            let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+                            let addrs: Vec<String> =
+                                backends.iter().map(|b| b.addr.to_string()).collect();
                             if self.state.env.dns.set(name, &s, backends) {
                                 tracing::info!(upstream = %name, "DNS {s}: {}", addrs.join(", "));
                                 changed = true;
                             }
-                            let next = until.saturating_duration_since(now).clamp(Duration::from_secs(1), cfg.every);
+                            let next = until
+                                .saturating_duration_since(now)
+                                .clamp(Duration::from_secs(1), cfg.every);
                             due.insert(key, now + next);
                         }
                         result => {
@@ -242,7 +271,9 @@ impl pingora::services::background::BackgroundService for Service {
                                 Ok(_) => format!("{s}: no addresses"),
                                 Err(e) => e,
                             };
-                            m.dns_lookups_total.with_label_values(&[name, "failed"]).inc();
+                            m.dns_lookups_total
+                                .with_label_values(&[name, "failed"])
+                                .inc();
                             let n = failing.entry(key.clone()).or_default();
                             *n += 1;
                             if *n == 1 {
@@ -279,7 +310,10 @@ pub fn resolve_at_start(config: &crate::config::Config, resolved: &Resolved, dea
     if work.is_empty() {
         return;
     }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
         return;
     };
     rt.block_on(async {

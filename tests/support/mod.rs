@@ -6,6 +6,7 @@
 mod api;
 mod brace;
 mod config;
+pub mod dns;
 mod http;
 pub mod pki;
 pub mod redis;

@@ -373,17 +373,18 @@ pub(super) fn validate_cluster(c: FileCluster, p: &KeyPath) -> VResult<ClusterCo
             );
         }
     }
-    let instance_id =
-        match instance_id {
-            Some(id) if !name_ok(&id) => return err(
+    let instance_id = match instance_id {
+        Some(id) if !name_ok(&id) => {
+            return err(
                 p.key("instance_id"),
                 format!(
                     "\"{id}\": use letters, digits, '_', '-', '.', starting with a letter or digit"
                 ),
-            ),
-            Some(id) => id,
-            None => format!("{}-{}", host_name(), std::process::id()),
-        };
+            )
+        }
+        Some(id) => id,
+        None => format!("{}-{}", host_name(), std::process::id()),
+    };
     if !name_ok(&namespace) {
         return err(
             p.key("namespace"),

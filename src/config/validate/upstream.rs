@@ -113,19 +113,22 @@ pub(super) fn validate_upstream(
             "only used with resolve (or srv): set resolve = \"30s\" to re-resolve host names",
         );
     }
-    let resolver = match resolver {
-        None => None,
-        Some(r) => Some(match (r.parse::<SocketAddr>(), r.parse::<std::net::IpAddr>()) {
-            (Ok(a), _) => a,
-            (_, Ok(ip)) => SocketAddr::new(ip, 53),
-            _ => {
-                return err(
-                    p.key("resolver"),
-                    format!("\"{r}\": expected a DNS server's IP or IP:PORT, e.g. \"127.0.0.1:53\""),
-                )
-            }
-        }),
-    };
+    let resolver =
+        match resolver {
+            None => None,
+            Some(r) => Some(
+                match (r.parse::<SocketAddr>(), r.parse::<std::net::IpAddr>()) {
+                    (Ok(a), _) => a,
+                    (_, Ok(ip)) => SocketAddr::new(ip, 53),
+                    _ => return err(
+                        p.key("resolver"),
+                        format!(
+                            "\"{r}\": expected a DNS server's IP or IP:PORT, e.g. \"127.0.0.1:53\""
+                        ),
+                    ),
+                },
+            ),
+        };
     if let Some(name) = &srv {
         if !dns_name_ok(name) {
             return err(
@@ -162,7 +165,10 @@ pub(super) fn validate_upstream(
                 .and_then(|(_, p)| p.parse::<u16>().ok())
                 .filter(|p| *p != 0);
             let (Some(port), true) = (port, dns_name_ok(h)) else {
-                return err(ap, format!("invalid backend \"{addr}\": expected \"host:port\""));
+                return err(
+                    ap,
+                    format!("invalid backend \"{addr}\": expected \"host:port\""),
+                );
             };
             let name = DnsName {
                 host: h.clone(),
@@ -170,7 +176,10 @@ pub(super) fn validate_upstream(
                 weight: NonZeroU32::new(weight as u32).expect("checked above"),
             };
             if names.contains(&name) {
-                return err(bp, format!("backend {addr} is listed twice in this upstream"));
+                return err(
+                    bp,
+                    format!("backend {addr} is listed twice in this upstream"),
+                );
             }
             names.push(name);
             continue;
@@ -504,6 +513,7 @@ fn dns_name_ok(name: &str) -> bool {
         && name.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }

@@ -1,0 +1,215 @@
+//! Backends found by DNS, against a real DNS server (dnsmasq) whose answers change during the
+//! test: a new address is used, a removed one drained, a failed lookup keeps the last answer,
+//! SRV records give ports and weights.
+
+mod support;
+use std::time::Duration;
+use support::dns::{pair, Dnsmasq};
+use support::*;
+
+fn config(dns: &Dnsmasq, backends: &str, extra: &str) -> String {
+    format!(
+        "[[route]]\nname = \"main\"\nupstream = \"app\"\n\n[upstream.app]\nbackends = [{backends}]\nresolve = \"1s\"\nresolver = \"{}\"\nbalance = \"round_robin\"\n{extra}\n",
+        dns.addr()
+    )
+}
+
+fn served_by(b: &Brace) -> String {
+    let r = b.get("/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.header("x-upstream").unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_new_address_is_used_and_one_that_left_is_drained() {
+    let slow = || {
+        script(|head, _| {
+            if head.starts_with("get /slow ") {
+                std::thread::sleep(Duration::from_millis(2500)); // allowed: a slow backend on purpose
+            }
+            (200, String::new(), b"ok".to_vec())
+        })
+    };
+    let (two, three, port) = pair(slow);
+    let dns = Dnsmasq::start("127.0.0.2 app.test\n", &[]);
+    let b = Brace::start(&config(&dns, &format!("\"app.test:{port}\""), ""));
+    // Resolved before the first request: only .2.
+    for _ in 0..4 {
+        assert_eq!(served_by(&b), "two");
+    }
+    // A second address appears: it gets traffic.
+    dns.set_hosts("127.0.0.2 app.test\n127.0.0.3 app.test\n");
+    wait_for("127.0.0.3 to be used", Duration::from_secs(10), || {
+        served_by(&b) == "three"
+    });
+
+    // A request in flight to .2 when .2 leaves DNS finishes; no new request goes there.
+    let addr = b.addr();
+    let slow_req = std::thread::spawn(move || {
+        // Round robin: of two requests one lands on .2; both are slow.
+        let a = std::thread::spawn(move || get(addr, "/slow"));
+        let c = get(addr, "/slow");
+        (a.join().unwrap(), c)
+    });
+    wait_for(
+        "the slow requests to reach both",
+        Duration::from_secs(5),
+        || two.count() >= 5,
+    );
+    dns.set_hosts("127.0.0.3 app.test\n");
+    wait_for(
+        "127.0.0.2 to leave the pool",
+        Duration::from_secs(10),
+        || {
+            let v = upstreams(&b);
+            v["upstreams"]["app"]["backends"]
+                .as_array()
+                .map_or(0, |a| a.len())
+                == 1
+        },
+    );
+    let before = two.count();
+    for _ in 0..6 {
+        assert_eq!(served_by(&b), "three");
+    }
+    assert_eq!(two.count(), before, "a drained backend got a new request");
+    let (r1, r2) = slow_req.join().unwrap();
+    assert_eq!((r1.status, r2.status), (200, 200));
+
+    assert!(b.metric("brace_dns_lookups_total{result=\"ok\",upstream=\"app\"}") >= 3.0);
+    let m = b.metrics();
+    assert!(
+        !m.contains(&format!("backend=\"127.0.0.2:{port}\"")),
+        "series of a removed backend remain"
+    );
+    assert!(m.contains(&format!("backend=\"127.0.0.3:{port}\"")));
+    drop(three);
+}
+
+#[test]
+fn a_failed_lookup_keeps_the_last_answer() {
+    let (two, three, port) = pair(|| Mode::Ok);
+    let dns = Dnsmasq::start("127.0.0.2 app.test\n127.0.0.3 app.test\n", &[]);
+    let b = Brace::start(&config(&dns, &format!("\"app.test:{port}\""), ""));
+    dns.stop();
+    b.wait_metric(
+        "brace_dns_lookups_total{result=\"failed\",upstream=\"app\"}",
+        1.0,
+    );
+    for _ in 0..10 {
+        served_by(&b);
+    }
+    assert!(
+        two.count() >= 5 && three.count() >= 5,
+        "{} {}",
+        two.count(),
+        three.count()
+    );
+    // The server returns with a smaller answer: it is taken.
+    dns.set_hosts("127.0.0.3 app.test\n");
+    dns.restart();
+    wait_for("the new answer", Duration::from_secs(15), || {
+        let v = upstreams(&b);
+        v["upstreams"]["app"]["backends"]
+            .as_array()
+            .map_or(0, |a| a.len())
+            == 1
+    });
+    assert_eq!(served_by(&b), "three");
+}
+
+#[test]
+fn a_name_that_does_not_resolve_yet_means_503_until_it_does() {
+    let (two, _three, port) = pair(|| Mode::Ok);
+    let dns = Dnsmasq::start("127.0.0.9 other.test\n", &[]);
+    // brace check does not resolve names that brace resolves while it runs.
+    let text = config(&dns, &format!("\"app.test:{port}\""), "");
+    let (code, out, err, _) = check(&text);
+    assert_eq!(code, 0, "{out}{err}");
+    let b = Brace::start(&text);
+    let r = b.get("/");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_no_backend_blamed(&b);
+    dns.set_hosts("127.0.0.2 app.test\n");
+    wait_for("the name to resolve", Duration::from_secs(10), || {
+        b.get("/").status == 200
+    });
+    assert!(two.count() >= 1);
+}
+
+#[test]
+fn srv_records_give_ports_and_weights_and_static_backends_stay() {
+    let (two, three, _) = pair(|| Mode::Ok);
+    let other = Upstream::start("static");
+    let dns = Dnsmasq::start(
+        "127.0.0.2 b2.app.test\n127.0.0.3 b3.app.test\n",
+        &[
+            &format!("_http._tcp.app.test,b2.app.test,{},0,3", two.addr.port()),
+            &format!("_http._tcp.app.test,b3.app.test,{},0,1", three.addr.port()),
+        ],
+    );
+    let b = Brace::start(&format!(
+        "[[route]]\nname = \"main\"\nupstream = \"app\"\n\n[upstream.app]\nbackends = [\"{}\"]\nsrv = \"_http._tcp.app.test\"\nresolver = \"{}\"\nbalance = \"round_robin\"\n",
+        other.addr,
+        dns.addr()
+    ));
+    let v = upstreams(&b);
+    let backends = v["upstreams"]["app"]["backends"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(backends.len(), 3, "{v}");
+    let weight = |addr: std::net::SocketAddr| {
+        backends
+            .iter()
+            .find(|x| x["addr"] == addr.to_string())
+            .map(|x| x["weight"].clone())
+    };
+    assert_eq!(weight(two.addr), Some(serde_json::json!(3)), "{v}");
+    assert_eq!(weight(three.addr), Some(serde_json::json!(1)), "{v}");
+    assert_eq!(weight(other.addr), Some(serde_json::json!(1)), "{v}");
+    for _ in 0..50 {
+        served_by(&b);
+    }
+    // Smooth weighted round robin: 3:1:1 exactly over whole cycles.
+    assert_eq!((two.count(), three.count(), other.count()), (30, 10, 10));
+}
+
+#[test]
+fn bad_dns_settings_are_refused_with_their_key() {
+    let cases = [
+        (
+            "backends = [\"app.test:80\"]\nresolver = \"127.0.0.1:53\"",
+            "upstream.app.resolver",
+        ),
+        (
+            "backends = [\"app.test:80\"]\nresolve = \"1s\"\nresolver = \"dns.example\"",
+            "upstream.app.resolver",
+        ),
+        (
+            "backends = [\"app.test:80\"]\nresolve = \"10ms\"",
+            "upstream.app.resolve",
+        ),
+        (
+            "backends = [\"app test:80\"]\nresolve = \"1s\"",
+            "upstream.app.backends[0]",
+        ),
+        (
+            "backends = [\"app.test\"]\nresolve = \"1s\"",
+            "upstream.app.backends[0]",
+        ),
+        (
+            "backends = []\nsrv = \"_http._tcp..test\"",
+            "upstream.app.srv",
+        ),
+        ("backends = []", "upstream.app.backends"),
+    ];
+    for (upstream, want) in cases {
+        let text = format!(
+            "[[route]]\nname = \"main\"\nupstream = \"app\"\n\n[upstream.app]\n{upstream}\n"
+        );
+        let (code, _, err, _) = check(&text);
+        assert_eq!(code, 1, "{upstream}");
+        assert!(err.contains(want), "{upstream}: {err}");
+    }
+}
