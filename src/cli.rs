@@ -303,11 +303,25 @@ pub fn summary(l: &Loaded) -> String {
         .upstreams
         .iter()
         .map(|(n, u)| {
-            format!(
-                "{n} ({} backend{})",
-                u.backends.len(),
-                if u.backends.len() == 1 { "" } else { "s" }
-            )
+            let plural = |k: usize| if k == 1 { "" } else { "s" };
+            let k = u.backends.len();
+            match &u.dns {
+                None => format!("{n} ({k} backend{})", plural(k)),
+                Some(d) => {
+                    let mut names: Vec<String> = d
+                        .names
+                        .iter()
+                        .map(|x| format!("{}:{}", x.host, x.port))
+                        .collect();
+                    names.extend(d.srv.iter().map(|s| format!("SRV {s}")));
+                    format!(
+                        "{n} ({k} backend{} + DNS {} every {})",
+                        plural(k),
+                        names.join(", "),
+                        humantime::format_duration(d.every)
+                    )
+                }
+            }
         })
         .collect();
     format!(

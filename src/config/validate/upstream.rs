@@ -113,22 +113,23 @@ pub(super) fn validate_upstream(
             "only used with resolve (or srv): set resolve = \"30s\" to re-resolve host names",
         );
     }
-    let resolver =
-        match resolver {
-            None => None,
-            Some(r) => Some(
-                match (r.parse::<SocketAddr>(), r.parse::<std::net::IpAddr>()) {
-                    (Ok(a), _) => a,
-                    (_, Ok(ip)) => SocketAddr::new(ip, 53),
-                    _ => return err(
+    let resolver = match resolver {
+        None => None,
+        Some(r) => Some(
+            match (r.parse::<SocketAddr>(), r.parse::<std::net::IpAddr>()) {
+                (Ok(a), _) => a,
+                (_, Ok(ip)) => SocketAddr::new(ip, 53),
+                _ => {
+                    return err(
                         p.key("resolver"),
                         format!(
                             "\"{r}\": expected a DNS server's IP or IP:PORT, e.g. \"127.0.0.1:53\""
                         ),
-                    ),
-                },
-            ),
-        };
+                    )
+                }
+            },
+        ),
+    };
     if let Some(name) = &srv {
         if !dns_name_ok(name) {
             return err(
