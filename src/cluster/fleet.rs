@@ -250,3 +250,71 @@ pub async fn leave(cluster: &Cluster) {
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(id: &str, hash: &str, version: &str) -> Beat {
+        Beat {
+            id: id.into(),
+            version: version.into(),
+            config_hash: hash.into(),
+            started_unix: 0,
+            listen: vec![],
+            admin: String::new(),
+            last_reload: None,
+            seen_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_odd_one_out_drifts_and_ties_go_to_the_smaller_hash() {
+        let f = Fleet::from_beats(vec![
+            beat("c", "h2", "1"),
+            beat("a", "h1", "1"),
+            beat("b", "h1", "1"),
+        ]);
+        assert_eq!(f.config_hash, "h1");
+        assert!(f.drift);
+        let drifted: Vec<&str> = f
+            .instances
+            .iter()
+            .filter(|m| m.drift)
+            .map(|m| m.beat.id.as_str())
+            .collect();
+        assert_eq!(drifted, ["c"]);
+        // Two against two: every instance names the same majority.
+        let f = Fleet::from_beats(vec![beat("a", "hb", "1"), beat("b", "ha", "1")]);
+        assert_eq!(f.config_hash, "ha");
+        // Same config, another version: drift too.
+        let f = Fleet::from_beats(vec![
+            beat("a", "h", "1"),
+            beat("b", "h", "1"),
+            beat("c", "h", "2"),
+        ]);
+        assert!(f.instances[2].drift && !f.instances[0].drift);
+        // One instance, or none: no drift.
+        assert!(!Fleet::from_beats(vec![beat("a", "h", "1")]).drift);
+        assert!(!Fleet::from_beats(vec![]).drift);
+    }
+
+    #[test]
+    fn the_fleet_hash_ignores_each_instances_own_addresses_and_id_only() {
+        let text = |listen: &str, admin: &str, id: &str, rate: u32| {
+            format!(
+                "[server]\nlisten = [\"{listen}\"]\n[admin]\nlisten = \"{admin}\"\n[cluster]\nredis = \"redis://127.0.0.1:6379/0\"\ninstance_id = \"{id}\"\n[rate_limit.l]\nkey = \"client_ip\"\nrate = {rate}\nburst = 10\n[[route]]\nname = \"r\"\nupstream = \"u\"\nrate_limits = [\"l\"]\n[upstream.u]\nbackends = [\"127.0.0.1:80\"]\n"
+            )
+        };
+        let hash = |t: String| {
+            config_hash(
+                &crate::config::parse(&t, "t", std::path::Path::new("."))
+                    .unwrap()
+                    .config,
+            )
+        };
+        let a = hash(text("127.0.0.1:8080", "127.0.0.1:9901", "a", 10));
+        assert_eq!(a, hash(text("127.0.0.1:8081", "127.0.0.1:9902", "b", 10)));
+        assert_ne!(a, hash(text("127.0.0.1:8080", "127.0.0.1:9901", "a", 11)));
+    }
+}

@@ -334,3 +334,67 @@ pub fn resolve_at_start(config: &crate::config::Config, resolved: &Resolved, dea
         .await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(addr: &str, host: &str) -> BackendAddr {
+        BackendAddr {
+            addr: addr.parse().unwrap(),
+            weight: NonZeroU32::new(1).unwrap(),
+            host: Some(host.into()),
+        }
+    }
+
+    #[test]
+    fn answers_are_kept_per_upstream_and_name_without_repeats() {
+        let r = Resolved::default();
+        let name = |h: &str| crate::config::DnsName {
+            host: h.into(),
+            port: 80,
+            weight: NonZeroU32::new(1).unwrap(),
+        };
+        let cfg = DnsConfig {
+            names: vec![name("a.test"), name("b.test")],
+            srv: None,
+            every: Duration::from_secs(1),
+            resolver: None,
+        };
+        let src = sources(&cfg);
+        assert!(r.set(
+            "u",
+            &src[0],
+            vec![b("10.0.0.1:80", "a.test"), b("10.0.0.2:80", "a.test")]
+        ));
+        assert!(!r.set(
+            "u",
+            &src[0],
+            vec![b("10.0.0.1:80", "a.test"), b("10.0.0.2:80", "a.test")]
+        ));
+        // b.test shares an address with a.test, and one with the configured backends.
+        r.set(
+            "u",
+            &src[1],
+            vec![
+                b("10.0.0.2:80", "b.test"),
+                b("10.0.0.3:80", "b.test"),
+                b("10.0.0.9:80", "b.test"),
+            ],
+        );
+        let configured = [b("10.0.0.9:80", "static")];
+        let got: Vec<String> = r
+            .backends("u", &cfg, &configured)
+            .iter()
+            .map(|x| x.addr.to_string())
+            .collect();
+        assert_eq!(got, ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        // Another upstream naming the same host has its own answer (none yet).
+        assert!(r.backends("v", &cfg, &[]).is_empty());
+        // A name dropped from the config is forgotten.
+        r.retain(&[("u".to_string(), src[1].clone())]);
+        assert_eq!(r.backends("u", &cfg, &[]).len(), 3);
+        r.retain(&[]);
+        assert!(r.backends("u", &cfg, &[]).is_empty());
+    }
+}
