@@ -433,3 +433,70 @@ fn bad_cluster_settings_are_refused_with_their_key() {
     assert_eq!(code, 1);
     assert!(err.contains("rate_limit.l.lease"), "{err}");
 }
+
+#[test]
+fn the_store_over_tls_with_a_password_from_the_environment() {
+    let pki = support::pki::Pki::new();
+    pki.ca("ca");
+    pki.cert("redis", "DNS:localhost,IP:127.0.0.1", "ca");
+    let path = |f: &str| pki.path(f).display().to_string();
+    let redis = Redis::start_with(&[
+        "--tls-port",
+        "PORT",
+        "--tls-cert-file",
+        &path("redis.pem"),
+        "--tls-key-file",
+        &path("redis.key"),
+        "--tls-ca-cert-file",
+        &path("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        "s3cret",
+    ]);
+    let up = Upstream::start("app");
+    let body = |id: &str| {
+        format!(
+            "[cluster]\nredis = \"rediss://localhost:{}/0\"\ninstance_id = \"{id}\"\npassword_env = \"BRACE_TEST_REDIS_PASSWORD\"\nheartbeat = \"200ms\"\n\n{}",
+            redis.port,
+            simple_config("", &[&up], "")
+        )
+    };
+    let ca = path("ca.pem");
+    // The store's certificate is checked against the system's roots (here: SSL_CERT_FILE).
+    let good = Brace::start_env(
+        &body("good"),
+        &[
+            ("BRACE_TEST_REDIS_PASSWORD", "s3cret"),
+            ("SSL_CERT_FILE", &ca),
+        ],
+    );
+    wait_for(
+        "the TLS store to answer",
+        std::time::Duration::from_secs(10),
+        || {
+            json(&get(good.admin(), "/api/fleet"))["instances"]
+                .as_array()
+                .is_some_and(|v| v.len() == 1)
+        },
+    );
+    assert_eq!(good.metric("brace_cluster_connected"), 1.0);
+    // A wrong password, or a certificate it cannot trust: not connected, still serving.
+    for (pw, roots) in [("wrong", ca.as_str()), ("s3cret", "/dev/null")] {
+        let bad = Brace::start_env(
+            &body("bad"),
+            &[("BRACE_TEST_REDIS_PASSWORD", pw), ("SSL_CERT_FILE", roots)],
+        );
+        wait_for(
+            "a failed heartbeat",
+            std::time::Duration::from_secs(10),
+            || bad.metric("brace_cluster_store_errors_total{op=\"heartbeat\"}") >= 1.0,
+        );
+        assert_eq!(bad.metric("brace_cluster_connected"), 0.0);
+        assert_eq!(bad.get("/").status, 200);
+        assert_eq!(get(bad.admin(), "/readyz").status, 200);
+        assert_eq!(get(bad.admin(), "/api/fleet").status, 503);
+    }
+    // The password is nowhere in what brace shows.
+    assert!(!get(good.admin(), "/api/config").text().contains("s3cret"));
+}

@@ -48,7 +48,30 @@ impl Brace {
         Brace::try_start_raw(text, port, admin_port).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// [`Brace::start`] with extra environment variables for the brace process.
+    pub fn start_env(body: &str, env: &[(&str, &str)]) -> Brace {
+        let port = free_port();
+        let admin_port = free_port();
+        let head = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"5s\"\n\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n\n"
+        );
+        let mut b = Brace::try_start_env(&format!("{head}{body}"), port, admin_port, env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        b.head = head;
+        b
+    }
+
     fn try_start_raw(text: &str, port: u16, admin_port: u16) -> Result<Brace, String> {
+        Brace::try_start_env(text, port, admin_port, &[])
+    }
+
+    fn try_start_env(
+        text: &str,
+        port: u16,
+        admin_port: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Brace, String> {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("brace.toml");
         std::fs::write(&config_path, text).unwrap();
@@ -57,6 +80,7 @@ impl Brace {
             .arg(&config_path)
             .arg("--upgrade-sock")
             .arg(dir.path().join("upgrade.sock"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,15 +6,24 @@ use super::*;
 pub struct Redis {
     pub port: u16,
     child: Mutex<Option<Child>>,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+    /// Extra server arguments; `PORT` stands for the port.
+    args: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// A server with extra arguments (`--requirepass`, `--tls-port PORT` ...); `PORT` in them
+    /// is replaced by the port. With extra arguments, ready means the port accepts.
+    pub fn start_with(args: &[&str]) -> Redis {
         let r = Redis {
             port: free_port(),
             child: Mutex::new(None),
             dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         r.restart();
         r
@@ -24,10 +33,18 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// Starts the server (again) on its port and waits until it answers PING.
+    /// Starts the server (again) on its port and waits until it answers.
     pub fn restart(&self) {
+        let port = self.port.to_string();
+        let tls = self.args.iter().any(|a| a == "--tls-port");
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                if tls { "0" } else { &port },
+            ])
+            .args(self.args.iter().map(|a| a.replace("PORT", &port)))
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -37,11 +54,17 @@ impl Redis {
             .spawn()
             .expect("redis-server (Debian's redis-server package; scripts/setup.sh installs it)");
         *self.child.lock().unwrap() = Some(child);
-        wait_for(
-            "redis-server to answer PING",
-            Duration::from_secs(10),
-            || self.try_cmd(&["PING"]).is_ok(),
-        );
+        if self.args.is_empty() {
+            wait_for(
+                "redis-server to answer PING",
+                Duration::from_secs(10),
+                || self.try_cmd(&["PING"]).is_ok(),
+            );
+        } else {
+            wait_for("redis-server to listen", Duration::from_secs(10), || {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            });
+        }
     }
 
     /// Kills the server; its data is gone.
