@@ -218,7 +218,11 @@ fn bad_dns_settings_are_refused_with_their_key() {
 fn an_address_that_appears_gets_the_pools_slow_start() {
     let (two, three, port) = pair(|| Mode::Ok);
     let dns = Dnsmasq::start("127.0.0.2 app.test\n", &[]);
-    let b = Brace::start(&config(&dns, &format!("\"app.test:{port}\""), "slow_start = \"1h\""));
+    let b = Brace::start(&config(
+        &dns,
+        &format!("\"app.test:{port}\""),
+        "slow_start = \"1h\"",
+    ));
     // At start every address is there from the beginning: no ramp for .2.
     for _ in 0..4 {
         assert_eq!(served_by(&b), "two");
@@ -236,6 +240,9 @@ fn an_address_that_appears_gets_the_pools_slow_start() {
     let newcomer = three.count() - before.1;
     // Round robin would give it 200; at the start of an hour's ramp it gets about a tenth of
     // its turns.
-    assert!((1..=100).contains(&newcomer), "the new address got {newcomer} of 400");
+    assert!(
+        (1..=100).contains(&newcomer),
+        "the new address got {newcomer} of 400"
+    );
     assert_eq!(two.count() - before.0 + newcomer, 400);
 }
