@@ -4,9 +4,11 @@
 //! whole body and the URL it was stored for (for purge by URL or prefix), under the key's
 //! 16-byte hash. moka weighs an entry by its byte counts and evicts within `max_size`.
 //!
-//! The header is kept parsed rather than in `CacheMeta::serialize`'s zstd form: a hit then
-//! clones it instead of decompressing and re-parsing it, which was 15,000 of the 82,000
-//! instructions a hit cost (callgrind, `benches/load/instructions`). A body is collected by the miss handler and becomes visible only when it is
+//! The meta is kept as pingora-cache's `CacheMeta`, header parsed, rather than in
+//! `CacheMeta::serialize`'s form: a hit clones it instead of decoding the times and
+//! decompressing and re-parsing the header, which was 15,000 of the 82,000 instructions a hit
+//! cost with the header serialized, and 2,000 of 39,800 with only the times serialized
+//! (callgrind, `benches/load/instructions`). A body is collected by the miss handler and becomes visible only when it is
 //! complete, so a half-written object is never served. pingora's max-file-size tracker
 //! (`set_max_file_size_bytes`) abandons an object that grows past `max_object_size` while
 //! it streams in. Partial (streaming) hits are not supported: a reader waits on the cache lock
@@ -21,65 +23,50 @@ use pingora::cache::storage::{
 };
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheMeta, Storage};
-use pingora::http::ResponseHeader;
 use pingora::Result;
 use prometheus::IntCounter;
 use smallvec::SmallVec;
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 type IndexShard = HashMap<Box<str>, SmallVec<[HashBinary; 1]>>;
-use std::time::SystemTime;
 
 pub struct Entry {
-    /// `CacheMeta`'s own fields (freshness, age, variance), serialized; small and uncompressed.
-    internal: Vec<u8>,
-    header: ResponseHeader,
+    /// Freshness, age, variance and the response header, as pingora-cache hands them over; a
+    /// hit gets a copy (pingora patch 14: `CacheMeta: Clone`).
+    meta: CacheMeta,
     body: Bytes,
     /// `scheme://host/path?query` the entry answers (key headers excluded).
     pub url: Box<str>,
 }
 
+/// `CacheMeta`'s own fields (times, variance), besides the header, as counted in a weight.
+const META_SIZE: usize = 128;
+
 impl Entry {
     fn new(meta: &CacheMeta, body: Bytes, url: Box<str>) -> Result<Entry> {
-        let (internal, _) = meta.serialize()?;
-        Ok(Entry {
-            internal,
-            header: meta.response_header_copy(),
-            body,
-            url,
-        })
+        let mut meta = meta.clone();
+        // What the storing request's code put there is not for every later hit (and a
+        // serializing storage would not keep it either).
+        meta.extensions_mut().clear();
+        Ok(Entry { meta, body, url })
     }
 
     /// The `CacheMeta` pingora-cache takes ownership of on a hit.
     fn meta(&self) -> Result<CacheMeta> {
-        // `CacheMeta` can only be rebuilt whole by `deserialize`: give it an empty header
-        // (serialized once) and put the stored header in its place.
-        static EMPTY_HEADER: OnceLock<Vec<u8>> = OnceLock::new();
-        let empty = match EMPTY_HEADER.get() {
-            Some(e) => e,
-            None => {
-                let header = ResponseHeader::build(200, Some(0))?;
-                let now = SystemTime::now();
-                let (_, h) = CacheMeta::new(now, now, 0, 0, header).serialize()?;
-                EMPTY_HEADER.get_or_init(|| h)
-            }
-        };
-        let mut meta = CacheMeta::deserialize(&self.internal, empty)?;
-        *meta.response_header_mut() = self.header.clone();
-        Ok(meta)
+        Ok(self.meta.clone())
     }
 
     fn weight(&self) -> u32 {
         let header: usize = self
-            .header
+            .meta
+            .response_header()
             .headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + FIELD_OVERHEAD)
             .sum();
-        let n =
-            self.internal.len() + header + self.body.len() + 2 * self.url.len() + ENTRY_OVERHEAD;
+        let n = META_SIZE + header + self.body.len() + 2 * self.url.len() + ENTRY_OVERHEAD;
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }

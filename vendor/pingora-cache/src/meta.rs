@@ -617,6 +617,19 @@ pub(crate) struct CacheMetaInner {
 #[derive(Debug)]
 pub struct CacheMeta(pub(crate) Box<CacheMetaInner>);
 
+// brace: a storage that keeps metas in memory hands out a copy on each hit; without `Clone`
+// its only way to a `CacheMeta` was `serialize` at store and `deserialize` (rmp decode, and a
+// zstd-compressed header to decompress and parse) on every hit.
+impl Clone for CacheMeta {
+    fn clone(&self) -> Self {
+        CacheMeta(Box::new(CacheMetaInner {
+            internal: self.0.internal.clone(),
+            header: self.0.header.clone(),
+            extensions: self.0.extensions.clone(),
+        }))
+    }
+}
+
 impl CacheMeta {
     /// Create a [CacheMeta] from the given metadata and the response header
     pub fn new(
