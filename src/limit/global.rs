@@ -195,10 +195,9 @@ fn redis_key(prefix: &str, key: &KeyValue) -> String {
         if t.len() <= 128 {
             t.to_owned()
         } else {
-            use std::hash::{BuildHasher, BuildHasherDefault};
-            let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .hash_one(t);
-            format!("#{h:016x}")
+            // FNV-1a: the same on every instance and every build (std's hasher may change
+            // between Rust releases, and a fleet mid-rollout must agree on keys).
+            format!("#{}", crate::config::fnv1a_hex(t.as_bytes()))
         }
     };
     match key {
