@@ -486,7 +486,7 @@ impl RetryOn {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct BackendAddr {
     pub addr: SocketAddr,
     pub weight: NonZeroU32,
@@ -512,6 +512,22 @@ pub struct DnsName {
     pub host: String,
     pub port: u16,
     pub weight: NonZeroU32,
+}
+
+/// As a plan shows it (`brace check --against`, the reload answer): `10.0.0.1:80`, with
+/// ` weight 2` and ` (app.internal)` when they are not the defaults. Every field is shown
+/// (the fleet's config hash is taken from this form).
+impl std::fmt::Debug for BackendAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.addr)?;
+        if self.weight.get() != 1 {
+            write!(f, " weight {}", self.weight)?;
+        }
+        if let Some(h) = &self.host {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
 }
 
 /// Largest backend weight: the weighted round robin expands a backend `weight` times.
