@@ -52,7 +52,7 @@ fn a_global_limit_is_one_budget_across_three_instances() {
                 "{}{}{}",
                 cluster(&redis, id, ""),
                 limit("lease = 4"),
-                simple_config(GLOBAL, &[&up], "")
+                simple_config(GLOBAL, &[&up], TOUCHY)
             ))
         })
         .collect();
@@ -92,6 +92,10 @@ fn a_global_limit_is_one_budget_across_three_instances() {
         );
         assert_eq!(b.metric("brace_cluster_connected"), 1.0);
     }
+    // 60 refusals and an 8 KiB key charged nothing to the backend.
+    for b in &fleet {
+        assert_no_backend_blamed(b);
+    }
     // What Redis holds is keyed by namespace, limit and key.
     let keys: Vec<String> = redis.cmd(&["KEYS", "brace:rl:per_key:*"]);
     assert!(
@@ -110,7 +114,7 @@ fn with_redis_gone_each_instance_limits_to_its_share_and_recovers_when_it_return
             "{}{}{}",
             cluster(&redis, "a", "expected_instances = 3\ntimeout = \"100ms\""),
             limit(fallback),
-            simple_config(GLOBAL, &[&up], "")
+            simple_config(GLOBAL, &[&up], TOUCHY)
         )
     };
     let b = Brace::start(&config(""));
@@ -166,14 +170,47 @@ fn with_redis_gone_each_instance_limits_to_its_share_and_recovers_when_it_return
     redis.stop();
     b.rewrite(&config("on_store_error = \"deny\""));
     assert_eq!(b.reload().status, 200);
-    wait_for(
-        "a refusal without the store",
-        std::time::Duration::from_secs(5),
-        || get_key(&b, "k6").status == 429,
-    );
+    // A fresh key: the local fallback would let its first 10 through; "deny" lets none.
+    let statuses: Vec<u16> = (0..5).map(|_| get_key(&b, "k6").status).collect();
+    assert_eq!(statuses, [429; 5]);
     b.rewrite(&config("on_store_error = \"allow\""));
     assert_eq!(b.reload().status, 200);
     assert!((0..40).all(|_| get_key(&b, "k5").status == 200));
+    assert_no_backend_blamed(&b);
+}
+
+#[test]
+fn a_store_that_accepts_and_never_answers_costs_requests_at_most_the_timeout() {
+    // A black hole where Redis should be: connections are accepted and never answered.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for c in hole.incoming().flatten() {
+                held.lock().unwrap().push(c);
+            }
+        });
+    }
+    let up = Upstream::start("app");
+    let b = Brace::start(&format!(
+        "[cluster]\nredis = \"redis://127.0.0.1:{port}/0\"\ninstance_id = \"a\"\ntimeout = \"100ms\"\nheartbeat = \"200ms\"\n\n{}{}",
+        limit(""),
+        simple_config(GLOBAL, &[&up], TOUCHY)
+    ));
+    let t = std::time::Instant::now();
+    let statuses: Vec<u16> = (0..40).map(|i| get_key(&b, &format!("k{}", i % 4)).status).collect();
+    // Decided by the local fallback (one live instance known: the whole rate), never an error,
+    // and the stall is paid at most once per second of outage, not per request.
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(t.elapsed() < std::time::Duration::from_millis(1500), "{:?}", t.elapsed());
+    assert!(b.metric("brace_rate_limit_store_fallbacks_total{limit=\"per_key\"}") >= 40.0);
+    assert_eq!(b.metric("brace_cluster_connected"), 0.0);
+    assert_eq!(get(b.admin(), "/readyz").status, 200);
+    assert_eq!(get(b.admin(), "/api/fleet").status, 503);
+    assert_no_backend_blamed(&b);
+    assert!(!held.lock().unwrap().is_empty(), "brace never tried the store");
 }
 
 fn cached(redis: &Redis, id: &str, origin: &Upstream) -> Brace {
@@ -283,6 +320,8 @@ fn a_purge_on_one_instance_removes_the_entry_on_the_others() {
         r#"{"url": "http://shop.example/q/1"}"#,
     ));
     assert_eq!(v["cluster"]["instances"]["a"], 1, "{v}");
+    assert_no_backend_blamed(&a);
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
