@@ -200,17 +200,26 @@ fn a_store_that_accepts_and_never_answers_costs_requests_at_most_the_timeout() {
         simple_config(GLOBAL, &[&up], TOUCHY)
     ));
     let t = std::time::Instant::now();
-    let statuses: Vec<u16> = (0..40).map(|i| get_key(&b, &format!("k{}", i % 4)).status).collect();
+    let statuses: Vec<u16> = (0..40)
+        .map(|i| get_key(&b, &format!("k{}", i % 4)).status)
+        .collect();
     // Decided by the local fallback (one live instance known: the whole rate), never an error,
     // and the stall is paid at most once per second of outage, not per request.
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert!(t.elapsed() < std::time::Duration::from_millis(1500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(b.metric("brace_rate_limit_store_fallbacks_total{limit=\"per_key\"}") >= 40.0);
     assert_eq!(b.metric("brace_cluster_connected"), 0.0);
     assert_eq!(get(b.admin(), "/readyz").status, 200);
     assert_eq!(get(b.admin(), "/api/fleet").status, 503);
     assert_no_backend_blamed(&b);
-    assert!(!held.lock().unwrap().is_empty(), "brace never tried the store");
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "brace never tried the store"
+    );
 }
 
 fn cached(redis: &Redis, id: &str, origin: &Upstream) -> Brace {

@@ -109,8 +109,7 @@ pub fn normalize(c: &mut crate::config::Config) {
     }
 }
 
-fn this(state: &State, cluster: &Cluster) -> Beat {
-    let snap = state.snapshot();
+fn this(state: &State, snap: &crate::runtime::Snapshot, cluster: &Cluster) -> Beat {
     let cfg = &snap.config;
     let mut listen: Vec<String> = cfg.server.listen.iter().map(|a| a.to_string()).collect();
     listen.extend(cfg.server.tls.iter().map(|t| format!("{} (tls)", t.listen)));
@@ -138,7 +137,8 @@ fn this(state: &State, cluster: &Cluster) -> Beat {
 /// Writes this instance's heartbeat and config, then updates the fleet metrics from what
 /// the fleet wrote.
 pub async fn beat(state: &State, cluster: &Cluster) {
-    let me = this(state, cluster);
+    let snap = state.snapshot();
+    let me = this(state, &snap, cluster);
     let ttl = cluster.config.heartbeat * 3;
     let lapse = me.seen_unix_ms + ttl.as_millis() as u64;
     let mut pipe = redis::pipe();
@@ -151,7 +151,7 @@ pub async fn beat(state: &State, cluster: &Cluster) {
     .set_options(
         cluster.key(&format!("config:{}", me.config_hash)),
         // What `GET /api/config` shows: secrets (the admin token) redacted.
-        crate::config::redacted(&state.snapshot().source),
+        crate::config::redacted(&snap.source),
         redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64)),
     )
     .ignore()

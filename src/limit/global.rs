@@ -128,8 +128,8 @@ impl Global {
         }
         let lease = self.leases.get_with_by_ref(key, Default::default);
         let mut waited: Option<Instant> = None;
+        let mut now_us = now_us;
         for _ in 0..3 {
-            let now_us = crate::clock::now_us();
             let notified = {
                 let mut st = lease.st.lock().unwrap_or_else(|e| e.into_inner());
                 if st.tokens > 0 && now_us < st.expires_us {
@@ -180,6 +180,7 @@ impl Global {
             {
                 return None;
             }
+            now_us = crate::clock::now_us();
         }
         // Three leases in a row went to other requests: the budget is that contended.
         Some(Decision::Limited {
