@@ -89,14 +89,20 @@ mod allocator {
                     // SAFETY: a non-zero size; each block is freed with its layout.
                     unsafe {
                         let p = Mimalloc.alloc(layout);
-                        assert!(!p.is_null() && p as usize % align == 0, "{size} / {align}");
+                        assert!(
+                            !p.is_null() && (p as usize).is_multiple_of(align),
+                            "{size} / {align}"
+                        );
                         let grown = Mimalloc.realloc(p, layout, size * 2 + 3);
-                        assert!(grown as usize % align == 0, "realloc {size} / {align}");
+                        assert!(
+                            (grown as usize).is_multiple_of(align),
+                            "realloc {size} / {align}"
+                        );
                         Mimalloc
                             .dealloc(grown, Layout::from_size_align(size * 2 + 3, align).unwrap());
                         let z = Mimalloc.alloc_zeroed(layout);
                         assert!(
-                            z as usize % align == 0 && *z == 0,
+                            (z as usize).is_multiple_of(align) && *z == 0,
                             "zeroed {size} / {align}"
                         );
                         Mimalloc.dealloc(z, layout);
