@@ -457,3 +457,126 @@ fn max_connections_refuses_beyond_the_cap_and_idle_connections_count() {
     assert_eq!(up.count(), 1);
     assert_no_backend_blamed(&b);
 }
+
+/// A request without a body is exchanged in one loop (no second task): while it waits on a
+/// backend that never answers, brace still watches the client, and a client that leaves is
+/// noticed at once (not at `read_timeout`): counted as `client_abort`, the backend's
+/// connection closed rather than pooled mid-response, and nobody blamed.
+#[test]
+fn a_client_that_leaves_while_its_get_waits_is_noticed_at_once_and_blames_nobody() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut c, _)) = l.accept() else { return };
+        if read_request_head(&mut c).is_none() {
+            return;
+        }
+        // Never answer; report when brace closes this connection.
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut byte = [0u8; 1];
+        let _ = closed_tx.send(matches!(c.read(&mut byte), Ok(0)));
+    });
+    let b = Brace::start(&format!(
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{addr}\"]\nread_timeout = \"60s\"\n{TOUCHY}"
+    ));
+    let mut s = connect(&b);
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    // Wait until the request is at the backend, then leave.
+    b.wait_metric(
+        &format!("brace_upstream_in_flight{{backend=\"{addr}\",upstream=\"pool\"}}"),
+        1.0,
+    );
+    drop(s);
+    assert_eq!(
+        closed_rx.recv_timeout(Duration::from_secs(15)),
+        Ok(true),
+        "brace did not close the backend connection of an abandoned request"
+    );
+    b.wait_metric(
+        &format!(
+            "brace_upstream_requests_total{{backend=\"{addr}\",outcome=\"client_abort\",upstream=\"pool\"}}"
+        ),
+        1.0,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "noticed only at read_timeout"
+    );
+    assert_no_backend_blamed(&b);
+}
+
+/// A bodyless request's response is forwarded piece by piece as the backend sends it (each
+/// piece reaches the client before the backend writes the next), and the backend connection
+/// then carries the next request.
+#[test]
+fn a_response_sent_in_pieces_reaches_the_client_piece_by_piece_and_the_connection_is_reused() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (next_tx, next_rx) = std::sync::mpsc::channel::<()>();
+    let (conns_tx, conns_rx) = std::sync::mpsc::channel::<usize>();
+    std::thread::spawn(move || {
+        let Ok((mut c, _)) = l.accept() else { return };
+        // The first request: its response in three writes, each after the client saw the last.
+        if read_request_head(&mut c).is_none() {
+            return;
+        }
+        for piece in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"5\r\nhello\r\n",
+            b"6\r\n world\r\n0\r\n\r\n",
+        ] {
+            c.write_all(piece).unwrap();
+            if next_rx.recv_timeout(Duration::from_secs(15)).is_err() {
+                return;
+            }
+        }
+        // The second request comes on the same connection.
+        let mut served = 1;
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        if read_request_head(&mut c).is_some() {
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            served += 1;
+        }
+        let _ = conns_tx.send(served);
+    });
+    let b = Brace::start(&format!(
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{addr}\"]\n{TOUCHY}"
+    ));
+    let mut s = connect(&b);
+    s.write_all(b"GET /pieces HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    next_tx.send(()).unwrap();
+    // Each chunk arrives while the backend still holds the next one back.
+    for want in ["5\r\n", "hello\r\n", "6\r\n", " world\r\n"] {
+        line.clear();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        assert_eq!(line, want);
+        if want == "hello\r\n" {
+            next_tx.send(()).unwrap();
+        }
+    }
+    line.clear();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    assert_eq!(line, "0\r\n");
+    next_tx.send(()).unwrap();
+    // Logged once the backend connection is back in the pool.
+    b.wait_metric("brace_requests_total{code=\"200\",route=\"main\"}", 1.0);
+    assert_eq!(b.get("/second").body, b"ok");
+    assert_eq!(conns_rx.recv_timeout(Duration::from_secs(15)), Ok(2));
+    assert_no_backend_blamed(&b);
+}

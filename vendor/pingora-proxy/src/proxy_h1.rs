@@ -139,10 +139,25 @@ where
             Err(e) => return (false, false, Some(e)),
         };
 
+        session.as_mut().enable_retry_buffering();
+
+        // brace: a request without a body, to an HTTP/1 client, not an upgrade and not
+        // cached, needs no second task: the response is read and written in one loop
+        // (`proxy_1to1_direct`) instead of two halves joined by two channels.
+        if downstream_custom_message_writer.is_none()
+            && downstream_custom_message_reader.is_none()
+            && session.h1_upgrade_request_status.upstream != Some(true)
+            && !session.downstream_session.is_upgrade_req()
+            && !session.cache.enabled()
+            && !session.was_upgraded()
+            && session.downstream_session.as_http1().is_some()
+            && session.as_mut().is_body_empty()
+        {
+            return self.proxy_1to1_direct(session, client_session, ctx).await;
+        }
+
         let (tx_upstream, rx_upstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
         let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
-
-        session.as_mut().enable_retry_buffering();
 
         // Shared signal so the upstream half can distinguish an expected task-pipe
         // closure (the downstream half finished and dropped rx) from an unexpected one.
@@ -195,6 +210,108 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    /// brace: the exchange of `proxy_1to1` for a request without a body (not an upgrade, not
+    /// cached, HTTP/1 downstream): the end of the request is filtered and sent as
+    /// `proxy_handle_downstream` and `send_body_to1` would, then each batch of response tasks
+    /// read from the upstream goes through the same filters and writes
+    /// (`filter_and_write_upstream_tasks`) while the client connection is watched for a close,
+    /// as `read_body_or_idle` does in the two-task exchange. Same results, without two
+    /// channels, a shared state, `try_join!` and a `select!` per task.
+    async fn proxy_1to1_direct(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> (bool, bool, Option<Box<Error>>)
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        // The end of the (empty) request body, through the request body filters.
+        let mut data = session.as_ref().get_retry_buffer();
+        if let Err(e) = session
+            .downstream_modules_ctx
+            .request_body_filter(&mut data, true)
+            .await
+        {
+            return (false, false, Some(e));
+        }
+        if let Err(e) = self
+            .inner
+            .request_body_filter(session, &mut data, true, ctx)
+            .await
+        {
+            return (false, false, Some(e));
+        }
+        // As in `proxy_handle_upstream`: a failed send still lets a complete response through,
+        // but the connection is not reused, and a failed response read reports the send error.
+        let mut send_error = None;
+        if let Err(e) = send_body_to1(client_session, Some(HttpTask::Body(data, true))).await {
+            warn!("send error, draining read buf: {e}");
+            send_error = Some(e);
+        }
+        let upstream_can_reuse = send_error.is_none();
+
+        let mut serve_from_cache = ServeFromCache::new();
+        let mut range_body_filter = RangeBodyFilter::new();
+        let mut response_state = ResponseStateMachine::new();
+        loop {
+            let first = tokio::select! {
+                res = client_session.read_response_task() => res,
+                // With no body to read, this only returns when the client closes or errs.
+                res = session.downstream_session.read_body_or_idle(true) => match res {
+                    Err(e) => return (false, false, Some(e.into_down())),
+                    Ok(_) => continue,
+                },
+            };
+            // Whatever else the upstream has already sent, as the downstream half's batch.
+            let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut next = Some(first);
+            while let Some(res) = next.take() {
+                match res {
+                    Ok(task) => {
+                        let end = task.is_end();
+                        tasks.push(task);
+                        if !end {
+                            next = tokio::task::unconstrained(client_session.read_response_task())
+                                .now_or_never();
+                        }
+                    }
+                    Err(e) => {
+                        tasks.push(HttpTask::Failed(send_error.take().unwrap_or(e).into_up()));
+                    }
+                }
+            }
+            match self
+                .filter_and_write_upstream_tasks(
+                    session,
+                    ctx,
+                    tasks,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    &mut response_state,
+                )
+                .await
+            {
+                Ok(Some(true)) => break,
+                Ok(_) => {}
+                Err(e) => return (false, false, Some(e)),
+            }
+        }
+
+        let reuse_downstream = match session.as_mut().finish_body().await {
+            Ok(_) => {
+                debug!("finished sending body to downstream");
+                true
+            }
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        (reuse_downstream, upstream_can_reuse, None)
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -406,6 +523,32 @@ where
             }
         }
 
+        self.filter_and_write_upstream_tasks(
+            session,
+            ctx,
+            tasks,
+            serve_from_cache,
+            range_body_filter,
+            response_state,
+        )
+        .await
+    }
+
+    /// brace: the second half of `process_upstream_tasks` (filters, then the downstream
+    /// write), shared with `proxy_1to1_direct`.
+    async fn filter_and_write_upstream_tasks(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        tasks: Vec<HttpTask>,
+        serve_from_cache: &mut ServeFromCache,
+        range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
+        response_state: &mut ResponseStateMachine,
+    ) -> Result<Option<bool>>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
         /* run filters before sending to downstream */
         let mut filtered_tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         for mut t in tasks {
