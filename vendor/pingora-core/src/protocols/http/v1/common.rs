@@ -330,26 +330,51 @@ fn from_digits(bytes: &[u8]) -> Option<u64> {
 /// 8.6](https://www.rfc-editor.org/rfc/rfc9110#section-8.6) this lets identical
 /// duplicates (e.g. `Content-Length: 42, 42`) be collapsed to a single value
 /// while genuinely conflicting framing is rejected.
+#[cfg(test)]
 pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
+    content_length_scan(headers).0
+}
+
+/// brace: [`content_length_parse_all`] and whether any `Content-Length` was present, from one
+/// lookup (framing asked for both with two); a value of digits alone, the usual one, is parsed
+/// without the string checks, split and trim it would pass unchanged (anything else, or a
+/// number too large, takes the full path as before).
+fn content_length_scan(headers: &HMap) -> (Option<u64>, bool) {
     // If multiple Content-Length headers were sent, everything can still be
     // alright if they all contain the same value, and all parse correctly. If
     // not, then it's an error.
+    fn merge(content_length: &mut Option<u64>, n: u64) -> bool {
+        match *content_length {
+            None => *content_length = Some(n),
+            Some(prev) if prev != n => return false,
+            Some(_) => {}
+        }
+        true
+    }
     let mut content_length: Option<u64> = None;
+    let mut present = false;
     for value in headers.get_all(header::CONTENT_LENGTH) {
+        present = true;
+        if let Some(n) = from_digits(value.as_bytes()) {
+            if !merge(&mut content_length, n) {
+                return (None, true);
+            }
+            continue;
+        }
         // A non-visible-ASCII value can't be a valid Content-Length, so the
         // framing is ambiguous.
-        let line = value.to_str().ok()?;
+        let Ok(line) = value.to_str() else {
+            return (None, true);
+        };
         for v in line.split(',') {
-            let n = from_digits(v.trim().as_bytes())?;
-            match content_length {
-                None => content_length = Some(n),
-                Some(prev) if prev != n => return None,
-                Some(_) => {}
+            match from_digits(v.trim().as_bytes()) {
+                Some(n) if merge(&mut content_length, n) => {}
+                _ => return (None, true),
             }
         }
     }
 
-    content_length
+    (content_length, present)
 }
 
 /// Resolve the framing `Content-Length` of a message following hyper's decode
@@ -357,8 +382,8 @@ pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
 /// present but cannot be resolved to a single value (conflicting duplicates or
 /// an unparseable value), or `None` when the header is absent.
 pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>> {
-    match content_length_parse_all(headers) {
-        Some(cl) => {
+    match content_length_scan(headers) {
+        (Some(cl), _) => {
             // Content-Length frames the body, so a value that does not fit in
             // `usize` cannot be represented and must not be silently truncated
             // (which would misframe bodies larger than `usize::MAX`, e.g. on
@@ -373,13 +398,13 @@ pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>
                 )
             })
         }
-        None if headers.contains_key(header::CONTENT_LENGTH) => {
+        (None, true) => {
             // debug, not warn: per-message, client-influenced; avoids log floods
             // under adversarial load. The error is returned to the caller.
             debug!("invalid Content-Length header");
             Error::e_explain(InvalidHTTPHeader, "invalid Content-Length header")
         }
-        None => Ok(None),
+        (None, false) => Ok(None),
     }
 }
 
