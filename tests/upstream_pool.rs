@@ -24,6 +24,14 @@ struct CountingBackend {
 /// 100 ms after its first answer (without saying so in a header, as a backend whose idle
 /// timeout is short does).
 fn backend(close_after_answer: bool) -> CountingBackend {
+    backend_answering(
+        close_after_answer,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    )
+}
+
+/// [`backend`] with another answer to every request.
+fn backend_answering(close_after_answer: bool, answer: &'static str) -> CountingBackend {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -49,7 +57,7 @@ fn backend(close_after_answer: bool) -> CountingBackend {
                         }
                         Ok(_) => {}
                     }
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    let _ = s.write_all(answer.as_bytes());
                     if close_after_answer {
                         std::thread::sleep(Duration::from_millis(100)); // allowed: the backend's own idle timeout, not synchronisation
                         drop(s);
@@ -131,4 +139,30 @@ fn a_connection_the_backend_closed_is_neither_kept_nor_reused() {
     // failed, nothing was retried, the backend is not blamed.
     assert_eq!(up.accepted.load(SeqCst), 5);
     assert_no_backend_blamed(&b);
+}
+
+/// What a backend says about its connection is honoured: an answer with `Connection: close`
+/// (from a backend that leaves its socket open all the same), or an HTTP/1.0 answer framed
+/// by `Transfer-Encoding` (RFC 9112 §6.1: the connection must close after it), is never
+/// reused.
+#[test]
+fn a_connection_the_backends_answer_ends_is_never_reused() {
+    for answer in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ] {
+        let up = backend_answering(false, answer);
+        let b = brace_for(&up, "");
+        for _ in 0..3 {
+            let r = b.get("/");
+            assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]), "{answer}");
+        }
+        assert_eq!(up.accepted.load(SeqCst), 3, "reused after: {answer}");
+        wait_for(
+            "brace to close each connection the answer ended",
+            Duration::from_secs(5),
+            || up.closed_by_brace.load(SeqCst) == 3,
+        );
+        assert_no_backend_blamed(&b);
+    }
 }

@@ -65,6 +65,8 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     o.idle_timeout = Some(pool.config.keepalive_timeout);
     o.upgrade_idle_timeout = Some(pool.config.upgrade_idle_timeout);
     o.no_header_case = !ctx.snapshot.config.server.preserve_header_case;
+    // brace reads an upstream response's header only from what the session hands over.
+    o.hand_over_response_header = true;
     ctx.pool = Some(pool);
     Ok(Box::new(peer))
 }

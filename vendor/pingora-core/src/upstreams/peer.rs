@@ -547,6 +547,11 @@ pub struct PeerOptions {
     /// brace: do not keep the original case of HTTP/1 response header names (they are then
     /// written lowercase). Saves a second map per response header.
     pub no_header_case: bool,
+    /// brace: an HTTP/1 session hands a final response's header over to its reader
+    /// (`read_resp_header_parts`, `read_response_task`) instead of a copy, and keeps only what
+    /// it consults itself: the status, the version and the first `Connection`, `Keep-Alive` and
+    /// `Transfer-Encoding` values. `resp_header()` then shows only those.
+    pub hand_over_response_header: bool,
     /// Controls automatically forwarded request headers sent to HTTP upstreams.
     pub http_upstream_request_policy: HttpUpstreamRequestPolicy,
     pub extra_proxy_headers: BTreeMap<String, Vec<u8>>,
@@ -608,6 +613,7 @@ impl PeerOptions {
             h2_connection_window_size: None,
             allow_h1_response_invalid_content_length: false,
             no_header_case: false,
+            hand_over_response_header: false,
             http_upstream_request_policy: HttpUpstreamRequestPolicy::default(),
             extra_proxy_headers: BTreeMap::new(),
             curves: None,

@@ -69,7 +69,12 @@ pub struct HttpSession {
     allow_h1_response_invalid_content_length: bool,
     /// brace: keep the original case of response header names (a second map per header).
     keep_header_case: bool,
+    /// brace: see `PeerOptions::hand_over_response_header`.
+    hand_over_response_header: bool,
 }
+
+/// brace: `Keep-Alive` as a parsed name (a `&str` name is parsed again on each lookup).
+const KEEP_ALIVE: http::header::HeaderName = http::header::HeaderName::from_static("keep-alive");
 
 /// HTTP 1.x client session
 impl HttpSession {
@@ -103,6 +108,7 @@ impl HttpSession {
             close_delimited_resp: false,
             allow_h1_response_invalid_content_length: false,
             keep_header_case: true,
+            hand_over_response_header: false,
         }
     }
 
@@ -114,6 +120,7 @@ impl HttpSession {
                 options.allow_h1_response_invalid_content_length,
             );
             session.keep_header_case = !options.no_header_case;
+            session.hand_over_response_header = options.hand_over_response_header;
         }
         session
     }
@@ -446,7 +453,23 @@ impl HttpSession {
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
         // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        let header = self.resp_header().unwrap();
+        if self.hand_over_response_header && !header.status.is_informational() {
+            // brace: what the session still reads after a final header (`should_read_resp_header`,
+            // `respect_keepalive`: status, version, `Connection`, `Keep-Alive`, and
+            // `Transfer-Encoding` on HTTP/1.0) stays; the whole header goes to the caller
+            // without a copy.
+            let mut kept = ResponseHeader::build_no_case(header.status, Some(2))?;
+            kept.set_version(header.version);
+            // Their first values: the keep-alive checks read no others.
+            for name in [header::CONNECTION, KEEP_ALIVE, header::TRANSFER_ENCODING] {
+                if let Some(value) = header.headers.get(&name) {
+                    kept.insert_header_name(&name, value.clone());
+                }
+            }
+            return Ok(self.response_header.replace(Box::new(kept)).unwrap());
+        }
+        Ok(Box::new(header.clone()))
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
@@ -631,7 +654,7 @@ impl HttpSession {
     /// it's behavior is different on different platforms.
     /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
+        let Some(keep_alive_header) = self.get_header(KEEP_ALIVE) else {
             return (None, None);
         };
 
