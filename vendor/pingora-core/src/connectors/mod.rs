@@ -386,7 +386,10 @@ impl TransportConnector {
         if let Some(s) = reused_stream {
             Ok((s, true))
         } else {
-            let s = self.new_stream(peer).await?;
+            // brace: boxed, so that the connect and TLS handshake state (~8 KiB) is not part
+            // of every request's future, which is moved and copied whole, for the few
+            // requests that open a connection.
+            let s = Box::pin(self.new_stream(peer)).await?;
             Ok((s, false))
         }
     }
