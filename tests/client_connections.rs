@@ -543,9 +543,13 @@ fn a_response_sent_in_pieces_reaches_the_client_piece_by_piece_and_the_connectio
         }
         let _ = conns_tx.send(served);
     });
-    let b = Brace::start(&format!(
-        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{addr}\"]\n{TOUCHY}"
-    ));
+    // One worker thread: idle upstream connections are kept per thread.
+    let b = Brace::start_with(
+        &format!(
+            "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{addr}\"]\n{TOUCHY}"
+        ),
+        "threads = 1",
+    );
     let mut s = connect(&b);
     s.write_all(b"GET /pieces HTTP/1.1\r\nHost: h\r\n\r\n")
         .unwrap();

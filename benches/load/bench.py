@@ -434,7 +434,8 @@ def fmt(v, digits=1):
 
 
 def report(rows, transition, rate, fixed, idle):
-    date = datetime.date.today().isoformat()
+    # RESULTS_SUFFIX=-2 keeps a second run of the same day from overwriting the first.
+    date = datetime.date.today().isoformat() + os.environ.get("RESULTS_SUFFIX", "")
     stem = os.path.join(RESULTS, f"{date}{'-quick' if QUICK else ''}")
     v = versions()
     lines = [f"# brace load results, {date}{' (quick)' if QUICK else ''}", "",
