@@ -69,6 +69,10 @@ impl Decision {
     }
 }
 
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers), parsed once.
+pub const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
 pub struct Limiter {
     pub name: String,
     pub config: RateLimitConfig,
@@ -79,6 +83,8 @@ pub struct Limiter {
     capacity_us: u64,
     /// `RateLimit-Policy` value, rendered once.
     pub policy_header: String,
+    /// The same, as a header value.
+    policy_value: http::HeaderValue,
     pub keys_gauge: IntGauge,
     /// The shared budget, for `scope = "global"`.
     global: Option<global::Global>,
@@ -181,14 +187,17 @@ impl Limiter {
                 .time_to_idle(Duration::from_micros(capacity_us.max(1_000)))
                 .build(),
         };
+        // draft-ietf-httpapi-ratelimit-headers-08: quota q per window w seconds.
+        let policy = format!(
+            "\"{name}\";q={};w={}",
+            config.rate,
+            ceil_secs(config.per.as_micros() as u64).max(1)
+        );
         Limiter {
             name: name.to_owned(),
-            // draft-ietf-httpapi-ratelimit-headers-08: quota q per window w seconds.
-            policy_header: format!(
-                "\"{name}\";q={};w={}",
-                config.rate,
-                ceil_secs(config.per.as_micros() as u64).max(1)
-            ),
+            policy_header: policy.clone(),
+            policy_value: http::HeaderValue::from_str(&policy)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             config: config.clone(),
             buckets,
             interval_us,
@@ -338,7 +347,7 @@ pub enum Verdict {
     Refuse {
         status: u16,
         body: String,
-        headers: [(&'static str, String); 3],
+        headers: Box<[(http::HeaderName, http::HeaderValue); 3]>,
         /// The limit that refused.
         limit: String,
     },
@@ -366,16 +375,31 @@ pub async fn check(
                 retry_after_secs, ..
             } => {
                 let name = &l.limiter.name;
+                // Built without `format!`: a refusal is the cheap answer a flood gets.
+                let secs = retry_after_secs.to_string();
+                let mut body = String::with_capacity(name.len() + 48);
+                for part in [
+                    "brace: rate limit \"",
+                    name,
+                    "\" exceeded; retry in ",
+                    &secs,
+                    " s\n",
+                ] {
+                    body.push_str(part);
+                }
+                let ratelimit = http::HeaderValue::from_str(&l.limiter.header(&d))
+                    .unwrap_or_else(|_| http::HeaderValue::from_static(""));
                 return Verdict::Refuse {
                     status: l.limiter.config.status,
-                    body: format!(
-                        "brace: rate limit \"{name}\" exceeded; retry in {retry_after_secs} s\n"
-                    ),
-                    headers: [
-                        ("retry-after", retry_after_secs.to_string()),
-                        ("ratelimit-policy", l.limiter.policy_header.clone()),
-                        ("ratelimit", l.limiter.header(&d)),
-                    ],
+                    body,
+                    headers: Box::new([
+                        (
+                            http::header::RETRY_AFTER,
+                            http::HeaderValue::from(retry_after_secs),
+                        ),
+                        (RATELIMIT_POLICY, l.limiter.policy_value.clone()),
+                        (RATELIMIT, ratelimit),
+                    ]),
                     limit: name.clone(),
                 };
             }

@@ -125,7 +125,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
                     ]
                 });
             }
-            respond::text(session, status, ctx.request_id_str(), &body, &headers).await;
+            respond::text(session, status, ctx.request_id_str(), &body, &headers[..]).await;
             return Ok(true);
         }
         Verdict::Allow(header) => ctx.rate_limit_header = header,
@@ -139,11 +139,11 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         if !access.credentials_allow(authorization).await {
             let challenge = access
                 .challenge()
-                .and_then(|c| c.to_str().ok())
-                .unwrap_or("Basic")
-                .to_owned();
+                .filter(|c| c.to_str().is_ok())
+                .cloned()
+                .unwrap_or(http::HeaderValue::from_static("Basic"));
             let body = "brace: authentication required\n";
-            let extra = [("www-authenticate", challenge)];
+            let extra = [(http::header::WWW_AUTHENTICATE, challenge)];
             respond::text(session, 401, ctx.request_id_str(), body, &extra).await;
             return Ok(true);
         }

@@ -26,7 +26,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
         if let (503, Some(d)) = (code, ctx.retry_after) {
             // Rounded up: coming back a little late is fine, early is not.
             let secs = (d.as_millis() as u64).div_ceil(1000).max(1);
-            extra.push(("retry-after", secs.to_string()));
+            extra.push((http::header::RETRY_AFTER, http::HeaderValue::from(secs)));
         }
         respond::text(session, code, ctx.request_id_str(), &body, &extra).await;
     }

@@ -12,7 +12,7 @@ pub async fn text(
     status: u16,
     request_id: &str,
     body: &str,
-    extra: &[(&'static str, String)],
+    extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
     // Without a case map: brace names these headers itself, so there is no case to keep, and
     // each insert updates one map instead of two.
@@ -33,8 +33,8 @@ pub async fn text(
     {
         resp.insert_header_name(&super::headers::X_REQUEST_ID, id);
     }
-    for (k, v) in extra {
-        let _ = resp.insert_header(*k, v.as_str());
+    for (name, value) in extra {
+        resp.insert_header_name(name, value.clone());
     }
     let req = session.req_header();
     let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
