@@ -265,16 +265,15 @@ fn websocket_backend() -> std::net::SocketAddr {
     addr
 }
 
-fn open_tunnel(b: &Brace) -> BufReader<TcpStream> {
+/// Sends `request` on a new connection and reads the response head, which must start with
+/// `status_line`; the reader is left at the first byte of the body.
+fn send_and_read_head(b: &Brace, request: &[u8], status_line: &str) -> BufReader<TcpStream> {
     let mut s = connect(b);
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-    )
-    .unwrap();
+    s.write_all(request).unwrap();
     let mut r = BufReader::new(s);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut r, &mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    assert!(line.starts_with(status_line), "{line}");
     loop {
         line.clear();
         std::io::BufRead::read_line(&mut r, &mut line).unwrap();
@@ -282,6 +281,14 @@ fn open_tunnel(b: &Brace) -> BufReader<TcpStream> {
             return r;
         }
     }
+}
+
+fn open_tunnel(b: &Brace) -> BufReader<TcpStream> {
+    send_and_read_head(
+        b,
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "HTTP/1.1 101",
+    )
 }
 
 #[test]
@@ -550,20 +557,12 @@ fn a_response_sent_in_pieces_reaches_the_client_piece_by_piece_and_the_connectio
         ),
         "threads = 1",
     );
-    let mut s = connect(&b);
-    s.write_all(b"GET /pieces HTTP/1.1\r\nHost: h\r\n\r\n")
-        .unwrap();
-    let mut r = BufReader::new(s);
+    let mut r = send_and_read_head(
+        &b,
+        b"GET /pieces HTTP/1.1\r\nHost: h\r\n\r\n",
+        "HTTP/1.1 200",
+    );
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    loop {
-        line.clear();
-        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-    }
     next_tx.send(()).unwrap();
     // Each chunk arrives while the backend still holds the next one back.
     for want in ["5\r\n", "hello\r\n", "6\r\n", " world\r\n"] {
