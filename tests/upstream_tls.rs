@@ -152,15 +152,8 @@ fn a_trusted_backend_answers_and_each_tls_failure_is_a_502_with_its_own_outcome(
 #[test]
 fn a_stalled_handshake_is_a_tls_timeout() {
     // Accepts TCP and never speaks TLS.
-    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = hole.local_addr().unwrap().port();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let h = held.clone();
-    std::thread::spawn(move || {
-        for c in hole.incoming().flatten() {
-            h.lock().unwrap().push(c);
-        }
-    });
+    let hole = BlackHole::start();
+    let port = hole.addr.port();
     let b = Brace::start(
         &config(&[("hole", port, "true")])
             .replace("tls = true\n", "tls = true\nconnect_timeout = \"300ms\"\n"),

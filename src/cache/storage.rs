@@ -45,17 +45,12 @@ pub struct Entry {
 const META_SIZE: usize = 128;
 
 impl Entry {
-    fn new(meta: &CacheMeta, body: Bytes, url: Box<str>) -> Result<Entry> {
+    fn new(meta: &CacheMeta, body: Bytes, url: Box<str>) -> Entry {
         let mut meta = meta.clone();
         // What the storing request's code put there is not for every later hit (and a
         // serializing storage would not keep it either).
         meta.extensions_mut().clear();
-        Ok(Entry { meta, body, url })
-    }
-
-    /// The `CacheMeta` pingora-cache takes ownership of on a hit.
-    fn meta(&self) -> Result<CacheMeta> {
-        Ok(self.meta.clone())
+        Entry { meta, body, url }
     }
 
     fn weight(&self) -> u32 {
@@ -220,7 +215,8 @@ impl Storage for MokaStorage {
         let Some(e) = self.entries.get(&key.combined_bin()) else {
             return Ok(None);
         };
-        let meta = e.meta()?;
+        // pingora-cache takes ownership of the meta on a hit.
+        let meta = e.meta.clone();
         let end = e.body.len();
         Ok(Some((
             meta,
@@ -242,7 +238,7 @@ impl Storage for MokaStorage {
         Ok(Box::new(Miss {
             storage: self,
             hash: key.combined_bin(),
-            entry: Entry::new(meta, Bytes::new(), url_of(key))?,
+            entry: Entry::new(meta, Bytes::new(), url_of(key)),
             body: BytesMut::new(),
         }))
     }
@@ -270,7 +266,7 @@ impl Storage for MokaStorage {
         let Some(old) = self.entries.get(&hash) else {
             return Ok(false);
         };
-        let entry = Entry::new(meta, old.body.clone(), old.url.clone())?;
+        let entry = Entry::new(meta, old.body.clone(), old.url.clone());
         self.insert(hash, entry);
         Ok(true)
     }

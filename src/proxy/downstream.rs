@@ -79,14 +79,14 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
     else {
         let path = &target.path;
         let body = format!("brace: no route for host \"{host}\" and path \"{path}\"\n");
-        respond::text(session, 404, ctx.request_id_str(), &body, &[]).await;
+        respond::text(session, 404, &ctx.request_id, &body, &[]).await;
         return Ok(true);
     };
     ctx.route = Some(route.clone());
     if let Some(access) = &route.access {
         if !access.network_allows(ctx.client_ip) {
             let body = "brace: access denied\n";
-            respond::text(session, 403, ctx.request_id_str(), body, &[]).await;
+            respond::text(session, 403, &ctx.request_id, body, &[]).await;
             return Ok(true);
         }
     }
@@ -125,7 +125,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
                     ]
                 });
             }
-            respond::text(session, status, ctx.request_id_str(), &body, &headers[..]).await;
+            respond::text(session, status, &ctx.request_id, &body, &headers[..]).await;
             return Ok(true);
         }
         Verdict::Allow(header) => ctx.rate_limit_header = header,
@@ -144,7 +144,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
                 .unwrap_or(http::HeaderValue::from_static("Basic"));
             let body = "brace: authentication required\n";
             let extra = [(http::header::WWW_AUTHENTICATE, challenge)];
-            respond::text(session, 401, ctx.request_id_str(), body, &extra).await;
+            respond::text(session, 401, &ctx.request_id, body, &extra).await;
             return Ok(true);
         }
         if access.strips_authorization() {
@@ -227,7 +227,7 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Resu
     session.set_keepalive(None);
     ctx.refused = true;
     let body = format!("brace: bad request: {why}\n");
-    respond::text(session, 400, ctx.request_id_str(), &body, &[]).await;
+    respond::text(session, 400, &ctx.request_id, &body, &[]).await;
     Ok(true)
 }
 

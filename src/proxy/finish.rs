@@ -28,7 +28,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
             let secs = (d.as_millis() as u64).div_ceil(1000).max(1);
             extra.push((http::header::RETRY_AFTER, http::HeaderValue::from(secs)));
         }
-        respond::text(session, code, ctx.request_id_str(), &body, &extra).await;
+        respond::text(session, code, &ctx.request_id, &body, &extra).await;
     }
     FailToProxy {
         error_code: code,

@@ -141,7 +141,7 @@ impl ProxyHttp for BraceProxy {
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         if session.cache.enabled() && cache::policy::only_if_cached(session.req_header()) {
             let body = "brace: not in cache (only-if-cached)\n";
-            respond::text(session, 504, ctx.request_id_str(), body, &[]).await;
+            respond::text(session, 504, &ctx.request_id, body, &[]).await;
             return Ok(false);
         }
         Ok(true)

@@ -10,7 +10,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 pub async fn text(
     session: &mut Session,
     status: u16,
-    request_id: &str,
+    request_id: &http::HeaderValue,
     body: &str,
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
@@ -27,11 +27,8 @@ pub async fn text(
         &http::header::CONTENT_LENGTH,
         http::HeaderValue::from(body.len()),
     );
-    if let Some(id) = (!request_id.is_empty())
-        .then(|| http::HeaderValue::from_str(request_id).ok())
-        .flatten()
-    {
-        resp.insert_header_name(&super::headers::X_REQUEST_ID, id);
+    if !request_id.is_empty() {
+        resp.insert_header_name(&super::headers::X_REQUEST_ID, request_id.clone());
     }
     for (name, value) in extra {
         resp.insert_header_name(name, value.clone());

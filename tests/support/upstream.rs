@@ -238,3 +238,30 @@ fn true_if_body(headers: &[(String, String)]) -> bool {
         .iter()
         .any(|(k, _)| k == "content-length" || k == "transfer-encoding")
 }
+
+/// A peer that accepts TCP connections and never sends a byte (a stalled server, a store
+/// that hangs): the connections stay open until the test ends.
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl BlackHole {
+    pub fn start() -> BlackHole {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h = held.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                h.lock().unwrap().push(c);
+            }
+        });
+        BlackHole { addr, held }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+}
