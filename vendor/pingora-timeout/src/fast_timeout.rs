@@ -90,6 +90,10 @@ pub struct FastTimeout(Duration);
 
 impl ToTimeout for FastTimeout {
     fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        // brace (patch 20): the clock thread is checked when a timer is needed, not each time
+        // a timeout is set up (most timed operations finish at their first poll and never
+        // register one); the check reads the clock.
+        check_clock_thread(&TIMER_MANAGER);
         Box::pin(TIMER_MANAGER.register_timer(self.0).poll())
     }
 
@@ -112,6 +116,7 @@ pub struct FastOrTokioTimeout {
 }
 
 impl FastOrTokioTimeout {
+    #[cfg(test)]
     fn use_tokio(&self) -> bool {
         matches!(self.kind, TimeoutKind::Tokio)
     }
@@ -142,12 +147,7 @@ pub fn fast_timeout<T>(duration: Duration, future: T) -> Timeout<T, FastOrTokioT
 where
     T: Future,
 {
-    let callback = FastOrTokioTimeout::create(duration);
-    if !callback.use_tokio() {
-        check_clock_thread(&TIMER_MANAGER);
-    }
-
-    Timeout::new_with_callback(future, callback)
+    Timeout::new_with_callback(future, FastOrTokioTimeout::create(duration))
 }
 
 /// Similar to [tokio::time::sleep] but more efficient.

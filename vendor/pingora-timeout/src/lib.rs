@@ -136,9 +136,8 @@ where
             return Poll::Ready(Ok(v));
         }
 
-        let delay = me
-            .delay
-            .get_or_insert_with(|| Box::pin(me.callback.timeout()));
+        // brace (patch 20): `timeout()` returns a boxed future already; it was boxed again.
+        let delay = me.delay.get_or_insert_with(|| me.callback.timeout());
 
         match delay.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,

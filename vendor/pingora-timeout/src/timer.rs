@@ -41,58 +41,78 @@ const RESOLUTION_DURATION: Duration = Duration::from_millis(RESOLUTION_MS);
 
 // round to the NEXT timestamp based on the resolution
 #[inline]
-fn round_to(raw: u128, resolution: u128) -> u128 {
+fn round_to(raw: u64, resolution: u64) -> u64 {
     raw - 1 + resolution - (raw - 1) % resolution
 }
+
+// brace (patch 20): milliseconds as u64 (584 million years) rather than u128, whose division
+// and comparisons are library calls; `Duration::as_millis` returns u128.
+#[inline]
+fn millis(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(d.subsec_millis() as u64)
+}
+
 // millisecond resolution as most
 #[derive(PartialEq, PartialOrd, Eq, Ord, Clone, Copy, Debug)]
-struct Time(u128);
+struct Time(u64);
 
-impl From<u128> for Time {
-    fn from(raw_ms: u128) -> Self {
-        Time(round_to(raw_ms, RESOLUTION_MS as u128))
+impl From<u64> for Time {
+    fn from(raw_ms: u64) -> Self {
+        Time(round_to(raw_ms, RESOLUTION_MS))
     }
 }
 
 impl From<Duration> for Time {
     fn from(d: Duration) -> Self {
-        Time(round_to(d.as_millis(), RESOLUTION_MS as u128))
+        Time(round_to(millis(d), RESOLUTION_MS))
     }
 }
 
 impl Time {
-    pub fn not_after(&self, ts: u128) -> bool {
+    pub fn not_after(&self, ts: u64) -> bool {
         self.0 <= ts
     }
 }
 
+// brace (patch 20): the notifier and the fired flag share one allocation (two before), so a
+// new timer is one allocation and a subscription one reference count.
+struct TimerState {
+    notify: Notify,
+    fired: AtomicBool,
+}
+
 /// the stub for waiting for a timer to be expired.
-pub struct TimerStub(Arc<Notify>, Arc<AtomicBool>);
+pub struct TimerStub(Arc<TimerState>);
 
 impl TimerStub {
     /// Wait for the timer to expire.
     pub async fn poll(self) {
-        if self.1.load(Ordering::SeqCst) {
+        if self.0.fired.load(Ordering::SeqCst) {
             return;
         }
-        self.0.notified().await;
+        self.0.notify.notified().await;
     }
 }
 
-struct Timer(Arc<Notify>, Arc<AtomicBool>);
+struct Timer(Arc<TimerState>);
 
 impl Timer {
     pub fn new() -> Self {
-        Timer(Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)))
+        Timer(Arc::new(TimerState {
+            notify: Notify::new(),
+            fired: AtomicBool::new(false),
+        }))
     }
 
     pub fn fire(&self) {
-        self.1.store(true, Ordering::SeqCst);
-        self.0.notify_waiters();
+        self.0.fired.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
     }
 
     pub fn subscribe(&self) -> TimerStub {
-        TimerStub(self.0.clone(), self.1.clone())
+        TimerStub(self.0.clone())
     }
 }
 
@@ -137,7 +157,7 @@ impl TimerManager {
                 // just stop acquiring the locks, waiting for fork to happen
                 continue;
             }
-            let now = now.as_millis();
+            let now = millis(now);
             // iterate through the timer tree for all threads
             for thread_timer in self.timers.iter() {
                 let mut timers = thread_timer.write();
