@@ -219,8 +219,8 @@ pub fn response_header(
             finish_attempt(ctx, Outcome::Error);
             return Err(http_status(502, why));
         }
-        Ok(Some(n)) if !request::content_length_is_canonical(&resp.headers) => {
-            resp.insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
+        Ok(Some(l)) if !l.canonical => {
+            resp.insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(l.n))?;
         }
         Ok(_) => {}
     }

@@ -66,7 +66,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         Ok(n) => n,
         Err(why) => return refuse(session, ctx, why).await,
     };
-    let recode_length = length.filter(|_| !request::content_length_is_canonical(&req.headers));
+    let recode_length = length.filter(|l| !l.canonical).map(|l| l.n);
     // `OPTIONS *` asks about the server as a whole: it takes the route of `/`.
     let route_path = if target.path == "*" {
         "/"
@@ -154,7 +154,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         }
     }
 
-    if length.is_some_and(|n| n > snap.client_max_body_size) {
+    if length.is_some_and(|l| l.n > snap.client_max_body_size) {
         return Err(http_status(413, "content-length over client_max_body_size"));
     }
     if request::expects_continue(session.req_header()) {

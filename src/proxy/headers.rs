@@ -179,16 +179,23 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
         }
     }
     if has_connection {
+        // Compared without copying (`HeaderName::from_bytes` lowercases what it keeps): the
+        // usual `Connection: keep-alive` allocates nothing.
+        const NOT_NOMINATIONS: [&[u8]; 5] = [
+            b"close",
+            b"keep-alive",
+            b"upgrade",
+            b"content-length",
+            b"transfer-encoding",
+        ];
         let nominated = resp
             .headers
             .get_all(CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
-            .filter(|t| t != "content-length" && t != "transfer-encoding")
-            .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok());
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty() && !NOT_NOMINATIONS.iter().any(|n| t.eq_ignore_ascii_case(n)))
+            .filter_map(|t| http::HeaderName::from_bytes(t).ok());
         found.extend(nominated);
     }
     for name in &found {

@@ -263,36 +263,41 @@ pub fn host(req: &RequestHeader) -> Result<&str, Refusal> {
 /// every list member must be the same run of digits. `Ok(None)` when there is none.
 /// Leading zeros are refused: a backend that reads `010` as octal would frame the body
 /// differently from brace.
-pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, Refusal> {
-    let mut found: Option<u64> = None;
+pub fn content_length(headers: &http::HeaderMap) -> Result<Option<Length>, Refusal> {
+    let mut found: Option<Length> = None;
+    let mut lines = 0;
     for v in headers.get_all(http::header::CONTENT_LENGTH) {
+        lines += 1;
+        let mut members = 0;
         for member in v.as_bytes().split(|&b| b == b',') {
+            members += 1;
             let m = member.trim_ascii();
             let digits = !m.is_empty() && m.len() <= 19 && m.iter().all(u8::is_ascii_digit);
             if !digits || (m.len() > 1 && m[0] == b'0') {
                 return Err("invalid Content-Length");
             }
-            let n: u64 = std::str::from_utf8(m)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or("invalid Content-Length")?;
+            // At most 19 digits: no overflow.
+            let n = m.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             match found {
-                Some(f) if f != n => return Err("conflicting Content-Length values"),
-                _ => found = Some(n),
+                Some(f) if f.n != n => return Err("conflicting Content-Length values"),
+                _ => {
+                    found = Some(Length {
+                        n,
+                        canonical: lines == 1 && members == 1 && m.len() == v.len(),
+                    })
+                }
             }
         }
     }
     Ok(found)
 }
 
-/// True when `Content-Length` (already checked by [`content_length`]) is one line holding one
-/// number, as brace would write it.
-pub fn content_length_is_canonical(headers: &http::HeaderMap) -> bool {
-    let mut all = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    match (all.next(), all.next()) {
-        (Some(v), None) => v.as_bytes().iter().all(u8::is_ascii_digit),
-        _ => false,
-    }
+/// A `Content-Length` read by [`content_length`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Length {
+    pub n: u64,
+    /// One line holding one number with nothing around it, as brace would write it.
+    pub canonical: bool,
 }
 
 #[cfg(test)]
@@ -369,19 +374,27 @@ mod tests {
             }
             m
         };
+        let n = |h: &http::HeaderMap| content_length(h).map(|l| l.map(|l| l.n));
         assert_eq!(content_length(&map(&[])), Ok(None));
-        assert_eq!(content_length(&map(&["4"])), Ok(Some(4)));
-        assert_eq!(content_length(&map(&["0"])), Ok(Some(0)));
-        assert_eq!(content_length(&map(&["4, 4"])), Ok(Some(4)));
-        assert_eq!(content_length(&map(&["4", "4"])), Ok(Some(4)));
+        assert_eq!(n(&map(&["4"])), Ok(Some(4)));
+        assert_eq!(n(&map(&["0"])), Ok(Some(0)));
+        assert_eq!(n(&map(&["4, 4"])), Ok(Some(4)));
+        assert_eq!(n(&map(&["4", "4"])), Ok(Some(4)));
+        assert_eq!(
+            n(&map(&["9999999999999999999"])),
+            Ok(Some(9_999_999_999_999_999_999))
+        );
         for bad in ["010", "0004", "+4", "4 4", "", "4,", "0x4", "-1"] {
             assert!(content_length(&map(&[bad])).is_err(), "{bad:?}");
         }
         assert!(content_length(&map(&["00000000000000000000004"])).is_err());
         assert!(content_length(&map(&["4", "5"])).is_err());
-        assert!(content_length_is_canonical(&map(&["4"])));
-        assert!(!content_length_is_canonical(&map(&["4, 4"])));
-        assert!(!content_length_is_canonical(&map(&["4", "4"])));
-        assert!(!content_length_is_canonical(&map(&[" 4"])));
+        let canonical = |vals: &[&str]| content_length(&map(vals)).unwrap().unwrap().canonical;
+        assert!(canonical(&["4"]));
+        assert!(canonical(&["1234567"]));
+        assert!(!canonical(&["4, 4"]));
+        assert!(!canonical(&["4", "4"]));
+        assert!(!canonical(&[" 4"]));
+        assert!(!canonical(&["4 "]));
     }
 }
