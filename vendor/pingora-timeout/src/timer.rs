@@ -116,10 +116,38 @@ impl Timer {
     }
 }
 
+/// One thread's timers.
+#[derive(Default)]
+struct ThreadTimers {
+    tree: BTreeMap<Time, Timer>,
+    // brace (patch 20): the last few buckets this thread registered in, looked at before the
+    // tree. The tree holds a bucket per 10 ms of every pending timeout (thousands of keys
+    // under load), and a thread's timeouts come in a few durations, so most registrations
+    // land in one of the buckets the previous ones did. A bucket found here that has fired
+    // and left the tree is due anyway (its time is not later than now).
+    recent: [Option<(Time, Arc<TimerState>)>; 4],
+    next: usize,
+}
+
+impl ThreadTimers {
+    fn recent(&self, at: Time) -> Option<&Arc<TimerState>> {
+        self.recent
+            .iter()
+            .flatten()
+            .find(|(t, _)| *t == at)
+            .map(|(_, s)| s)
+    }
+
+    fn remember(&mut self, at: Time, state: Arc<TimerState>) {
+        self.recent[self.next] = Some((at, state));
+        self.next = (self.next + 1) % self.recent.len();
+    }
+}
+
 /// The object that holds all the timers registered to it.
 pub struct TimerManager {
     // each thread insert into its local timer tree to avoid lock contention
-    timers: ThreadLocal<RwLock<BTreeMap<Time, Timer>>>,
+    timers: ThreadLocal<RwLock<ThreadTimers>>,
     zero: Instant, // the reference zero point of Timestamp
     // Start a new clock thread if this is -1 or staled. The clock thread should keep updating this
     clock_watchdog: AtomicI64,
@@ -160,7 +188,7 @@ impl TimerManager {
             let now = millis(now);
             // iterate through the timer tree for all threads
             for thread_timer in self.timers.iter() {
-                let mut timers = thread_timer.write();
+                let timers = &mut thread_timer.write().tree;
                 // Fire all timers until now
                 loop {
                     let key_to_remove = timers.iter().next().and_then(|(k, _)| {
@@ -223,22 +251,23 @@ impl TimerManager {
             return timer.subscribe();
         }
         let now: Time = (Instant::now() + duration - self.zero).into();
-        {
-            let timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).read();
-            if let Some(t) = timers.get(&now) {
-                return t.subscribe();
+        // Only this thread inserts into its timers, and the clock thread only removes: the
+        // lock is uncontended but for the clock's tick.
+        let mut timers = self.timers.get_or(Default::default).write();
+        if let Some(state) = timers.recent(now) {
+            return TimerStub(state.clone());
+        }
+        let state = match timers.tree.get(&now) {
+            Some(t) => t.0.clone(),
+            None => {
+                let timer = Timer::new();
+                let state = timer.0.clone();
+                timers.tree.insert(now, timer);
+                state
             }
-        } // drop read lock
-
-        let timer = Timer::new();
-        let mut timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).write();
-        // Usually we check if another thread has insert the same node before we get the write lock,
-        // but because only this thread will insert anything to its local timers tree, there
-        // is no possible race that can happen. The only other thread is the clock thread who
-        // only removes timer from the tree
-        let stub = timer.subscribe();
-        timers.insert(now, timer);
-        stub
+        };
+        timers.remember(now, state.clone());
+        TimerStub(state)
     }
 
     fn is_paused_for_fork(&self) -> bool {
