@@ -400,8 +400,20 @@ impl HttpSession {
 
             // Use loop as GOTO to retry escaped request buffer, not a real loop
             loop {
+                // brace (patch 21): the parser writes the headers it finds into an
+                // uninitialised array; an array of `EMPTY_HEADER`s (8 KiB) was written out
+                // before every parse.
+                #[cfg(not(feature = "patched_http1"))]
+                let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+                #[cfg(not(feature = "patched_http1"))]
+                let mut req = httparse::Request::new(&mut []);
+                #[cfg(not(feature = "patched_http1"))]
+                let parsed = parse_req_buffer(&mut req, &buf, &mut headers);
+                #[cfg(feature = "patched_http1")]
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                #[cfg(feature = "patched_http1")]
                 let mut req = httparse::Request::new(&mut headers);
+                #[cfg(feature = "patched_http1")]
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
@@ -1882,23 +1894,25 @@ fn escape_illegal_request_line(buf: &BytesMut) -> Option<BytesMut> {
 }
 
 #[inline]
+#[cfg(feature = "patched_http1")]
 fn parse_req_buffer<'buf>(
     req: &mut httparse::Request<'_, 'buf>,
     buf: &'buf [u8],
 ) -> HeaderParseState {
-    use httparse::Result;
+    req_parse_state(req.parse_unchecked(buf))
+}
 
-    #[cfg(feature = "patched_http1")]
-    fn parse<'buf>(req: &mut httparse::Request<'_, 'buf>, buf: &'buf [u8]) -> Result<usize> {
-        req.parse_unchecked(buf)
-    }
+#[cfg(not(feature = "patched_http1"))]
+fn parse_req_buffer<'h, 'buf>(
+    req: &mut httparse::Request<'h, 'buf>,
+    buf: &'buf [u8],
+    headers: &'h mut [std::mem::MaybeUninit<httparse::Header<'buf>>],
+) -> HeaderParseState {
+    req_parse_state(req.parse_with_uninit_headers(buf, headers))
+}
 
-    #[cfg(not(feature = "patched_http1"))]
-    fn parse<'buf>(req: &mut httparse::Request<'_, 'buf>, buf: &'buf [u8]) -> Result<usize> {
-        req.parse(buf)
-    }
-
-    let res = match parse(req, buf) {
+fn req_parse_state(parsed: httparse::Result<usize>) -> HeaderParseState {
+    let res = match parsed {
         Ok(s) => s,
         Err(e) => {
             return HeaderParseState::Invalid(e);
