@@ -427,7 +427,16 @@ impl CacheControl {
 
     /// Parse `Cache-Control` header name from the [ReqHeader]
     pub fn from_req_headers(req_header: &ReqHeader) -> Option<Self> {
-        Self::from_req_headers_named("cache-control", req_header)
+        Self::from_cache_control(&req_header.headers)
+    }
+
+    // brace (patch 22): one lookup under the parsed name; `from_headers_named` parses the name
+    // twice and looks it up twice (`contains_key`, then `get_all`), on every request that
+    // may use the cache and every response that may be stored.
+    fn from_cache_control(headers: &http::HeaderMap) -> Option<Self> {
+        let values = headers.get_all(http::header::CACHE_CONTROL);
+        values.iter().next()?;
+        Self::from_headers(values)
     }
 
     /// Parse from the given header name in the [RespHeader]
@@ -437,7 +446,7 @@ impl CacheControl {
 
     /// Parse `Cache-Control` header name from the [RespHeader]
     pub fn from_resp_headers(resp_header: &RespHeader) -> Option<Self> {
-        Self::from_resp_headers_named("cache-control", resp_header)
+        Self::from_cache_control(&resp_header.headers)
     }
 
     /// Whether the given directive is in the cache control.
