@@ -108,10 +108,11 @@ impl Tracing {
             ));
             span.set_attribute(KeyValue::new("url.path", req.uri.path().to_owned()));
             span.set_attribute(KeyValue::new("url.scheme", "http"));
-            let host = req
-                .uri
-                .host()
-                .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()));
+            let host = req.uri.host().or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            });
             if let Some(h) = host {
                 // `server.address` without the port, as the semantic conventions have it.
                 let name = match h.rsplit_once(':') {
@@ -120,7 +121,11 @@ impl Tracing {
                 };
                 span.set_attribute(KeyValue::new("server.address", name.to_owned()));
             }
-            if let Some(ua) = req.headers.get("user-agent").and_then(|v| v.to_str().ok()) {
+            if let Some(ua) = req
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+            {
                 span.set_attribute(KeyValue::new("user_agent.original", ua.to_owned()));
             }
         }

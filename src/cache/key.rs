@@ -117,7 +117,7 @@ fn primary_hash(primary: &[u8]) -> HashBinary {
 pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
     let names: Vec<String> = meta
         .headers()
-        .get_all("vary")
+        .get_all(http::header::VARY)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

@@ -35,7 +35,7 @@ pub fn hit(req: &RequestHeader, meta: &CacheMeta, now: SystemTime) -> Option<For
     let Some(cc) = CacheControl::from_req_headers(req) else {
         let pragma = req
             .headers
-            .get("pragma")
+            .get(http::header::PRAGMA)
             .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"no-cache"));
         return pragma.then_some(ForcedFreshness::ForceExpired);
     };
@@ -138,7 +138,7 @@ fn valid_targeted_field(v: &[u8]) -> bool {
 
 /// `Age` (RFC 9111 §5.1): the first member of the first line; an invalid value is ignored.
 fn age_value(resp: &ResponseHeader) -> Option<u64> {
-    let v = resp.headers.get("age")?.to_str().ok()?;
+    let v = resp.headers.get(http::header::AGE)?.to_str().ok()?;
     let first = v.split(',').next()?.trim();
     if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -175,7 +175,7 @@ pub fn cacheable(
             return RespCacheable::Uncacheable(Custom(NotStored::Private.as_str()));
         }
     }
-    let vary_star = resp.headers.get_all("vary").iter().any(|v| {
+    let vary_star = resp.headers.get_all(http::header::VARY).iter().any(|v| {
         v.as_bytes()
             .split(|b| *b == b',')
             .any(|t| t.trim_ascii() == b"*")
@@ -183,11 +183,11 @@ pub fn cacheable(
     if vary_star {
         return RespCacheable::Uncacheable(Custom(NotStored::Vary.as_str()));
     }
-    let set_cookie = resp.headers.contains_key("set-cookie");
+    let set_cookie = resp.headers.contains_key(http::header::SET_COOKIE);
     if set_cookie && policy.cache_set_cookie == SetCookiePolicy::Never {
         return RespCacheable::Uncacheable(Custom(NotStored::SetCookie.as_str()));
     }
-    if req.headers.contains_key("authorization")
+    if req.headers.contains_key(http::header::AUTHORIZATION)
         && !cc
             .as_ref()
             .is_some_and(|c| c.allow_caching_authorized_req())
@@ -205,7 +205,7 @@ pub fn cacheable(
         .and_then(|c| c.fresh_duration())
         .or_else(|| {
             // Expires: freshness is Expires - Date (RFC 9111 §4.2.1); an invalid date is past.
-            let mut all = resp.headers.get_all("expires").iter();
+            let mut all = resp.headers.get_all(http::header::EXPIRES).iter();
             match (all.next(), all.next()) {
                 (Some(v), None) => Some(
                     v.to_str()
@@ -235,8 +235,8 @@ pub fn cacheable(
     if fresh.is_zero() && !cc.as_ref().is_some_and(|c| c.no_cache()) {
         // max-age=0 / an Expires in the past: stale at once; storing it only helps revalidation
         // when there is a validator.
-        let validator =
-            resp.headers.contains_key("etag") || resp.headers.contains_key("last-modified");
+        let validator = resp.headers.contains_key(http::header::ETAG)
+            || resp.headers.contains_key(http::header::LAST_MODIFIED);
         if !validator {
             return RespCacheable::Uncacheable(Custom(NotStored::NoFreshness.as_str()));
         }

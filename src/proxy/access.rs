@@ -37,7 +37,11 @@ pub fn access(session: &Session, ctx: &Ctx, status: u16) {
     let host = req
         .uri
         .host()
-        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("-");
     let path = req.uri.path_and_query().map_or("-", |p| p.as_str());
     let client = ctx

@@ -107,7 +107,7 @@ pub fn hash_key(req: &RequestHeader, client_ip: Option<IpAddr>, balance: &Balanc
             .unwrap_or_default(),
         HashKey::Cookie(name) => req
             .headers
-            .get_all("cookie")
+            .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
