@@ -944,17 +944,19 @@ impl HttpSession {
             // RFC 9110 section 6.6.1: Date is the origin's; a proxy or cache forwards it (a
             // stored response keeps its Date, so downstream caches compute its age right) and
             // adds one only when the response has none.
+            // brace (patch 23): both inserted under their parsed names, `Connection` with a
+            // static value: `insert_header` turned each name into a case-header name and back,
+            // and made `Connection`'s value from a `&str` (a check and an allocation).
             if !header.headers.contains_key(header::DATE) {
-                header.insert_header(header::DATE, date::get_cached_date())?;
+                header.insert_header_name(&header::DATE, date::get_cached_date());
             }
 
-            // TODO: make these lazy static
-            let connection_value = if self.will_keepalive() {
+            let connection_value = HeaderValue::from_static(if self.will_keepalive() {
                 "keep-alive"
             } else {
                 "close"
-            };
-            header.insert_header(header::CONNECTION, connection_value)?;
+            });
+            header.insert_header_name(&header::CONNECTION, connection_value);
         }
 
         if header.status == 101 {
