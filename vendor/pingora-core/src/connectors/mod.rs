@@ -531,9 +531,31 @@ mod local_pool {
         }
     }
 
+    /// brace (patch 24): the pool's keys are hashes already (`Peer::reuse_hash`), so they are
+    /// used as they are rather than hashed again with SipHash on every take and every put.
+    #[derive(Default)]
+    struct KeyHasher(u64);
+
+    impl std::hash::Hasher for KeyHasher {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+
+        fn write(&mut self, bytes: &[u8]) {
+            // Only `write_u64` is used (the keys are `u64`); anything else is still mixed in.
+            for b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+            }
+        }
+
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+
     #[derive(Default)]
     struct Pool {
-        by_key: HashMap<u64, Vec<Idle>>,
+        by_key: HashMap<u64, Vec<Idle>, std::hash::BuildHasherDefault<KeyHasher>>,
         count: usize,
         sweeping: bool,
     }
