@@ -220,6 +220,23 @@ mod tests {
     }
 
     #[test]
+    fn response_hop_by_hop_fields_go_in_any_spelling_and_framing_stays() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Connection", "KEEP-ALIVE, X-Internal ,, Content-Length")
+            .unwrap();
+        resp.append_header("connection", "x-other\t").unwrap();
+        resp.append_header("X-Internal", "secret").unwrap();
+        resp.append_header("X-Other", "secret").unwrap();
+        resp.append_header("Keep-Alive", "timeout=5").unwrap();
+        resp.append_header("Content-Length", "5").unwrap();
+        resp.append_header("X-Kept", "yes").unwrap();
+        strip_response_hop_by_hop(&mut resp);
+        let mut left: Vec<&str> = resp.headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "x-kept"]);
+    }
+
+    #[test]
     fn request_ids() {
         assert!(sane_request_id(b"abc-123"));
         assert!(!sane_request_id(b""));
