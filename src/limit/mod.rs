@@ -82,9 +82,7 @@ pub struct Limiter {
     /// `burst × interval`, µs.
     capacity_us: u64,
     /// `RateLimit-Policy` value, rendered once.
-    pub policy_header: String,
-    /// The same, as a header value.
-    policy_value: http::HeaderValue,
+    pub policy_value: http::HeaderValue,
     pub keys_gauge: IntGauge,
     /// The shared budget, for `scope = "global"`.
     global: Option<global::Global>,
@@ -195,7 +193,6 @@ impl Limiter {
         );
         Limiter {
             name: name.to_owned(),
-            policy_header: policy.clone(),
             policy_value: http::HeaderValue::from_str(&policy)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("")),
             config: config.clone(),
@@ -291,7 +288,7 @@ impl Limiter {
     }
 
     /// The `RateLimit` header value for a decision.
-    pub fn header(&self, d: &Decision) -> String {
+    pub fn header(&self, d: &Decision) -> http::HeaderValue {
         let (r, t) = match *d {
             Decision::Allowed {
                 remaining,
@@ -301,7 +298,8 @@ impl Limiter {
                 (0, reset_secs)
             }
         };
-        format!("\"{}\";r={r};t={t}", self.name)
+        http::HeaderValue::from_str(&format!("\"{}\";r={r};t={t}", self.name))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""))
     }
 
     /// Updates the key-count gauge (moka counts lazily; this runs its pending upkeep first).
@@ -342,7 +340,7 @@ pub struct RouteLimit {
 /// What a route's rate limits say about one request.
 pub enum Verdict {
     /// Allowed; with `headers`, the tightest limit's `RateLimit` header value.
-    Allow(Option<(u32, String)>),
+    Allow(Option<(u32, http::HeaderValue)>),
     /// The first limit to refuse answers: its status, body and headers.
     Refuse {
         status: u16,
@@ -363,7 +361,7 @@ pub async fn check(
     headers: bool,
     now_us: u64,
 ) -> Verdict {
-    let mut tightest: Option<(u32, String)> = None;
+    let mut tightest: Option<(u32, http::HeaderValue)> = None;
     for l in limits {
         let Some(key) = key_value(&l.limiter.config.key, client_ip, route, req) else {
             continue;
@@ -387,8 +385,6 @@ pub async fn check(
                 ] {
                     body.push_str(part);
                 }
-                let ratelimit = http::HeaderValue::from_str(&l.limiter.header(&d))
-                    .unwrap_or_else(|_| http::HeaderValue::from_static(""));
                 return Verdict::Refuse {
                     status: l.limiter.config.status,
                     body,
@@ -398,7 +394,7 @@ pub async fn check(
                             http::HeaderValue::from(retry_after_secs),
                         ),
                         (RATELIMIT_POLICY, l.limiter.policy_value.clone()),
-                        (RATELIMIT, ratelimit),
+                        (RATELIMIT, l.limiter.header(&d)),
                     ]),
                     limit: name.clone(),
                 };
@@ -530,7 +526,7 @@ mod tests {
     #[test]
     fn headers() {
         let l = limiter(100, 1000, 50, false);
-        assert_eq!(l.policy_header, "\"t\";q=100;w=1");
+        assert_eq!(l.policy_value, "\"t\";q=100;w=1");
         let d = l.check(ip(1), 1);
         assert_eq!(l.header(&d), "\"t\";r=49;t=1");
     }

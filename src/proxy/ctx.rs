@@ -36,7 +36,7 @@ pub struct Ctx {
     /// The request's place under the pool's `max_in_flight`, held until the request ends.
     pub pool_slot: Option<crate::upstream::select::PoolSlot>,
     /// `RateLimit` header for the response (`rate_limit_headers = true`): the tightest limit.
-    pub rate_limit_header: Option<(u32, String)>,
+    pub rate_limit_header: Option<(u32, http::HeaderValue)>,
     /// What the cache phases learn (on a caching route).
     pub cache: CacheCtx,
     pub upstream_status: Option<u16>,

@@ -127,7 +127,7 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
         }
     }
     if let Some((_, v)) = &ctx.rate_limit_header {
-        resp.insert_header(crate::limit::RATELIMIT, v.as_str())?;
+        resp.insert_header_name(&crate::limit::RATELIMIT, v.clone());
     }
     if let Some((status, reason)) = super::caching::status(session, ctx) {
         if ctx
