@@ -53,6 +53,8 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     pub(crate) digest: Box<Digest>,
     response_header: Option<Box<ResponseHeader>>,
+    /// brace: the response body's framing, from the header as read and validated.
+    framing: Option<Framing>,
     request_written: Option<Box<RequestHeader>>,
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
@@ -97,6 +99,7 @@ impl HttpSession {
             body_writer: BodyWriter::new(),
             keepalive_timeout: KeepaliveStatus::Off,
             response_header: None,
+            framing: None,
             request_written: None,
             read_timeout: None,
             write_timeout: None,
@@ -214,32 +217,51 @@ impl HttpSession {
 
     // Validate the response header read. This function must be called after the response header
     // read.
-    fn validate_response(&self) -> Result<()> {
+    // Returns the body framing the valid header gives (before the status and the request are
+    // taken into account).
+    fn validate_response(&self) -> Result<Framing> {
         let resp_header = self
             .response_header
             .as_ref()
             .expect("response header must be read");
+
+        // Transfer-Encoding overrides Content-Length (removed on read when both came); one
+        // whose final coding is not chunked is read until the connection closes.
+        let last_te = resp_header
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .into_iter()
+            .next_back();
+        if let Some(last_te) = last_te {
+            return Ok(if ends_in_chunked(last_te) {
+                Framing::Chunked
+            } else {
+                Framing::Unframed
+            });
+        }
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed. Conflicting or duplicate values are always an
         // unrecoverable framing error. A peer may opt to tolerate a single,
         // otherwise-invalid value and treat the response as close-delimited.
-        // Note: Content-Length is already removed if Transfer-Encoding is present.
-        if let Err(e) = super::common::validate_content_length(&resp_header.headers) {
-            if self.allow_h1_response_invalid_content_length
-                && super::common::content_length_is_single_token(&resp_header.headers)
-            {
-                debug!(
-                    "tolerating invalid Content-Length ({e}); \
-                     treating response as close-delimited"
-                );
-            } else {
-                return Err(e);
+        match content_length_for_framing(&resp_header.headers) {
+            Ok(Some(n)) => Ok(Framing::Length(n)),
+            Ok(None) => Ok(Framing::Unframed),
+            Err(e) => {
+                if self.allow_h1_response_invalid_content_length
+                    && super::common::content_length_is_single_token(&resp_header.headers)
+                {
+                    debug!(
+                        "tolerating invalid Content-Length ({e}); \
+                         treating response as close-delimited"
+                    );
+                    Ok(Framing::Unframed)
+                } else {
+                    Err(e)
+                }
             }
         }
-
-        Ok(())
     }
 
     fn clear_response_header_read_state(&mut self) {
@@ -355,9 +377,10 @@ impl HttpSession {
                         self.preread_body = Some(BufRef(s, total_read));
                         self.buf = buf;
                         self.response_header = Some(response_header);
-                        if let Err(e) = self.validate_response() {
-                            return self.fail_response_header_read(e);
-                        }
+                        self.framing = match self.validate_response() {
+                            Ok(framing) => Some(framing),
+                            Err(e) => return self.fail_response_header_read(e),
+                        };
                         // convert to upgrade body type
                         // https://datatracker.ietf.org/doc/html/rfc9110#status.101
                         // as an "informational" header, this cannot have a body
@@ -738,17 +761,29 @@ impl HttpSession {
                 }
             }
 
-            if upgraded {
-                self.body_reader.init_close_delimited(preread_body);
-                self.close_delimited_resp = true;
-            } else if self.is_chunked_encoding() {
+            // The framing validated on read; worked out again only if there was none.
+            let framing = self.framing.unwrap_or_else(|| {
+                if self.is_chunked_encoding() {
+                    Framing::Chunked
+                } else {
+                    match self.get_content_length().unwrap_or(None) {
+                        Some(cl) => Framing::Length(cl),
+                        None => Framing::Unframed,
+                    }
+                }
+            });
+            match framing {
+                _ if upgraded => {
+                    self.body_reader.init_close_delimited(preread_body);
+                    self.close_delimited_resp = true;
+                }
                 // if chunked encoding, content-length should be ignored
-                self.body_reader.init_chunked(preread_body);
-            } else if let Some(cl) = self.get_content_length().unwrap_or(None) {
-                self.body_reader.init_content_length(cl, preread_body);
-            } else {
-                self.body_reader.init_close_delimited(preread_body);
-                self.close_delimited_resp = true;
+                Framing::Chunked => self.body_reader.init_chunked(preread_body),
+                Framing::Length(cl) => self.body_reader.init_content_length(cl, preread_body),
+                Framing::Unframed => {
+                    self.body_reader.init_close_delimited(preread_body);
+                    self.close_delimited_resp = true;
+                }
             }
         }
     }

@@ -119,6 +119,8 @@ pub struct HttpSession {
     response_written: Option<Box<ResponseHeader>>,
     /// The parsed request header
     request_header: Option<Box<RequestHeader>>,
+    /// brace: the request body's framing, from the header as read and validated.
+    framing: Option<Framing>,
     /// An internal buffer that holds a copy of the request body up to a certain size
     retry_buffer: Option<FixedBuffer>,
     /// Whether this session is an upgraded session. This flag is calculated when sending the
@@ -196,6 +198,7 @@ impl HttpSession {
             update_resp_headers: true,
             response_written: None,
             request_header: None,
+            framing: None,
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
             total_drain_timeout: None,
@@ -513,6 +516,7 @@ impl HttpSession {
                         self.request_header = Some(request_header);
 
                         self.body_reader.reinit();
+                        self.framing = None;
                         self.pipelined_idle_bytes_stashed = false;
                         self.response_written = None;
                         self.respect_keepalive();
@@ -521,7 +525,7 @@ impl HttpSession {
                         if has_both_te_and_cl {
                             self.set_keepalive(None);
                         }
-                        self.validate_request()?;
+                        self.framing = Some(self.validated_framing()?);
 
                         return Ok(Some(s));
                     }
@@ -577,18 +581,23 @@ impl HttpSession {
     /// # Panics
     /// this function and most other functions will panic if called before [`Self::read_request()`]
     pub fn validate_request(&self) -> Result<()> {
+        self.validated_framing().map(|_| ())
+    }
+
+    /// [Self::validate_request()], returning the body framing the valid header gives.
+    fn validated_framing(&self) -> Result<Framing> {
         let req_header = self.req_header();
 
         // Reject an ambiguous authority before anything routes on it.
         validate_request_authority(req_header)?;
 
-        // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
-        // parity): identical duplicates and comma-combined identical values are
-        // accepted and collapsed; differing or unparseable values are rejected.
-        // This is a no-op when Transfer-Encoding is present (TE overrides CL).
-        super::common::validate_content_length(&req_header.headers)?;
-
-        if req_header.headers.contains_key(TRANSFER_ENCODING) {
+        let last_te = req_header
+            .headers
+            .get_all(TRANSFER_ENCODING)
+            .into_iter()
+            .next_back();
+        if let Some(last_te) = last_te {
+            // Transfer-Encoding overrides Content-Length (removed on read when both came).
             // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
             // HTTP/1.0 requests with Transfer-Encoding MUST be treated as having faulty framing.
             // We reject with 400 Bad Request and close the connection.
@@ -600,12 +609,19 @@ impl HttpSession {
             }
             // If chunked is not the final Transfer-Encoding, reject request
             // See https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.4.3
-            if !self.is_chunked_encoding() {
+            if !ends_in_chunked(last_te) {
                 return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
             }
+            return Ok(Framing::Chunked);
         }
 
-        Ok(())
+        // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
+        // parity): identical duplicates and comma-combined identical values are
+        // accepted and collapsed; differing or unparseable values are rejected.
+        Ok(match content_length_for_framing(&req_header.headers)? {
+            Some(n) => Framing::Length(n),
+            None => Framing::Unframed,
+        })
     }
 
     /// Return a reference of the `RequestHeader` this session read
@@ -1227,22 +1243,30 @@ impl HttpSession {
             // follow https://datatracker.ietf.org/doc/html/rfc9112#section-6.3
             let preread_body = self.preread_body.take().unwrap_or_default();
 
+            // The framing validated on read; worked out again only if there was none.
+            let framing = self.framing.unwrap_or_else(|| {
+                if self.is_chunked_encoding() {
+                    Framing::Chunked
+                } else {
+                    // validate_request() rejects an invalid value
+                    match self.get_content_length().unwrap_or(None) {
+                        Some(i) => Framing::Length(i),
+                        None => Framing::Unframed,
+                    }
+                }
+            });
             if self.was_upgraded() {
                 // if upgraded _post_ 101 (and body was not init yet)
                 // treat as upgraded body (pass through until closed)
                 self.body_reader.init_close_delimited_owned(preread_body);
-            } else if self.is_chunked_encoding() {
-                // if chunked encoding, content-length should be ignored
-                self.body_reader.init_chunked_owned(preread_body);
             } else {
-                // At this point, validate_request() should have already been called,
-                // so get_content_length() should not return an error for invalid values
-                let cl = self.get_content_length().unwrap_or(None);
-                match cl {
-                    Some(i) => {
+                match framing {
+                    // if chunked encoding, content-length should be ignored
+                    Framing::Chunked => self.body_reader.init_chunked_owned(preread_body),
+                    Framing::Length(i) => {
                         self.body_reader.init_content_length_owned(i, preread_body);
                     }
-                    None => {
+                    Framing::Unframed => {
                         // https://datatracker.ietf.org/doc/html/rfc9112#section-6.3
                         // "Request messages are never close-delimited because they are
                         // always explicitly framed by length or transfer coding, with the absence of
