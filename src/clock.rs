@@ -14,6 +14,12 @@ pub fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64 + 1
 }
 
+/// Milliseconds since the first reading, plus one, at `t`: one reading of the clock serves
+/// both an `Instant` and this scale.
+pub fn ms_at(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_millis() as u64 + 1
+}
+
 /// Microseconds since the first reading, plus one.
 pub fn now_us() -> u64 {
     epoch().elapsed().as_micros() as u64 + 1

@@ -11,7 +11,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `upstream_peer`: the backend for this attempt, with the pool's timeouts.
 pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -19,9 +19,9 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         .route
         .clone()
         .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
-    let now = now_ms();
+    let mut t = Instant::now();
     if ctx.tries == 0 {
-        let Some(slot) = route.pool.admit(now) else {
+        let Some(slot) = route.pool.admit(crate::clock::ms_at(t)) else {
             trace_event(ctx, "pool_full", &route.pool.name);
             ctx.retry_after = Some(Duration::from_secs(1));
             return Err(http_status(503, "pool at max_in_flight"));
@@ -29,7 +29,9 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         ctx.pool_slot = Some(slot);
     } else {
         retry::backoff(route.pool.config.retry.backoff, ctx.tries).await;
+        t = Instant::now();
     }
+    let now = crate::clock::ms_at(t);
     ctx.tries += 1;
     let key = select::hash_key(
         session.req_header(),
@@ -55,7 +57,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         t.attempt(&pool.name, backend.addr, ctx.tries);
     }
     let mut peer = pool.peer(idx);
-    ctx.attempt = AttemptState::Running(Attempt::new(idx, backend));
+    ctx.attempt = AttemptState::Running(Attempt::new(idx, backend, t, now));
     let o = &mut peer.options;
     o.connection_timeout = Some(pool.config.connect_timeout);
     // pingora times each read, not the wait for headers as a whole: the route timeout caps
@@ -245,7 +247,9 @@ pub fn grpc_status(h: &http::HeaderMap) -> Option<u8> {
 /// backend's in-flight count drops.
 pub fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
     if let (Some(a), Some(pool)) = (ctx.attempt.take(), &ctx.pool) {
-        pool.record(a.idx, outcome, a.start.elapsed().as_secs_f64());
+        let end = Instant::now();
+        let seconds = end.saturating_duration_since(a.start).as_secs_f64();
+        pool.record(a.idx, outcome, seconds, crate::clock::ms_at(end));
         if let Some(t) = &mut ctx.trace {
             t.attempt_ended(
                 outcome.as_str(),

@@ -143,15 +143,16 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn new(idx: usize, backend: Arc<Backend>) -> Attempt {
+    /// An attempt starting at `start`, `now` on brace's clock (`clock::ms_at(start)`).
+    pub fn new(idx: usize, backend: Arc<Backend>, start: Instant, now: u64) -> Attempt {
         if backend.gauges.in_flight.get() == 0 {
-            backend.latency.busy(crate::clock::now_ms());
+            backend.latency.busy(now);
         }
         backend.gauges.in_flight.inc();
         Attempt {
             idx,
             backend,
-            start: Instant::now(),
+            start,
         }
     }
 }

@@ -12,7 +12,6 @@
 
 use super::backend::Backend;
 use super::breaker::BreakerState;
-use super::now_ms;
 use super::outcome::Outcome;
 use super::stats::{BackendGauges, BackendStats, PoolStats};
 use crate::config::{Balance, UpstreamConfig};
@@ -222,7 +221,7 @@ impl Pool {
         let ramping = !self.config.slow_start.is_zero();
         for with_ramp in [true, false] {
             let accept = |i: usize| ok(i) && (!with_ramp || self.ramp_accepts(i, now));
-            if let Some(i) = self.select(key, &accept) {
+            if let Some(i) = self.select(key, &accept, now) {
                 return Some(i);
             }
             if !ramping {
@@ -232,7 +231,7 @@ impl Pool {
         None
     }
 
-    fn select(&self, key: &[u8], accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn select(&self, key: &[u8], accept: &dyn Fn(usize) -> bool, now: u64) -> Option<usize> {
         let n = self.backends.len();
         let idx = |b: &LbBackend| b.ext.get::<BackendIdx>().map(|i| i.0);
         let via_lb = |found: Option<LbBackend>| {
@@ -264,13 +263,10 @@ impl Pool {
             }
             Selector::LeastRequests => self.least_loaded((0..n).filter(|&i| accept(i)), n),
             Selector::P2c => self.two_choices(accept, |i| self.load(i)),
-            Selector::Ewma => {
-                let now = super::now_ms();
-                self.two_choices(accept, |i| {
-                    let b = &self.backends[i];
-                    b.latency.cost(b.in_flight(), b.weight, now)
-                })
-            }
+            Selector::Ewma => self.two_choices(accept, |i| {
+                let b = &self.backends[i];
+                b.latency.cost(b.in_flight(), b.weight, now)
+            }),
         }
     }
 
@@ -423,19 +419,19 @@ impl Pool {
         );
     }
 
-    /// Records the outcome of one attempt on backend `i`: metrics, the breaker, then outlier
-    /// detection.
-    pub fn record(&self, i: usize, outcome: Outcome, seconds: f64) {
+    /// Records the outcome of one attempt on backend `i`, `seconds` long and ended at `now`
+    /// (`clock::now_ms`): metrics, the breaker, then outlier detection.
+    pub fn record(&self, i: usize, outcome: Outcome, seconds: f64, now: u64) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
         if !outcome.is_client() {
             let ok = outcome == Outcome::Success;
-            b.latency.observe(ok, seconds, now_ms());
+            b.latency.observe(ok, seconds, now);
         }
         if let Some(cfg) = &self.config.circuit_breaker {
             if let Some(t) = b
                 .breaker
-                .on_outcome(cfg, outcome, (seconds * 1000.0) as u64, now_ms())
+                .on_outcome(cfg, outcome, (seconds * 1000.0) as u64, now)
             {
                 self.report(b, &t);
             }
@@ -455,7 +451,6 @@ impl Pool {
             | Outcome::TlsNameMismatch
             | Outcome::TlsTimeout
             | Outcome::TlsError => {
-                let now = now_ms();
                 if let Some(ms) = b.outlier.failure(now, cfg, || self.may_eject(now)) {
                     b.gauges.ejected.set(1);
                     b.gauges.ejections.inc();
