@@ -26,8 +26,6 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
-/// How many fields `add_forwarding` may add.
-const FORWARDING_FIELDS: usize = 6;
 /// Forwarding headers only a trusted hop may set and brace does not set itself.
 static UNTRUSTED_ONLY_REMOVED: [&HeaderName; 3] =
     [&FORWARDED, &X_FORWARDED_PREFIX, &X_FORWARDED_SERVER];
@@ -99,9 +97,6 @@ pub struct Forwarding<'a> {
 /// cache key otherwise, so an upstream that reflects it could poison a cached page), and
 /// `X-Real-IP`, which is always brace's own client address.
 pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Result<()> {
-    // The upstream request is a copy of the client's, made with no room to spare: room for
-    // the fields set below is made at once, so the map grows once rather than on the inserts.
-    req.reserve_headers(FORWARDING_FIELDS);
     if let Some(peer) = f.peer {
         let mut prior = req.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
         let xff = if f.peer_trusted && prior.peek().is_some() {

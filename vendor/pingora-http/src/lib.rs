@@ -243,16 +243,6 @@ impl RequestHeader {
         )
     }
 
-    /// brace: makes room for `additional` more header fields at once. A copied header (such as
-    /// the upstream request, cloned from the client's) has no room to spare, so each insert
-    /// into it may otherwise grow its map again.
-    pub fn reserve_headers(&mut self, additional: usize) {
-        self.base.headers.reserve(additional);
-        if let Some(map) = self.header_name_map.as_mut() {
-            map.reserve(additional);
-        }
-    }
-
     /// Remove all headers under the name
     pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
