@@ -208,6 +208,43 @@ fn content_length_reaches_the_upstream_as_one_decimal_number() {
     assert_no_backend_blamed(&b);
 }
 
+/// Each request on a keep-alive connection is read by the framing it came with (pingora patch
+/// 26 works it out once, when the header is validated): a comma-listed length that brace
+/// recodes, a chunked body, then no body. A body read short or long would leave bytes that
+/// parse as a request of their own.
+#[test]
+fn each_request_on_a_connection_is_read_by_its_own_framing() {
+    let up = Upstream::with_mode("u", Mode::Echo);
+    let b = Brace::start(&simple_config("", &[&up], TOUCHY));
+    let mut s = std::net::TcpStream::connect(b.addr()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let exchanges = [
+        ("POST /one HTTP/1.1\r\nHost: h\r\nContent-Length: 4, 4\r\n\r\nabcd", "post /one", 4),
+        (
+            "POST /two HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n",
+            "post /two",
+            3,
+        ),
+        ("GET /three HTTP/1.1\r\nHost: h\r\n\r\n", "get /three", 0),
+    ];
+    let mut sent = 0;
+    for (request, seen, body) in exchanges {
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        let resp = read_response(&mut r).unwrap();
+        assert_eq!(resp.status, 200, "{request}");
+        assert!(resp.text().starts_with(seen), "{request}: {}", resp.text());
+        sent += body;
+        assert_eq!(
+            up.body_bytes.load(std::sync::atomic::Ordering::SeqCst),
+            sent
+        );
+    }
+    assert_eq!(up.count(), 3);
+    assert_no_backend_blamed(&b);
+}
+
 #[test]
 fn an_empty_chunk_size_line_is_refused() {
     let up = Upstream::with_mode("u", Mode::Echo);

@@ -166,3 +166,26 @@ fn a_connection_the_backends_answer_ends_is_never_reused() {
         assert_no_backend_blamed(&b);
     }
 }
+
+/// Each answer is read by the framing it came with (pingora patch 26 works it out once, when
+/// the header is read): chunked, a repeated or comma-listed `Content-Length`, or both fields
+/// (chunked wins). A body read short or long would leave the connection out of step, so the
+/// next answer would fail or the connection would not be reused.
+#[test]
+fn each_answer_on_a_reused_connection_is_read_by_its_own_framing() {
+    for answer in [
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ] {
+        let up = backend_answering(false, answer);
+        let b = brace_for(&up, "");
+        for _ in 0..3 {
+            let r = b.get("/");
+            assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]), "{answer}");
+        }
+        assert_eq!(up.accepted.load(SeqCst), 1, "not reused after: {answer}");
+        assert_no_backend_blamed(&b);
+    }
+}
