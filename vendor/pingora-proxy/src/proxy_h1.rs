@@ -45,7 +45,11 @@ where
 
         // phase 2 send to upstream
 
-        let mut req = session.req_header().clone();
+        // brace: the header as read goes upstream and the session keeps the copy. The one read
+        // was sized with room for the fields a proxy adds; a clone has none (its entries are
+        // copied at their length), so inserting into it would regrow it.
+        let copy = session.req_header().clone();
+        let mut req = std::mem::replace(session.req_header_mut(), copy);
         let authority_policy = AuthorityPolicy::from(session.downstream_session.is_custom());
         let downstream_had_host = req.headers.contains_key(http::header::HOST);
         req.set_version(Version::HTTP_11);
