@@ -97,17 +97,14 @@ pub struct Forwarding<'a> {
 /// cache key otherwise, so an upstream that reflects it could poison a cached page), and
 /// `X-Real-IP`, which is always brace's own client address.
 pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Result<()> {
+    let came = Present::find(req);
     if let Some(peer) = f.peer {
-        let mut prior = req.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
-        let xff = if f.peer_trusted && prior.peek().is_some() {
+        let xff = if f.peer_trusted && came.xff {
             let mut v = Vec::with_capacity(64);
-            for (i, p) in prior.enumerate() {
-                if i > 0 {
-                    v.extend_from_slice(b", ");
-                }
+            for p in req.headers.get_all(&X_FORWARDED_FOR) {
                 v.extend_from_slice(p.as_bytes());
+                v.extend_from_slice(b", ");
             }
-            v.extend_from_slice(b", ");
             v.extend_from_slice(peer.as_bytes());
             HeaderValue::from_bytes(&v).map_err(|e| {
                 pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "X-Forwarded-For", e)
@@ -117,7 +114,7 @@ pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Resul
         };
         req.insert_header_name(&X_FORWARDED_FOR, xff);
     }
-    if !f.peer_trusted {
+    if !f.peer_trusted && came.untrusted_only {
         // Look before removing: a removal also rewrites pingora's header-case map.
         for name in UNTRUSTED_ONLY_REMOVED {
             if req.headers.contains_key(name) {
@@ -127,33 +124,67 @@ pub fn add_forwarding(req: &mut RequestHeader, f: &Forwarding) -> pingora::Resul
     }
     if let Some(ip) = &f.client_ip {
         req.insert_header_name(&X_REAL_IP, ip.clone());
-    } else if req.headers.contains_key(&X_REAL_IP) {
+    } else if came.real_ip {
         req.remove_header(&X_REAL_IP);
     }
-    if !(f.peer_trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !(f.peer_trusted && came.proto) {
         let proto = HeaderValue::from_static(if f.tls { "https" } else { "http" });
         req.insert_header_name(&X_FORWARDED_PROTO, proto);
     }
-    if !(f.peer_trusted && req.headers.contains_key(&X_FORWARDED_PORT)) {
+    if !(f.peer_trusted && came.port) {
         match f.port {
             Some(p) => req.insert_header_name(&X_FORWARDED_PORT, p.clone()),
-            None => {
+            None if came.port => {
                 req.remove_header(&X_FORWARDED_PORT);
             }
+            None => {}
         }
     }
-    let keep_host =
-        f.peer_trusted && f.trust_forwarded_host && req.headers.contains_key(&X_FORWARDED_HOST);
-    if !keep_host {
+    if !(f.peer_trusted && f.trust_forwarded_host && came.host) {
         match req.headers.get(HOST).cloned() {
             Some(h) => req.insert_header_name(&X_FORWARDED_HOST, h),
-            None => {
+            None if came.host => {
                 req.remove_header(&X_FORWARDED_HOST);
             }
+            None => {}
         }
     }
     req.insert_header_name(&X_REQUEST_ID, f.request_id.clone());
     Ok(())
+}
+
+/// The forwarding fields a request came with, found in one pass over its names: a lookup
+/// hashes the whole of a long name, one per field, and most requests carry none of them.
+#[derive(Debug, Default, PartialEq)]
+struct Present {
+    xff: bool,
+    proto: bool,
+    port: bool,
+    host: bool,
+    real_ip: bool,
+    /// Any of `UNTRUSTED_ONLY_REMOVED`.
+    untrusted_only: bool,
+}
+
+impl Present {
+    fn find(req: &RequestHeader) -> Present {
+        let mut came = Present::default();
+        // Header names are lower case; the unit test checks these spellings against the names.
+        for name in req.headers.keys() {
+            match name.as_str() {
+                "x-forwarded-for" => came.xff = true,
+                "x-forwarded-proto" => came.proto = true,
+                "x-forwarded-port" => came.port = true,
+                "x-forwarded-host" => came.host = true,
+                "x-real-ip" => came.real_ip = true,
+                "forwarded" | "x-forwarded-prefix" | "x-forwarded-server" => {
+                    came.untrusted_only = true
+                }
+                _ => {}
+            }
+        }
+        came
+    }
 }
 
 /// Removes hop-by-hop fields from an upstream response (RFC 9110 §7.6.1): those named in
@@ -206,6 +237,38 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarding_fields_are_found_under_the_names_brace_sets() {
+        let mut req = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+        assert_eq!(Present::find(&req), Present::default());
+        let v = HeaderValue::from_static("v");
+        for name in [
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_PORT,
+            &X_FORWARDED_HOST,
+            &X_REAL_IP,
+        ] {
+            req.append_header(name.clone(), v.clone()).unwrap();
+        }
+        let all = Present {
+            xff: true,
+            proto: true,
+            port: true,
+            host: true,
+            real_ip: true,
+            untrusted_only: false,
+        };
+        assert_eq!(Present::find(&req), all);
+        for name in UNTRUSTED_ONLY_REMOVED {
+            let mut one = RequestHeader::build_no_case("GET", b"/", None).unwrap();
+            // A client's spelling is its own; the parsed name is lower case.
+            one.append_header(name.as_str().to_ascii_uppercase(), v.clone())
+                .unwrap();
+            assert!(Present::find(&one).untrusted_only, "{name}");
+        }
+    }
 
     #[test]
     fn xff_walk() {
