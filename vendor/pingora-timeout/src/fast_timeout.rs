@@ -47,11 +47,25 @@ static FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS: AtomicU64 =
 
 fn check_clock_thread(tm: &Arc<TimerManager>) {
     if tm.should_i_start_clock() {
-        std::thread::Builder::new()
-            .name("Timer thread".into())
-            .spawn(|| TIMER_MANAGER.clock_thread())
-            .unwrap();
+        start_clock_thread();
     }
+}
+
+fn start_clock_thread() {
+    std::thread::Builder::new()
+        .name("Timer thread".into())
+        .spawn(|| TIMER_MANAGER.clock_thread())
+        .unwrap();
+}
+
+/// A timer from the shared manager, the clock thread started first if it has stopped; the
+/// clock is read once for both (brace, patch 28).
+fn register_timer(duration: Duration) -> TimerStub {
+    let elapsed = TIMER_MANAGER.elapsed();
+    if TIMER_MANAGER.should_i_start_clock_at(elapsed) {
+        start_clock_thread();
+    }
+    TIMER_MANAGER.register_timer_after(elapsed, duration)
 }
 
 fn should_use_tokio_timeout(duration: Duration) -> bool {
@@ -92,9 +106,8 @@ impl ToTimeout for FastTimeout {
     fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         // brace (patch 20): the clock thread is checked when a timer is needed, not each time
         // a timeout is set up (most timed operations finish at their first poll and never
-        // register one); the check reads the clock.
-        check_clock_thread(&TIMER_MANAGER);
-        Box::pin(TIMER_MANAGER.register_timer(self.0).poll())
+        // register one); the check shares the registration's reading of the clock (patch 28).
+        Box::pin(register_timer(self.0).poll())
     }
 
     fn create(d: Duration) -> Self {
@@ -152,8 +165,7 @@ where
 
 /// Similar to [tokio::time::sleep] but more efficient.
 pub async fn fast_sleep(duration: Duration) {
-    check_clock_thread(&TIMER_MANAGER);
-    TIMER_MANAGER.register_timer(duration).poll().await
+    register_timer(duration).poll().await
 }
 
 /// Pause the timer for fork()

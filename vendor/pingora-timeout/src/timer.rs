@@ -214,10 +214,22 @@ impl TimerManager {
     // False if the clock is already started
     // If true, the caller must start the clock thread next
     pub(crate) fn should_i_start_clock(&self) -> bool {
-        let Err(prev) = self.is_clock_running() else {
-            return false;
-        };
-        let now = Instant::now().duration_since(self.zero).as_secs() as i64;
+        self.should_i_start_clock_at(self.elapsed())
+    }
+
+    /// brace (patch 28): the time since the zero point; one reading of the clock serves both
+    /// the watchdog check and a new timer's deadline.
+    pub(crate) fn elapsed(&self) -> Duration {
+        Instant::now().duration_since(self.zero)
+    }
+
+    /// [Self::should_i_start_clock()] at `elapsed` ([Self::elapsed()]).
+    pub(crate) fn should_i_start_clock_at(&self, elapsed: Duration) -> bool {
+        let now = elapsed.as_secs() as i64;
+        let prev = self.clock_watchdog.load(Ordering::SeqCst);
+        if now < prev + DELAYS_SEC {
+            return false; // running
+        }
         let res =
             self.clock_watchdog
                 .compare_exchange(prev, now, Ordering::SeqCst, Ordering::SeqCst);
@@ -226,6 +238,7 @@ impl TimerManager {
 
     // Ok(()) if clock is running (watch dog is within DELAYS_SEC of now)
     // Err(time) if watch do stopped at `time`
+    #[cfg(test)] // brace (patch 28): should_i_start_clock_at reads the watchdog itself
     pub(crate) fn is_clock_running(&self) -> Result<(), i64> {
         let now = Instant::now().duration_since(self.zero).as_secs() as i64;
         let prev = self.clock_watchdog.load(Ordering::SeqCst);
@@ -240,6 +253,11 @@ impl TimerManager {
     ///
     /// When the timer expires, the [TimerStub] will be notified.
     pub fn register_timer(&self, duration: Duration) -> TimerStub {
+        self.register_timer_after(self.elapsed(), duration)
+    }
+
+    /// [Self::register_timer()] with the clock read already: `elapsed` is [Self::elapsed()].
+    pub(crate) fn register_timer_after(&self, elapsed: Duration, duration: Duration) -> TimerStub {
         if self.is_paused_for_fork() {
             // Return a dummy TimerStub that will trigger right away.
             // This is fine assuming pause_for_fork() is called right before fork().
@@ -250,7 +268,7 @@ impl TimerManager {
             timer.fire();
             return timer.subscribe();
         }
-        let now: Time = (Instant::now() + duration - self.zero).into();
+        let now: Time = (elapsed + duration).into();
         // Only this thread inserts into its timers, and the clock thread only removes: the
         // lock is uncontended but for the clock's tick.
         let mut timers = self.timers.get_or(Default::default).write();
