@@ -11,7 +11,7 @@ fn epoch() -> Instant {
 
 /// Milliseconds since the first reading, plus one.
 pub fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64 + 1
+    ms_at(Instant::now())
 }
 
 /// Milliseconds since the first reading, plus one, at `t`: one reading of the clock serves

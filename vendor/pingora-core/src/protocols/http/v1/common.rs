@@ -191,6 +191,21 @@ pub(crate) enum Framing {
     Unframed,
 }
 
+impl Framing {
+    /// The framing `headers` give when it was not worked out on read: `Transfer-Encoding`
+    /// ending in `chunked`, else a valid `Content-Length` (an invalid one, rejected on read,
+    /// counts as none), else neither.
+    pub(crate) fn of(headers: &HMap) -> Framing {
+        if is_chunked_encoding_from_headers(headers) {
+            return Framing::Chunked;
+        }
+        match content_length_for_framing(headers).unwrap_or(None) {
+            Some(n) => Framing::Length(n),
+            None => Framing::Unframed,
+        }
+    }
+}
+
 /// Whether the last `Transfer-Encoding` value's final coding is `chunked`.
 pub(crate) fn ends_in_chunked(last_header_value: &HeaderValue) -> bool {
     let bytes = last_header_value.as_bytes();

@@ -1225,12 +1225,9 @@ impl HttpSession {
         self.body_bytes_read
     }
 
+    #[cfg(test)] // brace (patch 26): the body reader starts from `Framing`
     fn is_chunked_encoding(&self) -> bool {
         is_chunked_encoding_from_headers(&self.req_header().headers)
-    }
-
-    fn get_content_length(&self) -> Result<Option<usize>> {
-        content_length_for_framing(&self.req_header().headers)
     }
 
     fn init_body_reader(&mut self) {
@@ -1244,17 +1241,9 @@ impl HttpSession {
             let preread_body = self.preread_body.take().unwrap_or_default();
 
             // The framing validated on read; worked out again only if there was none.
-            let framing = self.framing.unwrap_or_else(|| {
-                if self.is_chunked_encoding() {
-                    Framing::Chunked
-                } else {
-                    // validate_request() rejects an invalid value
-                    match self.get_content_length().unwrap_or(None) {
-                        Some(i) => Framing::Length(i),
-                        None => Framing::Unframed,
-                    }
-                }
-            });
+            let framing = self
+                .framing
+                .unwrap_or_else(|| Framing::of(&self.req_header().headers));
             if self.was_upgraded() {
                 // if upgraded _post_ 101 (and body was not init yet)
                 // treat as upgraded body (pass through until closed)
