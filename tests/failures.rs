@@ -246,3 +246,55 @@ fn a_503_is_retried_on_another_backend_when_configured() {
     );
     assert_eq!(ok.count(), 6);
 }
+
+/// A request retried after a broken backend's 503 reaches the next backend with brace's
+/// forwarding fields once each, as a first attempt does: the retry starts again from the
+/// client's request, not from the first attempt's copy (from a trusted peer, that copy's
+/// `X-Forwarded-For` would gain the peer twice), whatever the client's spellings.
+#[test]
+fn a_retried_request_carries_the_forwarding_fields_once() {
+    let (busy, echo) = (
+        Upstream::with_mode("busy", Mode::Status(503, "busy")),
+        Upstream::with_mode("echo", Mode::Echo),
+    );
+    // The loopback client is a trusted proxy (the default `trusted_proxies`).
+    let b = Brace::start(&simple_config(
+        "",
+        &[&busy, &echo],
+        "balance = \"round_robin\"\n[upstream.pool.retry]\non = [\"503\"]\n\
+         [upstream.pool.outlier]\nconsecutive_failures = 0\n",
+    ));
+    for _ in 0..4 {
+        let r = send(
+            b.addr(),
+            b"GET /p HTTP/1.1\r\nHost: shop.example\r\nX-FORWARDED-FOR: 203.0.113.9\r\n\
+              x-request-id: client-chosen\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        let head = echo.head();
+        let id = r.header("x-request-id").unwrap().to_ascii_lowercase();
+        for (field, value) in [
+            ("x-forwarded-for", "203.0.113.9, 127.0.0.1"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "shop.example"),
+            ("x-request-id", id.as_str()),
+        ] {
+            assert_eq!(head.matches(field).count(), 1, "{field}: {head}");
+            assert!(head.contains(&format!("{field}: {value}\r\n")), "{head}");
+        }
+    }
+    // Some requests went to the broken backend first and were retried; only it was blamed.
+    assert!(busy.count() >= 2, "{}", busy.count());
+    assert_eq!(
+        b.metric("brace_upstream_retries_total{reason=\"503\",upstream=\"pool\"}"),
+        busy.count() as f64
+    );
+    assert_eq!(
+        b.metric(&format!(
+            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"success\",upstream=\"pool\"}}",
+            echo.addr
+        )),
+        4.0
+    );
+}

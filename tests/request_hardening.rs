@@ -310,7 +310,9 @@ fn forwarding_headers_from_an_untrusted_client_are_replaced_or_removed() {
         &b,
         "GET /p HTTP/1.1\r\nHost: shop.example\r\nForwarded: for=203.0.113.9;host=evil\r\n\
          X-Real-IP: 203.0.113.9\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Prefix: /admin\r\n\
-         X-Forwarded-Server: evil\r\nConnection: close\r\n\r\n",
+         X-Forwarded-Server: evil\r\nX-FORWARDED-FOR: 203.0.113.9\r\n\
+         x-Forwarded-Proto: https\r\nX-Forwarded-HOST: evil\r\nx-forwarded-for: 198.51.100.7\r\n\
+         FORWARDED: for=198.51.100.7\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 200);
     let head = up.head();
@@ -319,8 +321,20 @@ fn forwarding_headers_from_an_untrusted_client_are_replaced_or_removed() {
         "x-forwarded-prefix",
         "x-forwarded-server",
         "203.0.113.9",
+        "198.51.100.7",
+        "evil",
+        "https",
     ] {
         assert!(!head.contains(gone), "{gone} reached the upstream: {head}");
+    }
+    // Whatever the spelling, each field brace sets arrives once, with brace's value.
+    for (field, value) in [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "shop.example"),
+    ] {
+        assert_eq!(head.matches(field).count(), 1, "{field}: {head}");
+        assert!(head.contains(&format!("{field}: {value}\r\n")), "{head}");
     }
     assert!(head.contains("x-real-ip: 127.0.0.1\r\n"), "{head}");
     let port = b.addr().port();
@@ -334,18 +348,26 @@ fn forwarding_headers_from_an_untrusted_client_are_replaced_or_removed() {
 #[test]
 fn a_trusted_proxys_headers_are_kept_and_x_real_ip_is_the_client() {
     let up = Upstream::with_mode("u", Mode::Echo);
-    let b = Brace::start(&simple_config("", &[&up], ""));
+    let b = Brace::start(&simple_config("", &[&up], TOUCHY));
     let r = raw(
         &b,
-        "GET /p HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.9\r\n\
-         X-Real-IP: 198.51.100.1\r\nForwarded: for=203.0.113.9\r\nX-Forwarded-Port: 443\r\n\
-         Connection: close\r\n\r\n",
+        "GET /p HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 192.0.2.1\r\n\
+         X-Real-IP: 198.51.100.1\r\nForwarded: for=203.0.113.9\r\nX-FORWARDED-PORT: 443\r\n\
+         x-forwarded-FOR: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 200);
     let head = up.head();
+    // The client is the rightmost address not a trusted proxy; the chain grows by the peer.
     assert!(head.contains("x-real-ip: 203.0.113.9\r\n"), "{head}");
+    assert!(
+        head.contains("x-forwarded-for: 192.0.2.1, 203.0.113.9, 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert_eq!(head.matches("x-forwarded-for").count(), 1, "{head}");
     assert!(head.contains("forwarded: for=203.0.113.9\r\n"), "{head}");
     assert!(head.contains("x-forwarded-port: 443\r\n"), "{head}");
+    assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
+    assert_no_backend_blamed(&b);
 }
 
 #[test]
