@@ -213,18 +213,23 @@ fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
     assert!(!up.head().contains("smuggled"));
 }
 
-#[test]
-fn a_503_is_retried_on_another_backend_when_configured() {
-    let (busy, ok) = (
-        Upstream::with_mode("busy", Mode::Status(503, "busy")),
-        Upstream::start("ok"),
-    );
+/// A backend that answers 503 to everything and another (`ok`, in `mode`), taken in turn,
+/// with 503s retried and no ejection.
+fn busy_and(mode: Mode) -> (Upstream, Upstream, Brace) {
+    let busy = Upstream::with_mode("busy", Mode::Status(503, "busy"));
+    let ok = Upstream::with_mode("ok", mode);
     let b = Brace::start(&simple_config(
         "",
         &[&busy, &ok],
         "balance = \"round_robin\"\n[upstream.pool.retry]\non = [\"503\"]\n\
          [upstream.pool.outlier]\nconsecutive_failures = 0\n",
     ));
+    (busy, ok, b)
+}
+
+#[test]
+fn a_503_is_retried_on_another_backend_when_configured() {
+    let (busy, ok, b) = busy_and(Mode::Ok);
     for _ in 0..6 {
         let r = b.get("/");
         assert_eq!(r.status, 200);
@@ -253,17 +258,8 @@ fn a_503_is_retried_on_another_backend_when_configured() {
 /// `X-Forwarded-For` would gain the peer twice), whatever the client's spellings.
 #[test]
 fn a_retried_request_carries_the_forwarding_fields_once() {
-    let (busy, echo) = (
-        Upstream::with_mode("busy", Mode::Status(503, "busy")),
-        Upstream::with_mode("echo", Mode::Echo),
-    );
     // The loopback client is a trusted proxy (the default `trusted_proxies`).
-    let b = Brace::start(&simple_config(
-        "",
-        &[&busy, &echo],
-        "balance = \"round_robin\"\n[upstream.pool.retry]\non = [\"503\"]\n\
-         [upstream.pool.outlier]\nconsecutive_failures = 0\n",
-    ));
+    let (busy, echo, b) = busy_and(Mode::Echo);
     for _ in 0..4 {
         let r = send(
             b.addr(),
