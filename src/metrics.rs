@@ -168,6 +168,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub connections_active: IntGauge,
     pub connections_refused_total: IntCounter,
+    pub connections_idle_closed_total: IntCounter,
     pub requests_in_flight: IntGauge,
     /// Requests refused as malformed before routing, by reason (a fixed set of brace's own
     /// strings, never client text).
@@ -254,6 +255,10 @@ impl Metrics {
             connections_refused_total: r.counter(
                 "brace_connections_refused_total",
                 "Client connections closed on accept because max_connections were open",
+            ),
+            connections_idle_closed_total: r.counter(
+                "brace_connections_idle_closed_total",
+                "Idle client connections closed to admit a new one at max_connections",
             ),
             requests_in_flight: r.gauge(
                 "brace_requests_in_flight",

@@ -108,19 +108,6 @@ impl Tracing {
             ));
             span.set_attribute(KeyValue::new("url.path", req.uri.path().to_owned()));
             span.set_attribute(KeyValue::new("url.scheme", "http"));
-            let host = req.uri.host().or_else(|| {
-                req.headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            });
-            if let Some(h) = host {
-                // `server.address` without the port, as the semantic conventions have it.
-                let name = match h.rsplit_once(':') {
-                    Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
-                    _ => h,
-                };
-                span.set_attribute(KeyValue::new("server.address", name.to_owned()));
-            }
             if let Some(ua) = req
                 .headers
                 .get(http::header::USER_AGENT)
@@ -259,7 +246,8 @@ impl RequestTrace {
     }
 
     /// The request is answered: the server span gets its route and status, and ends.
-    pub fn finish(mut self, route: Option<&str>, status: u16, client: Option<IpAddr>) {
+    /// `host` is the request's host name as routing saw it (`proxy::host`), empty when none.
+    pub fn finish(mut self, route: Option<&str>, host: &str, status: u16, client: Option<IpAddr>) {
         if let Some(mut a) = self.attempt.take() {
             a.end();
         }
@@ -271,6 +259,10 @@ impl RequestTrace {
         if let Some(ip) = client {
             // After trusted_proxies: the client as brace believes it to be.
             span.set_attribute(KeyValue::new("client.address", ip.to_string()));
+        }
+        if !host.is_empty() {
+            // `server.address` without the port, as the semantic conventions have it.
+            span.set_attribute(KeyValue::new("server.address", host.to_owned()));
         }
         if let Some(r) = route {
             span.set_attribute(KeyValue::new("brace.route", r.to_owned()));

@@ -133,6 +133,15 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     if let Some(app) = proxy.app_logic_mut() {
         let mut o = pingora::apps::HttpServerOptions::default();
         o.header_timeout = Some(config.server.client_header_timeout);
+        // An HTTP/2 connection with no open stream is idle: closed after the keep-alive
+        // timeout (the header timeout when keep-alive is off, since h2 has no per-request
+        // close), so one that never opens a stream cannot hold a connection slot.
+        let keepalive = config.server.client_keepalive_timeout;
+        o.h2_idle_timeout = Some(if keepalive.is_zero() {
+            config.server.client_header_timeout
+        } else {
+            keepalive
+        });
         o.max_request_header_size = Some(config.server.max_request_header_size as usize);
         o.h2c = config.server.h2c;
         o.no_header_case = !config.server.preserve_header_case;

@@ -149,19 +149,16 @@ impl Admin {
                     )
                 }
             };
-            // Keys hold the scheme and host lower-cased; so does the match.
-            let norm = |u: &str| match u.split_once("://") {
-                Some((scheme, rest)) => {
-                    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                    format!(
-                        "{}://{}{}",
-                        scheme.to_ascii_lowercase(),
-                        host.to_ascii_lowercase(),
-                        path
-                    )
-                }
-                None => u.to_owned(),
-            };
+            // Keys hold the scheme and the host normalised as requests' are (`host`): lower
+            // case, no trailing dot, no default or listener port; so does the match.
+            let server = &snap.config.server;
+            let ports: Vec<u16> = server
+                .listen
+                .iter()
+                .chain(server.tls.iter().map(|t| &t.listen))
+                .map(|a| a.port())
+                .collect();
+            let norm = |u: &str| crate::host::purge_url(u, &ports);
             match (req["url"].as_str(), req["prefix"].as_str()) {
                 (Some(u), None) => Op::Url { url: norm(u) },
                 (None, Some(p)) => Op::Prefix { prefix: norm(p) },

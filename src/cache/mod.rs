@@ -32,8 +32,6 @@ use storage::MokaStorage;
 /// What one request on a caching route learns along the cache phases.
 #[derive(Default)]
 pub struct CacheCtx {
-    /// The request's host as the client named it (part of the key).
-    pub host: String,
     /// Why the cache was bypassed for this request (unsafe method, request `no-store`).
     pub bypass: Option<&'static str>,
     /// The upstream's `Brace-Cache-Control`, taken off the response before it is stored.

@@ -311,24 +311,35 @@ impl Limiter {
 
 /// The key value of a request for `key`; `None` when the request has none (a missing header),
 /// in which case the limit does not apply, as with an empty key in nginx's `limit_req`.
-pub fn key_value(
-    key: &LimitKey,
-    client: Option<IpAddr>,
-    route: &str,
-    req: &pingora::http::RequestHeader,
-) -> Option<KeyValue> {
+pub fn key_value(key: &LimitKey, r: &Facts<'_>) -> Option<KeyValue> {
     let header = |n: &str| {
-        req.headers
+        if n == "host" {
+            // The host as brace derived it: over HTTP/2 it is `:authority`, not a field.
+            return (!r.host.is_empty()).then(|| Arc::<str>::from(r.host));
+        }
+        r.req
+            .headers
             .get(n)
             .map(|v| Arc::<str>::from(String::from_utf8_lossy(v.as_bytes()).as_ref()))
     };
     match key {
-        LimitKey::ClientIp => client.map(KeyValue::Ip),
-        LimitKey::Route => Some(KeyValue::Text(Arc::from(route))),
-        LimitKey::Path => Some(KeyValue::Text(Arc::from(req.uri.path()))),
+        LimitKey::ClientIp => r.client_ip.map(KeyValue::Ip),
+        LimitKey::Route => Some(KeyValue::Text(Arc::from(r.route))),
+        LimitKey::Path => Some(KeyValue::Text(Arc::from(r.path))),
         LimitKey::Header(n) => header(n).map(KeyValue::Text),
-        LimitKey::ClientIpAndHeader(n) => Some(KeyValue::IpText(client?, header(n)?)),
+        LimitKey::ClientIpAndHeader(n) => Some(KeyValue::IpText(r.client_ip?, header(n)?)),
     }
+}
+
+/// What a request's limit keys are made of, each derived once before routing.
+pub struct Facts<'a> {
+    pub client_ip: Option<IpAddr>,
+    pub route: &'a str,
+    /// The normalised host (`proxy::host`).
+    pub host: &'a str,
+    /// The normalised path, whatever `path_normalization` forwards.
+    pub path: &'a str,
+    pub req: &'a pingora::http::RequestHeader,
 }
 
 /// A rate limit as applied on one route, with its decision counters resolved.
@@ -355,15 +366,13 @@ pub enum Verdict {
 /// request lacks (no such header) does not apply.
 pub async fn check(
     limits: &[RouteLimit],
-    client_ip: Option<IpAddr>,
-    route: &str,
-    req: &pingora::http::RequestHeader,
+    facts: &Facts<'_>,
     headers: bool,
     now_us: u64,
 ) -> Verdict {
     let mut tightest: Option<(u32, http::HeaderValue)> = None;
     for l in limits {
-        let Some(key) = key_value(&l.limiter.config.key, client_ip, route, req) else {
+        let Some(key) = key_value(&l.limiter.config.key, facts) else {
             continue;
         };
         let d = l.limiter.decide(key, now_us).await;
@@ -537,7 +546,17 @@ mod tests {
         req.insert_header("x-api-key", "k1").unwrap();
         let ip = IpAddr::from([10, 0, 0, 1]);
         let client = Some(ip);
-        let key = |k: &LimitKey, client, req| key_value(k, client, "r", req);
+        let key = |k: &LimitKey, client_ip, req| {
+            let path = "/a/b";
+            let facts = Facts {
+                client_ip,
+                route: "r",
+                host: "h.test",
+                path,
+                req,
+            };
+            key_value(k, &facts)
+        };
         assert_eq!(
             key(&LimitKey::Path, client, &req),
             Some(KeyValue::Text("/a/b".into()))
@@ -559,5 +578,11 @@ mod tests {
         assert_eq!(key(&header, client, &bare), None);
         assert_eq!(key(&both, None, &req), None);
         assert_eq!(key(&LimitKey::ClientIp, None, &req), None);
+        // `host` is the derived host, present over HTTP/2 where no field carries it.
+        let host = LimitKey::Header("host".into());
+        assert_eq!(
+            key(&host, None, &bare),
+            Some(KeyValue::Text("h.test".into()))
+        );
     }
 }

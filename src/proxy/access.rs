@@ -34,15 +34,11 @@ pub fn refused(session: &pingora::protocols::http::ServerSession, status: u16, r
 /// Emits one access record.
 pub fn access(session: &Session, ctx: &Ctx, status: u16) {
     let req = session.req_header();
-    let host = req
-        .uri
-        .host()
-        .or_else(|| {
-            req.headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("-");
+    // The host as brace derived it (`proxy::host`): the one routing and the cache saw.
+    let host = match ctx.host.as_str() {
+        "" => "-",
+        h => h,
+    };
     let path = req.uri.path_and_query().map_or("-", |p| p.as_str());
     let client = ctx
         .client_ip

@@ -32,7 +32,7 @@ pub fn key(session: &Session, ctx: &Ctx) -> CacheKey {
     let forwarded_host = (ctx.peer_trusted && ctx.snapshot.config.server.trust_forwarded_host)
         .then(|| req.headers.get(&X_FORWARDED_HOST))
         .flatten();
-    cache::key::key(req, tls(session), &ctx.cache.host, policy, forwarded_host)
+    cache::key::key(req, tls(session), ctx.host.as_str(), policy, forwarded_host)
 }
 
 /// `cache_hit_filter`.
@@ -68,12 +68,12 @@ pub fn invalidate(session: &Session, ctx: &Ctx, status: u16) -> u64 {
         return 0;
     };
     let req = session.req_header();
-    let own = || cache::key::url(req, tls(session), &ctx.cache.host, policy);
+    let own = || cache::key::url(req, tls(session), ctx.host.as_str(), policy);
     let targets = policy::invalidated(
         req,
         session.response_written(),
         own,
-        &ctx.cache.host,
+        ctx.host.as_str(),
         status,
     );
     if targets.is_empty() {

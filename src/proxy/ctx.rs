@@ -18,6 +18,11 @@ pub struct Ctx {
     pub start: Instant,
     pub route: Option<Arc<Route>>,
     pub client_ip: Option<IpAddr>,
+    /// The request's normalised host, derived once (`proxy::host`) before routing.
+    pub host: crate::host::Host,
+    /// The normalised path when the upstream's copy of the target keeps the client's bytes
+    /// (`path_normalization = "forward_as_is"`) and they differ; policies read this one.
+    pub norm_path: Option<Box<str>>,
     /// True when the peer is a trusted proxy (its X-Forwarded-* headers are kept).
     pub peer_trusted: bool,
     /// Kept as a header value: sent upstream, returned, and logged without further copies.
@@ -62,6 +67,8 @@ impl Ctx {
             start: Instant::now(),
             route: None,
             client_ip: None,
+            host: crate::host::Host::default(),
+            norm_path: None,
             peer_trusted: false,
             request_id: http::HeaderValue::from_static(""),
             pool: None,
@@ -172,10 +179,12 @@ pub struct Conn {
     pub peer_value: Option<http::HeaderValue>,
     /// The local port the client connected to, as an `X-Forwarded-Port` value.
     pub local_port: Option<http::HeaderValue>,
+    /// The listener's scheme and port, for host normalisation.
+    pub listener: crate::host::Listener,
 }
 
 impl Conn {
-    pub fn new(peer: Option<IpAddr>, local_port: Option<u16>) -> Conn {
+    pub fn new(peer: Option<IpAddr>, local_port: Option<u16>, tls: bool) -> Conn {
         let peer_value = peer.map(|ip| {
             http::HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value")
         });
@@ -183,6 +192,10 @@ impl Conn {
             peer,
             peer_value,
             local_port: local_port.map(http::HeaderValue::from),
+            listener: crate::host::Listener {
+                tls,
+                port: local_port,
+            },
         }
     }
 }

@@ -14,22 +14,21 @@ use std::sync::Arc;
 
 /// `request_filter`: `Ok(true)` when brace answered (refused, 404, rate-limited).
 pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-    let peer = ctx
-        .connection
-        .get_or_insert_with(|| {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; every trust
-                // check and limit key uses the plain IPv4 address.
-                .map(|a| a.ip().to_canonical());
-            let port = session
-                .server_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.port());
-            Arc::new(Conn::new(peer, port))
-        })
-        .peer;
+    let conn = ctx.connection.get_or_insert_with(|| {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; every trust
+            // check and limit key uses the plain IPv4 address.
+            .map(|a| a.ip().to_canonical());
+        let port = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        Arc::new(Conn::new(peer, port, tls))
+    });
+    let (peer, listener) = (conn.peer, conn.listener);
     let snap = ctx.snapshot.clone();
     client_timeouts(session, &snap.config.server);
     let req = session.req_header();
@@ -53,10 +52,16 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         _ => {}
     }
     let req = session.req_header();
-    let host = match request::host(req) {
+    ctx.host = match crate::host::of(req, listener) {
         Ok(h) => h,
         Err(why) => return refuse(session, ctx, why).await,
     };
+    // Two credentials are one too many: a check of the first and a backend reading the
+    // last would disagree on who is asking (nginx refuses them too).
+    let mut authorization = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    if authorization.next().is_some() && authorization.next().is_some() {
+        return refuse(session, ctx, "several Authorization headers").await;
+    }
     let mode = snap.config.server.path_normalization;
     let target = match request::target(&req.method, req.raw_path(), mode) {
         Ok(t) => t,
@@ -73,25 +78,24 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
     } else {
         &target.path
     };
-    let Some(route) = snap
-        .router
-        .find(&crate::route::normalize_host(host), route_path)
-    else {
-        let path = &target.path;
+    let Some(route) = snap.router.find(ctx.host.name(), route_path) else {
+        let (host, path) = (ctx.host.as_str(), &target.path);
         let body = format!("brace: no route for host \"{host}\" and path \"{path}\"\n");
         respond::text(session, 404, &ctx.request_id, &body, &[]).await;
         return Ok(true);
     };
     ctx.route = Some(route.clone());
+    // Policies read the normalised path; in `forward_as_is` the upstream's copy keeps the
+    // client's bytes, so the normalised one is kept here when they differ.
+    if !target.rewrite && target.path != req.uri.path() && target.path != "*" {
+        ctx.norm_path = Some(target.path.as_ref().into());
+    }
     if let Some(access) = &route.access {
         if !access.network_allows(ctx.client_ip) {
             let body = "brace: access denied\n";
             respond::text(session, 403, &ctx.request_id, body, &[]).await;
             return Ok(true);
         }
-    }
-    if route.cache.is_some() {
-        ctx.cache.host = host.to_owned();
     }
     if let Some(uri) = target.rewrite.then(|| target.origin_form()) {
         session
@@ -110,7 +114,14 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
     // Rate limits, in the route's order; the first to refuse answers.
     let now = crate::clock::now_us();
     let headers = snap.rate_limit_headers;
-    match limit::check(&route.limits, ctx.client_ip, &route.name, req, headers, now).await {
+    let facts = limit::Facts {
+        client_ip: ctx.client_ip,
+        route: &route.name,
+        host: ctx.host.as_str(),
+        path: ctx.norm_path.as_deref().unwrap_or(req.uri.path()),
+        req,
+    };
+    match limit::check(&route.limits, &facts, headers, now).await {
         Verdict::Refuse {
             status,
             body,
@@ -178,15 +189,21 @@ pub fn body_chunk(body: &Option<Bytes>, ctx: &mut Ctx) -> Result<()> {
 }
 
 /// Each accepted connection, before anything is read: within `max_connections`, a guard
-/// that counts it until it closes; beyond, `None` (closed at once).
+/// that counts it until it closes. At the cap, the connection idle longest is asked to close
+/// to make room (counted); with none idle, `None` (closed at once, counted).
 pub fn admit_connection(state: &State) -> Option<pingora::apps::ConnectionGuard> {
     let open = &state.metrics.connections_active;
     let max = state.store.load().config.server.max_connections;
     if open.get() >= max as i64 {
-        state.metrics.connections_refused_total.inc();
-        return None;
+        if !state.connections.close_oldest_idle() {
+            state.metrics.connections_refused_total.inc();
+            return None;
+        }
+        state.metrics.connections_idle_closed_total.inc();
     }
-    Some(Box::new(GaugeGuard::new(open)))
+    let idle = Arc::new(pingora::apps::IdleConnection::default());
+    let entry = state.connections.add(idle.clone());
+    Some(pingora::apps::ConnectionGuard::new((GaugeGuard::new(open), entry)).with_idle(idle))
 }
 
 /// A request refused while its header was read (malformed, too large, too slow, CONNECT):

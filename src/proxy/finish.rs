@@ -67,6 +67,7 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     if let Some(t) = ctx.trace.take() {
         t.finish(
             ctx.route.as_ref().map(|r| r.name.as_str()),
+            ctx.host.name(),
             status,
             ctx.client_ip,
         );

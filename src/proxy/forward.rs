@@ -73,9 +73,12 @@ pub fn upstream_request(
     if strip.is_some() || query.is_some() {
         let path = req.uri.path();
         let rest = match strip {
-            Some(route) => path
-                .strip_prefix(route.path_prefix.as_str())
-                .unwrap_or(path),
+            // The prefix is matched on the normalised path, as routing matched it.
+            Some(route) => {
+                let norm = ctx.norm_path.as_deref().unwrap_or(path);
+                norm.strip_prefix(route.path_prefix.as_str())
+                    .unwrap_or(norm)
+            }
             None => path,
         };
         let mut uri = String::with_capacity(rest.len() + 16);

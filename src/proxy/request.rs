@@ -1,5 +1,5 @@
 //! What the request is, decided once before routing: its target (one normalised path that
-//! routing, limits, the cache key, the access log and the upstream all see), its host, and its
+//! routing, limits, the cache key, the access log and the upstream all see), and its
 //! framing (`Content-Length` as one canonical number).
 //!
 //! The path rule (`[server] path_normalization`), as Envoy's `normalize_path` +
@@ -212,9 +212,6 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// The request's host: the single `Host` header (pingora has already checked that an
-/// absolute-form authority agrees with it), else the absolute-form authority. HTTP/1.1
-/// requires exactly one Host; several are refused.
 /// True for an HTTP/1.1 request with `Expect: 100-continue` (any case) and a body.
 pub fn expects_continue(req: &RequestHeader) -> bool {
     req.version == http::Version::HTTP_11
@@ -227,36 +224,6 @@ pub fn expects_continue(req: &RequestHeader) -> bool {
                 .headers
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0"))
-}
-
-pub fn host(req: &RequestHeader) -> Result<&str, Refusal> {
-    let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(h), None) => {
-            let s = h.to_str().map_err(|_| "Host is not ASCII")?;
-            let valid = !s.is_empty()
-                && s.bytes().all(|b| {
-                    b.is_ascii_alphanumeric()
-                        || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
-                });
-            if valid {
-                Ok(s)
-            } else {
-                Err("invalid Host")
-            }
-        }
-        (Some(_), Some(_)) => Err("several Host headers"),
-        (None, _) => {
-            if let Some(a) = raw_target_authority(req.raw_path()).authority() {
-                return std::str::from_utf8(a).map_err(|_| "invalid authority");
-            }
-            if req.version == http::Version::HTTP_11 {
-                Err("HTTP/1.1 request without Host")
-            } else {
-                Ok("")
-            }
-        }
-    }
 }
 
 /// `Content-Length` as one decimal number (RFC 9110 §8.6, RFC 9112 §6.3): every line and

@@ -43,6 +43,8 @@ pub struct State {
     pub tls: Vec<Arc<crate::tls::Listener>>,
     /// The fleet's shared store and the DNS answers, which snapshot builds draw on.
     pub env: super::Env,
+    /// The open client connections' idle handles, for `max_connections`.
+    pub connections: Arc<crate::connections::Registry>,
     /// [`super::reload::inputs_hash`] of what is in force: the file watcher reloads when the
     /// files differ from it.
     inputs: Mutex<String>,
@@ -69,6 +71,7 @@ impl State {
             last_reload: Mutex::new(None),
             tls: Vec::new(),
             env: Default::default(),
+            connections: Default::default(),
             inputs: Mutex::new(String::new()),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

@@ -6,6 +6,7 @@ use crate::config::{BackendAddr, Protocol, UpstreamTlsConfig};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::ALPN;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,6 +17,9 @@ pub struct PeerTls {
     verify: bool,
     ca: Option<Arc<[WrappedX509]>>,
     client: Option<Arc<CertKey>>,
+    /// The trust settings pingora's own reuse hash leaves out (the CA list, the whole
+    /// client chain, not just its serial numbers), hashed for `HttpPeer::group_key`.
+    group: u64,
 }
 
 impl PeerTls {
@@ -41,11 +45,16 @@ impl PeerTls {
             .client
             .as_ref()
             .map(|c| Arc::new(CertKey::new(c.chain.clone(), c.key.clone())));
+        let mut h = std::hash::DefaultHasher::new();
+        cfg.ca.as_ref().map(|(_, ders)| ders).hash(&mut h);
+        cfg.client.as_ref().map(|c| &c.chain).hash(&mut h);
+        cfg.verify.hash(&mut h);
         PeerTls {
             names,
             verify: cfg.verify,
             ca,
             client,
+            group: h.finish(),
         }
     }
 }
@@ -55,6 +64,12 @@ impl PeerTls {
 const H2_STREAMS: usize = 100;
 
 /// The peer for backend `idx` at `addr`.
+///
+/// A pooled connection is reused only by a peer with the same reuse hash. pingora's covers
+/// the address, scheme, SNI, verification flags and the client certificate's serial
+/// numbers; `group_key` adds what it leaves out (the trusted CA list, the client chain, the
+/// ALPN offered), so two upstreams naming one address with different trust never share a
+/// connection, in either order.
 pub fn peer(tls: Option<&PeerTls>, protocol: Protocol, idx: usize, addr: SocketAddr) -> HttpPeer {
     let mut p = match tls {
         None => HttpPeer::new(addr, false, String::new()),
@@ -69,9 +84,11 @@ pub fn peer(tls: Option<&PeerTls>, protocol: Protocol, idx: usize, addr: SocketA
     if protocol != Protocol::Http1 {
         p.options.max_h2_streams = H2_STREAMS;
     }
+    p.group_key = protocol as u64;
     let Some(t) = tls else {
         return p;
     };
+    p.group_key ^= t.group;
     p.options.verify_cert = t.verify;
     p.options.verify_hostname = t.verify;
     p.options.ca = t.ca.clone();

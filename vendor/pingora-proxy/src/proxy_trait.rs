@@ -546,7 +546,7 @@ pub trait ProxyHttp {
     /// brace: called for each accepted connection before anything is read from it. `None`
     /// closes it at once (a connection limit); `Some(guard)` is held until it closes.
     fn admit_connection(&self) -> Option<pingora_core::apps::ConnectionGuard> {
-        Some(Box::new(()))
+        Some(pingora_core::apps::ConnectionGuard::new(()))
     }
 
     /// brace: a request refused before any other phase ran: its header was malformed, too

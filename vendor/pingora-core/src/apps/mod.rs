@@ -14,12 +14,15 @@
 
 //! The abstraction and implementation interface for service application logic
 
+pub mod connection;
 pub mod http_app;
+
+pub use connection::{ConnectionGuard, IdleConnection};
 
 use crate::server::ShutdownWatch;
 use async_trait::async_trait;
 use bytes::BytesMut;
-use log::{debug, error};
+use log::debug;
 use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,12 +65,15 @@ pub trait ServerApp {
     /// closes it at once (a connection limit); `Some(guard)` is held until the connection
     /// closes, idle keep-alive time included.
     fn admit(&self) -> Option<ConnectionGuard> {
-        Some(Box::new(()))
+        Some(ConnectionGuard::new(()))
+    }
+
+    /// brace: how long a client's TLS handshake may take (pingora's fixed 60 s before).
+    fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(60)
     }
 }
 
-/// brace: what [`ServerApp::admit`] returns: held for a connection's whole life.
-pub type ConnectionGuard = Box<dyn std::any::Any + Send>;
 
 #[non_exhaustive]
 #[derive(Clone, Debug, Default)]
@@ -272,7 +278,7 @@ pub trait HttpServerApp {
 
     /// brace: see [`ServerApp::admit`].
     fn admit(&self) -> Option<ConnectionGuard> {
-        Some(Box::new(()))
+        Some(ConnectionGuard::new(()))
     }
 
     #[doc(hidden)]
@@ -309,9 +315,19 @@ where
         // try to read h2 preface
         else if h2c && !custom {
             let mut buf = [0u8; H2_PREFACE.len()];
-            let peeked = stream
-                .try_peek(&mut buf)
-                .await
+            // brace: a client that sends nothing is closed at the header deadline.
+            let peek = stream.try_peek(&mut buf);
+            let peeked = match header_time_left(self.server_options()) {
+                Some(left) => match pingora_timeout::timeout(left, peek).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        debug!("nothing sent within the request header timeout");
+                        return None;
+                    }
+                },
+                None => peek.await,
+            };
+            let peeked = peeked
                 .map_err(|e| {
                     // this error is normal when h1 reuse and close the connection
                     debug!("Read error while peeking h2c preface {e}");
@@ -335,9 +351,22 @@ where
             });
 
             let h2_options = self.h2_options();
-            let h2_conn = match server::handshake(stream, h2_options).await {
+            // brace: the preface and SETTINGS must come within the header deadline, and a
+            // client's broken handshake is its own doing (debug, not ERROR).
+            let handshake = server::handshake(stream, h2_options);
+            let handshake = match header_time_left(self.server_options()) {
+                Some(left) => match pingora_timeout::timeout(left, handshake).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        debug!("H2 handshake not complete within the request header timeout");
+                        return None;
+                    }
+                },
+                None => handshake.await,
+            };
+            let h2_conn = match handshake {
                 Err(e) => {
-                    error!("H2 handshake error {e}");
+                    debug!("H2 handshake error {e}");
                     return None;
                 }
                 Ok(c) => c,
@@ -354,6 +383,7 @@ where
                 digest,
                 shutdown.clone(),
                 h2_idle_timeout,
+                connection::current().and_then(|c| c.idle),
                 |h2_stream, guard| {
                     let app = app.clone();
                     let shutdown = shutdown_for_session.clone();
@@ -379,6 +409,11 @@ where
             let mut session = ServerSession::new_http1(stream);
             session.set_header_limits(limits.0, limits.1);
             session.set_keep_header_case(keep_case);
+            // brace: the first request's header deadline counts from accept (TLS handshake
+            // included), so a connection that never sends a byte is closed at it.
+            if let Some(c) = connection::current() {
+                session.set_header_started(c.accepted);
+            }
             if *shutdown.borrow() {
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
@@ -396,6 +431,8 @@ where
                 let mut session = ServerSession::new_http1(stream);
                 session.set_header_limits(limits.0, limits.1);
                 session.set_keep_header_case(keep_case);
+                // brace: waiting for this request is idle time the application may end.
+                session.set_idle_between_requests();
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }
@@ -413,6 +450,20 @@ where
     fn admit(&self) -> Option<ConnectionGuard> {
         HttpServerApp::admit(self)
     }
+
+    fn handshake_timeout(&self) -> Duration {
+        self.server_options()
+            .and_then(|o| o.header_timeout)
+            .unwrap_or(Duration::from_secs(60))
+    }
+}
+
+/// brace: what is left of the first request header's deadline, counted from accept; `None`
+/// without a header timeout or outside a listening service.
+fn header_time_left(options: Option<&HttpServerOptions>) -> Option<Duration> {
+    let limit = options?.header_timeout?;
+    let accepted = connection::current()?.accepted;
+    Some(limit.saturating_sub(accepted.elapsed()))
 }
 
 #[cfg(test)]

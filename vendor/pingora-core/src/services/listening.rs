@@ -38,7 +38,6 @@ use pingora_runtime::current_handle;
 use pingora_timeout::timeout;
 use std::fs::Permissions;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Override the runtime options used to run a listening service.
 pub type RuntimeOptsOverride = Arc<dyn Fn(&RuntimeOpts) -> Option<RuntimeOpts> + Send + Sync>;
@@ -236,9 +235,14 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
-                        let _guard = guard;
+                        let guard = guard;
+                        // brace: the connection's accept time and idle handle, for the
+                        // tasks that serve it (`apps::connection`).
+                        crate::apps::connection::scoped(guard.idle(), async move {
                         let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
+                        // brace: the handshake is bounded by the application (a silent
+                        // client held a connection for pingora's fixed 60 s).
+                        match timeout(app.handshake_timeout(), io.handshake()).await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
@@ -257,6 +261,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                                 debug!("Downstream handshake timeout");
                             }
                         }
+                        })
+                        .await;
                     });
                 }
                 Err(e) => {

@@ -380,6 +380,22 @@ impl Session {
         }
     }
 
+    /// brace: the request header's deadline counts from `at` (the connection's accept)
+    /// rather than from its first byte. A noop for h2.
+    pub fn set_header_started(&mut self, at: std::time::Instant) {
+        if let Self::H1(s) = self {
+            s.set_header_started(at)
+        }
+    }
+
+    /// brace: this session waits for a request on a kept-alive connection; the wait is idle
+    /// time the application may end (`apps::IdleConnection`). A noop for h2.
+    pub fn set_idle_between_requests(&mut self) {
+        if let Self::H1(s) = self {
+            s.set_idle_between_requests()
+        }
+    }
+
     /// brace: request header limits (time from its first byte, size). A noop for h2, whose
     /// header size is bounded by the h2 settings.
     pub fn set_header_limits(&mut self, timeout: Option<Duration>, max_size: Option<usize>) {

@@ -111,6 +111,10 @@ pub struct HttpSession {
     total_drain_timeout: Option<Duration>,
     /// brace: the whole request header must arrive within this time of its first byte.
     header_timeout: Option<Duration>,
+    /// brace: when the header deadline starts, if not at the header's first byte.
+    header_started: Option<std::time::Instant>,
+    /// brace: the wait for this request is idle time (a kept-alive connection).
+    idle_between_requests: bool,
     /// brace: the largest request header accepted (request line included).
     max_header_size: usize,
     /// brace: keep the original case of header names (a second map per request header).
@@ -172,6 +176,25 @@ pub struct HttpSession {
     pipelined_idle_bytes_stashed: bool,
 }
 
+/// brace: a read of the next request, or `None` when the application asks the idle
+/// connection to close first (`apps::IdleConnection`); without `idle`, a plain read.
+async fn read_unless_closed(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    idle: Option<std::sync::Arc<crate::apps::IdleConnection>>,
+) -> Option<std::io::Result<usize>> {
+    let Some(idle) = idle else {
+        return Some(stream.read_buf(buf).await);
+    };
+    idle.enter();
+    let res = tokio::select! {
+        r = stream.read_buf(buf) => Some(r),
+        _ = idle.closed() => None,
+    };
+    idle.leave();
+    res
+}
+
 impl HttpSession {
     /// Create a new http server session from an established (TCP or TLS) [`Stream`].
     /// The created session needs to call [`Self::read_request()`] first before performing
@@ -203,6 +226,8 @@ impl HttpSession {
             write_timeout: None,
             total_drain_timeout: None,
             header_timeout: None,
+            header_started: None,
+            idle_between_requests: false,
             max_header_size: MAX_HEADER_SIZE,
             keep_header_case: true,
             body_bytes_sent: 0,
@@ -230,8 +255,14 @@ impl HttpSession {
         buf: &mut BytesMut,
         already_read: usize,
     ) -> Result<Option<usize>> {
+        // brace: the wait for a request on a kept-alive connection is idle time, which the
+        // application may end to admit another connection (`apps::IdleConnection`).
+        let idle = (self.idle_between_requests && already_read == 0)
+            .then(crate::apps::connection::current)
+            .flatten()
+            .and_then(|c| c.idle);
         let read_result = {
-            let read_event = self.underlying_stream.read_buf(buf);
+            let read_event = read_unless_closed(&mut self.underlying_stream, buf, idle);
             match self.keepalive_timeout {
                 KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                     Ok(res) => res,
@@ -257,6 +288,10 @@ impl HttpSession {
             }
         };
 
+        let Some(read_result) = read_result else {
+            debug!("idle keep-alive connection closed by the application");
+            return Ok(None);
+        };
         match read_result {
             Ok(n_read) => {
                 if n_read == 0 {
@@ -294,6 +329,16 @@ impl HttpSession {
     pub fn set_header_limits(&mut self, timeout: Option<Duration>, max_size: Option<usize>) {
         self.header_timeout = timeout;
         self.max_header_size = max_size.unwrap_or(MAX_HEADER_SIZE);
+    }
+
+    /// brace: the request header's deadline counts from `at` rather than its first byte.
+    pub fn set_header_started(&mut self, at: std::time::Instant) {
+        self.header_started = Some(at);
+    }
+
+    /// brace: see [`crate::protocols::http::ServerSession::set_idle_between_requests`].
+    pub fn set_idle_between_requests(&mut self) {
+        self.idle_between_requests = true;
     }
 
     /// brace: whether request header names keep their original case. Without it they are
@@ -380,7 +425,10 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         // brace: when the first byte of this request header arrived, for `header_timeout`.
-        let mut started = (already_read != 0).then(std::time::Instant::now);
+        let mut started = self
+            .header_started
+            .take()
+            .or_else(|| (already_read != 0).then(std::time::Instant::now));
         let mut detached_suffix = None;
         loop {
             if already_read > self.max_header_size {

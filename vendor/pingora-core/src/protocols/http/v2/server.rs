@@ -135,6 +135,7 @@ pub(crate) async fn accept_downstream_sessions<F>(
     digest: Arc<Digest>,
     mut shutdown: ShutdownWatch,
     idle_timeout: Option<Duration>,
+    idle: Option<Arc<crate::apps::IdleConnection>>,
     mut on_session: F,
 ) where
     F: FnMut(HttpSession, StreamGuard),
@@ -143,7 +144,7 @@ pub(crate) async fn accept_downstream_sessions<F>(
     // Per-connection budget for malformed streams (see MAX_MALFORMED_STREAMS_PER_CONN).
     let mut malformed_streams = 0usize;
     // In-flight sessions, decremented by the `StreamGuard` given to `on_session`.
-    let active = Arc::new(ActiveSessions::new());
+    let active = Arc::new(ActiveSessions::new(idle.clone()));
     loop {
         let h2_stream = if shutdown_initiated {
             HttpSession::from_h2_conn_with_malformed_budget(
@@ -177,6 +178,13 @@ pub(crate) async fn accept_downstream_sessions<F>(
                     // a dead peer).
                     return;
                 }
+                // brace: the application asked this idle connection to close (to admit
+                // another at its connection limit); a request that is in flight by then
+                // keeps it open.
+                _ = closed_while_idle(&active, idle.as_deref()), if idle.is_some() => {
+                    debug!("idle h2 connection closed by the application");
+                    return;
+                }
             }
         };
         match h2_stream {
@@ -208,7 +216,24 @@ pub(crate) struct StreamGuard(Arc<ActiveSessions>);
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if let Some(i) = &self.0.idle_conn {
+                i.enter();
+            }
             self.0.idle.notify_one();
+        }
+    }
+}
+
+/// brace: resolves when the application asks the connection to close while no stream is
+/// open; a close request that finds a stream open is ignored.
+async fn closed_while_idle(active: &ActiveSessions, idle: Option<&crate::apps::IdleConnection>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        idle.closed().await;
+        if active.count.load(Ordering::Relaxed) == 0 {
+            return;
         }
     }
 }
@@ -216,18 +241,28 @@ impl Drop for StreamGuard {
 struct ActiveSessions {
     count: AtomicUsize,
     idle: Notify,
+    /// brace: the connection's idle state as the application sees it.
+    idle_conn: Option<Arc<crate::apps::IdleConnection>>,
 }
 
 impl ActiveSessions {
-    fn new() -> Self {
+    fn new(idle_conn: Option<Arc<crate::apps::IdleConnection>>) -> Self {
+        if let Some(i) = &idle_conn {
+            i.enter();
+        }
         Self {
             count: AtomicUsize::new(0),
             idle: Notify::new(),
+            idle_conn,
         }
     }
 
     fn start_session(self: &Arc<Self>) -> StreamGuard {
-        self.count.fetch_add(1, Ordering::Relaxed);
+        if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
+            if let Some(i) = &self.idle_conn {
+                i.leave();
+            }
+        }
         StreamGuard(self.clone())
     }
 
@@ -1551,7 +1586,7 @@ mod test {
 
     #[tokio::test]
     async fn test_zero_idle_timeout_waits_for_active_session() {
-        let active = Arc::new(ActiveSessions::new());
+        let active = Arc::new(ActiveSessions::new(None));
         let guard = active.start_session();
         let timeout_active = active.clone();
         let timeout = tokio::spawn(async move {
