@@ -32,6 +32,26 @@ impl TlsBackend {
         if let Some(c) = client_ca {
             cmd.args(["-Verify", "1", "-CAfile", &format!("{c}.pem")]);
         }
+        TlsBackend::spawn(cmd, port)
+    }
+
+    /// A backend that keeps connections alive (`tests/tls/keepalive_server.py`): its answers
+    /// say which of its connections carried them and the client certificate's name.
+    fn keepalive(dir: &Path, name: &str, client_ca: Option<&str>) -> TlsBackend {
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/keepalive_server.py");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.current_dir(dir)
+            .arg(script)
+            .arg(port.to_string())
+            .args([format!("{name}.pem"), format!("{name}.key")]);
+        if let Some(c) = client_ca {
+            cmd.arg(format!("{c}.pem"));
+        }
+        TlsBackend::spawn(cmd, port)
+    }
+
+    fn spawn(mut cmd: Command, port: u16) -> TlsBackend {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -63,6 +83,7 @@ fn pki() -> Pki {
     p.cert("by_name", "DNS:app.internal", "ca");
     p.cert("stranger", "IP:127.0.0.1,DNS:app.internal", "other_ca");
     p.cert("client", "DNS:brace.client", "ca");
+    p.cert("client2", "DNS:brace.client2", "ca");
     p
 }
 
@@ -213,5 +234,110 @@ fn verify_false_is_warned_about_on_every_load_and_bad_tls_settings_are_refused()
         let (code, _, err, _) = check(&config(&[("u", 1, &tls)]));
         assert_eq!(code, 1, "{tls}");
         assert!(err.contains(want), "{tls}: {err}");
+    }
+}
+
+/// Two upstreams that name one backend address with different trust settings never share a
+/// pooled connection, whichever opens it first: a CA that does not trust the backend still
+/// fails after a trusting upstream's connection is pooled, `verify = false` does not lend an
+/// unverified connection to an upstream that verifies, and a connection authenticated with
+/// one client certificate is not reused with another certificate or none. The backend keeps
+/// connections alive and says which one carried each answer and which client certificate
+/// it saw.
+#[test]
+fn a_pooled_connection_is_reused_only_with_the_trust_settings_it_was_made_with() {
+    let pki = pki();
+    let d = pki.dir.path();
+    let path = |f: &str| format!("{:?}", pki.path(f).display().to_string());
+    let client = |name: &str| {
+        format!(
+            "client_cert = {}, client_key = {}",
+            path(&format!("{name}.pem")),
+            path(&format!("{name}.key"))
+        )
+    };
+    let (ca, other) = (path("ca.pem"), path("other_ca.pem"));
+    // (first, second): settings that differ; the expected body of each is checked in
+    // both orders, on a backend of its own per pair and order.
+    struct Pair<'a> {
+        name: &'a str,
+        cert: &'a str,
+        a: String,
+        b: String,
+        /// Each side's answer: `Some(client)` = 200 naming that client, `None` = 502.
+        want_a: Option<&'a str>,
+        want_b: Option<&'a str>,
+    }
+    let pairs = [
+        Pair {
+            name: "ca",
+            cert: "by_ip",
+            a: format!("{{ ca = {ca} }}"),
+            b: format!("{{ ca = {other} }}"),
+            want_a: Some("none"),
+            want_b: None,
+        },
+        Pair {
+            name: "verify",
+            cert: "stranger",
+            a: "{ verify = false }".into(),
+            b: format!("{{ ca = {ca} }}"),
+            want_a: Some("none"),
+            want_b: None,
+        },
+        Pair {
+            name: "clientcert",
+            cert: "by_ip",
+            a: format!("{{ ca = {ca}, {} }}", client("client")),
+            b: format!("{{ ca = {ca} }}"),
+            want_a: Some("client"),
+            want_b: Some("none"),
+        },
+        Pair {
+            name: "twocerts",
+            cert: "by_ip",
+            a: format!("{{ ca = {ca}, {} }}", client("client")),
+            b: format!("{{ ca = {ca}, {} }}", client("client2")),
+            want_a: Some("client"),
+            want_b: Some("client2"),
+        },
+    ];
+    for p in &pairs {
+        for a_first in [true, false] {
+            let backend = TlsBackend::keepalive(d, p.cert, Some("ca"));
+            // One worker thread: idle upstream connections are kept per thread, so every
+            // request can find what the ones before it pooled.
+            let b = Brace::start_with(
+                &config(&[("a", backend.port, &p.a), ("b", backend.port, &p.b)]),
+                "threads = 1",
+            );
+            let order: [(&str, Option<&str>); 2] = if a_first {
+                [("a", p.want_a), ("b", p.want_b)]
+            } else {
+                [("b", p.want_b), ("a", p.want_a)]
+            };
+            // Twice each: the second request of a side reuses its own connection.
+            let mut conns: Vec<(&str, String)> = Vec::new();
+            for (route, want) in order.iter().chain(order.iter()) {
+                let r = b.get(&format!("/{route}/"));
+                let what = format!("{} (a first: {a_first}), /{route}/: {}", p.name, r.text());
+                match want {
+                    None => assert_eq!(r.status, 502, "{what}"),
+                    Some(cn) => {
+                        assert_eq!(r.status, 200, "{what}");
+                        let text = r.text();
+                        let (conn, client) = text.split_once(' ').unwrap();
+                        assert_eq!(client, format!("client={cn}"), "{what}");
+                        conns.push((route, conn.to_owned()));
+                    }
+                }
+            }
+            // Pooling works for equal settings (the same connection again), never across.
+            for (route, conn) in &conns {
+                for (other, c) in &conns {
+                    assert_eq!(route == other, conn == c, "{}: {conns:?}", p.name);
+                }
+            }
+        }
     }
 }
