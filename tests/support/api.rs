@@ -39,6 +39,11 @@ pub const TOUCHY: &str =
     "[upstream.pool.outlier]\nconsecutive_failures = 1\nmax_ejection_percent = 100\n\
      [upstream.pool.circuit_breaker]\nconsecutive_failures = 1\n";
 
+/// [`TOUCHY`] for an upstream of another name.
+pub fn touchy(upstream: &str) -> String {
+    TOUCHY.replace("upstream.pool.", &format!("upstream.{upstream}."))
+}
+
 /// `n` requests from `threads` concurrent clients; returns the statuses.
 pub fn load(b: &Brace, threads: usize, n: usize, path: &'static str) -> Vec<u16> {
     let addr = b.addr();

@@ -315,8 +315,16 @@ where
         // try to read h2 preface
         else if h2c && !custom {
             let mut buf = [0u8; H2_PREFACE.len()];
-            // brace: a client that sends nothing is closed at the header deadline.
-            let peek = stream.try_peek(&mut buf);
+            // brace: a client that sends nothing is closed at the header deadline, and the
+            // preface is told from HTTP/1 by its first three bytes before waiting for all 24
+            // (an HTTP/1.0 request can be shorter than the preface, and waited for ever).
+            let peek = async {
+                let head = H2_PREFACE.len().min(3);
+                match stream.try_peek(&mut buf[..head]).await {
+                    Ok(true) if buf[..head] == H2_PREFACE[..head] => stream.try_peek(&mut buf).await,
+                    other => other,
+                }
+            };
             let peeked = match header_time_left(self.server_options()) {
                 Some(left) => match pingora_timeout::timeout(left, peek).await {
                     Ok(r) => r,
@@ -384,6 +392,7 @@ where
                 shutdown.clone(),
                 h2_idle_timeout,
                 connection::current().and_then(|c| c.idle),
+                header_time_left(self.server_options()),
                 |h2_stream, guard| {
                     let app = app.clone();
                     let shutdown = shutdown_for_session.clone();

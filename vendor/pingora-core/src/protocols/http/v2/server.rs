@@ -136,10 +136,14 @@ pub(crate) async fn accept_downstream_sessions<F>(
     mut shutdown: ShutdownWatch,
     idle_timeout: Option<Duration>,
     idle: Option<Arc<crate::apps::IdleConnection>>,
+    first_stream_within: Option<Duration>,
     mut on_session: F,
 ) where
     F: FnMut(HttpSession, StreamGuard),
 {
+    // brace: a connection that opens no stream by its first request's deadline (counted from
+    // accept, like an HTTP/1 request header's) is closed then.
+    let mut first_stream = first_stream_within.map(|d| Box::pin(pingora_timeout::sleep(d)));
     let mut shutdown_initiated = false;
     // Per-connection budget for malformed streams (see MAX_MALFORMED_STREAMS_PER_CONN).
     let mut malformed_streams = 0usize;
@@ -185,6 +189,10 @@ pub(crate) async fn accept_downstream_sessions<F>(
                     debug!("idle h2 connection closed by the application");
                     return;
                 }
+                _ = async { first_stream.as_mut().expect("checked").await }, if first_stream.is_some() => {
+                    debug!("no h2 stream within the request header timeout");
+                    return;
+                }
             }
         };
         match h2_stream {
@@ -200,6 +208,7 @@ pub(crate) async fn accept_downstream_sessions<F>(
             // connection alive and continue accepting sibling streams.
             Ok(Some(H2Accept::Rejected)) => continue,
             Ok(Some(H2Accept::Session(session))) => {
+                first_stream = None;
                 on_session(session, active.start_session());
             }
         }

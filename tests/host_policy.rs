@@ -1,0 +1,307 @@
+//! The request's host is one fact, whatever the protocol: over HTTP/2 it is `:authority`,
+//! over HTTP/1.1 `Host`. Routing by host, host-scoped access rules, a rate limit keyed on
+//! the host and the cache key give the same outcome over HTTP/1.1, HTTP/2 over TLS and h2c
+//! (curl, which sends HTTP/2's host only as `:authority`). Odd spellings of one host are that
+//! host (routing, cache key, purge); what is not `host[:port]` is 400 and reaches no backend.
+
+mod support;
+use std::process::Command;
+use support::pki::Pki;
+use support::*;
+
+#[derive(Clone, Copy, Debug)]
+enum Proto {
+    Http1,
+    H2Tls,
+    H2c,
+}
+
+const PROTOS: [Proto; 3] = [Proto::Http1, Proto::H2Tls, Proto::H2c];
+
+/// brace with a plain listener speaking HTTP/1.1 and h2c, and a TLS listener (HTTP/2 by
+/// ALPN) with a certificate for the test's host names.
+struct Edge {
+    b: Brace,
+    port: u16,
+    tls_port: u16,
+    pki: Pki,
+}
+
+impl Edge {
+    fn start(body: &str) -> Edge {
+        let pki = Pki::new();
+        pki.ca("ca");
+        pki.cert(
+            "edge",
+            "DNS:a.test,DNS:b.test,DNS:c.test,DNS:admin.test,DNS:shop.test",
+            "ca",
+        );
+        let (port, tls_port, admin) = (free_port(), free_port(), free_port());
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nh2c = true\n\
+             [[server.tls]]\nlisten = \"127.0.0.1:{tls_port}\"\ncert = {:?}\nkey = {:?}\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n{body}",
+            pki.path("edge.pem").display().to_string(),
+            pki.path("edge.key").display().to_string(),
+        );
+        let b = Brace::start_raw(&cfg, port, admin);
+        Edge {
+            b,
+            port,
+            tls_port,
+            pki,
+        }
+    }
+
+    /// `GET path` for `host` over `proto` with curl: (status, body).
+    fn get(&self, proto: Proto, host: &str, path: &str) -> (u16, String) {
+        self.get_with(proto, host, path, &[])
+    }
+
+    /// As [`Edge::get`], with extra header lines.
+    fn get_with(&self, proto: Proto, host: &str, path: &str, fields: &[&str]) -> (u16, String) {
+        let (scheme, port, flag) = match proto {
+            Proto::Http1 => ("http", self.port, "--http1.1"),
+            Proto::H2Tls => ("https", self.tls_port, "--http2"),
+            Proto::H2c => ("http", self.port, "--http2-prior-knowledge"),
+        };
+        let ca = self.pki.path("ca.pem");
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", flag, "--cacert"])
+            .arg(&ca)
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .args(fields.iter().flat_map(|f| ["-H", f]))
+            .args(["-w", "\n%{http_code} %{http_version}"])
+            .arg(format!("{scheme}://{host}:{port}{path}"))
+            .output()
+            .expect("curl not installed: run the README's test command, which installs it");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let mut tail = tail.split(' ');
+        let status = tail.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let version = tail.next().unwrap_or("");
+        let want = match proto {
+            Proto::Http1 => "1.1",
+            _ => "2",
+        };
+        assert_eq!(
+            version,
+            want,
+            "{proto:?} {host}{path}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (status, body.to_owned())
+    }
+
+    /// A raw HTTP/1.1 request on the plain listener with this `Host` line.
+    fn raw(&self, host: &str, path: &str) -> Response {
+        send(
+            self.b.addr(),
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn host_routes_and_host_access_rules_hold_over_every_protocol() {
+    let a = Upstream::start("a");
+    let rest = Upstream::start("rest");
+    let admin = Upstream::start("admin");
+    let e = Edge::start(&format!(
+        "[[route]]\nname = \"a\"\nhosts = [\"a.test\"]\nupstream = \"a\"\n\
+         [[route]]\nname = \"admin\"\nhosts = [\"admin.test\"]\nupstream = \"admin\"\nallow = [\"10.0.0.0/8\"]\n\
+         [[route]]\nname = \"rest\"\nupstream = \"rest\"\n\
+         [upstream.a]\nbackends = [\"{}\"]\n[upstream.admin]\nbackends = [\"{}\"]\n[upstream.rest]\nbackends = [\"{}\"]\n{}{}{}",
+        a.addr, admin.addr, rest.addr, touchy("a"), touchy("admin"), touchy("rest")
+    ));
+    for p in PROTOS {
+        for host in ["a.test", "A.Test"] {
+            assert_eq!(
+                e.get(p, host, "/"),
+                (200, "hello from a\n".into()),
+                "{p:?} {host}"
+            );
+        }
+        assert_eq!(
+            e.get(p, "b.test", "/"),
+            (200, "hello from rest\n".into()),
+            "{p:?}"
+        );
+        let (status, _) = e.get(p, "admin.test", "/secret");
+        assert_eq!(status, 403, "{p:?}: the admin route's allow list holds");
+    }
+    // Spellings of the denied host are that host; what is not host[:port] is refused.
+    for host in [
+        "ADMIN.test.",
+        "admin.test:80",
+        &format!("admin.test:{}", e.port),
+    ] {
+        assert_eq!(e.raw(host, "/secret").status, 403, "{host}");
+    }
+    for host in [
+        "admin.test:80:80",
+        "admin.test..",
+        "admin.test:80x",
+        "user@admin.test",
+    ] {
+        assert_eq!(e.raw(host, "/secret").status, 400, "{host}");
+    }
+    assert_eq!(admin.count(), 0, "nothing reached the protected backend");
+    assert_eq!(a.count(), 6);
+    assert_no_backend_blamed(&e.b);
+}
+
+/// Every route names its hosts: an HTTP/2 request is routed by its `:authority`, not
+/// refused as a request without a host.
+#[test]
+fn when_every_route_has_hosts_http2_requests_are_routed_and_the_limit_keys_on_the_host() {
+    let a = Upstream::start("a");
+    let e = Edge::start(&format!(
+        "[rate_limit.per_host]\nkey = \"header:host\"\nrate = 1\nper = \"1h\"\nburst = 2\n\
+         [[route]]\nname = \"a\"\nhosts = [\"a.test\", \"b.test\"]\nupstream = \"a\"\nrate_limits = [\"per_host\"]\n\
+         [upstream.a]\nbackends = [\"{}\"]\n{}",
+        a.addr,
+        touchy("a")
+    ));
+    // One bucket per host, shared by every protocol: two for a.test, then refused anywhere.
+    assert_eq!(e.get(Proto::H2Tls, "a.test", "/").0, 200);
+    assert_eq!(e.get(Proto::H2c, "a.test", "/").0, 200);
+    for p in PROTOS {
+        assert_eq!(e.get(p, "a.test", "/").0, 429, "{p:?}");
+    }
+    assert_eq!(e.get(Proto::Http1, "A.TEST.", "/").0, 429);
+    assert_eq!(
+        e.get(Proto::H2c, "b.test", "/").0,
+        200,
+        "another host, another bucket"
+    );
+    assert_eq!(e.get(Proto::H2Tls, "c.test", "/").0, 404);
+    assert_eq!(a.count(), 3);
+    assert_no_backend_blamed(&e.b);
+}
+
+#[test]
+fn the_cache_keys_on_the_host_over_every_protocol_and_a_purge_reaches_every_spelling() {
+    // The origin names the host it was asked for, so a page served for another host shows.
+    let origin = Upstream::with_mode(
+        "origin",
+        script(|head, _| {
+            let host = head
+                .lines()
+                .find_map(|l| l.strip_prefix("host: "))
+                .unwrap_or("-")
+                .to_owned();
+            (
+                200,
+                "Cache-Control: max-age=600\r\n".into(),
+                host.into_bytes(),
+            )
+        }),
+    );
+    let e = Edge::start(&format!(
+        "[cache]\n[[route]]\nname = \"main\"\nupstream = \"pool\"\n[route.cache]\n\
+         [upstream.pool]\nbackends = [\"{}\"]\n{TOUCHY}",
+        origin.addr
+    ));
+    for (i, p) in PROTOS.into_iter().enumerate() {
+        let path = format!("/page{i}");
+        let (_, body_a) = e.get(p, "a.test", &path);
+        let (_, body_b) = e.get(p, "b.test", &path);
+        assert!(body_a.starts_with("a.test"), "{p:?}: {body_a}");
+        assert!(body_b.starts_with("b.test"), "{p:?}: {body_b}");
+        // Each is cached under its own host: asked again, neither reaches the origin.
+        let before = origin.count();
+        assert!(e.get(p, "a.test", &path).1.starts_with("a.test"));
+        assert!(e.get(p, "b.test", &path).1.starts_with("b.test"));
+        assert_eq!(origin.count(), before, "{p:?}");
+    }
+    // Spellings of one host are one cache entry, and one purge removes it for all of them.
+    let spellings = [
+        "shop.test".to_string(),
+        "Shop.Test.".into(),
+        "shop.test:80".into(),
+        format!("shop.test:{}", e.port),
+        "shop.test:".into(),
+        "shop.test:0080".into(),
+    ];
+    assert_eq!(cache_status(&e.raw(&spellings[0], "/x")), "MISS");
+    for h in &spellings {
+        assert_eq!(cache_status(&e.raw(h, "/x")), "HIT", "{h}");
+    }
+    let body = r#"{"url": "http://shop.test/x"}"#;
+    let purge = send(
+        e.b.admin(),
+        format!(
+            "POST /api/cache/purge HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(purge.status, 200, "{}", purge.text());
+    assert_eq!(cache_status(&e.raw(&spellings[3], "/x")), "MISS");
+    for h in &spellings {
+        assert_eq!(cache_status(&e.raw(h, "/x")), "HIT", "{h}");
+    }
+    assert_no_backend_blamed(&e.b);
+}
+
+/// An HTTP/2 request on `addr` (h2c) with `:authority` from `uri` and these extra fields.
+fn h2c(addr: std::net::SocketAddr, uri: &str, fields: &[(&str, &str)]) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = http::Request::get(uri);
+        for (k, v) in fields {
+            req = req.header(*k, *v);
+        }
+        let (resp, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
+        resp.await.unwrap().status().as_u16()
+    })
+}
+
+/// Over HTTP/2 a `Host` field may only repeat `:authority`: one naming another host would
+/// let a backend that reads `Host` see a host brace did not route, so it is 400. The same for
+/// two `Authorization` fields on every protocol: a check of one and a backend reading the
+/// other would disagree on who is asking.
+#[test]
+fn a_host_field_that_differs_from_the_authority_and_two_credentials_are_refused() {
+    let a = Upstream::start("a");
+    let admin = Upstream::start("admin");
+    let e = Edge::start(&format!(
+        "[[route]]\nname = \"admin\"\nhosts = [\"admin.test\"]\nupstream = \"admin\"\ndeny = [\"0.0.0.0/0\"]\n\
+         [[route]]\nname = \"a\"\nupstream = \"a\"\n\
+         [upstream.a]\nbackends = [\"{}\"]\n[upstream.admin]\nbackends = [\"{}\"]\n{}{}",
+        a.addr,
+        admin.addr,
+        touchy("a"),
+        touchy("admin")
+    ));
+    let addr = e.b.addr();
+    assert_eq!(h2c(addr, "http://a.test/", &[]), 200);
+    assert_eq!(h2c(addr, "http://a.test/", &[("host", "a.test")]), 200);
+    assert_eq!(h2c(addr, "http://a.test/", &[("host", "admin.test")]), 400);
+    assert_eq!(h2c(addr, "http://admin.test/", &[("host", "a.test")]), 400);
+    assert_eq!(h2c(addr, "http://admin.test/", &[]), 403);
+    let two = ["Authorization: Basic YTpi", "Authorization: Bearer other"];
+    for p in PROTOS {
+        let (status, _) = e.get_with(p, "a.test", "/", &two);
+        assert_eq!(status, 400, "{p:?}");
+    }
+    let r = send(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nauthorization: Basic YTpi\r\nAUTHORIZATION: x\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(a.count(), 2, "only the two good requests reached a backend");
+    assert_eq!(admin.count(), 0);
+    assert_no_backend_blamed(&e.b);
+}
