@@ -343,6 +343,11 @@ fn every_duration_and_size_is_bounded_at_load() {
             format!("{BASE}[upstream.u.outlier]\nbase_ejection = \"0s\"\n"),
             "upstream.u.outlier.base_ejection: 0s is out of range",
         ),
+        // Pools are sized from it at start: a billion allocated gigabytes and never started.
+        (
+            format!("{BASE}keepalive = 1000000000\n"),
+            "upstream.u.keepalive: at most 10000",
+        ),
     ];
     for (text, want) in cases {
         let (err, _) = check_err(&text);

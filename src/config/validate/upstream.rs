@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The most idle connections one upstream keeps (nginx's `keepalive` is commonly 16 to 1000).
+const MAX_KEEPALIVE: usize = 10_000;
+
 pub(super) fn validate_upstream(
     u: FileUpstream,
     p: &KeyPath,
@@ -209,6 +212,10 @@ pub(super) fn validate_upstream(
     } else {
         None
     };
+    // Idle connections are kept in pools sized from this at start, per worker thread.
+    if keepalive > MAX_KEEPALIVE {
+        return err(p.key("keepalive"), format!("at most {MAX_KEEPALIVE}"));
+    }
     Ok(UpstreamConfig {
         backends: out,
         dns,
