@@ -665,7 +665,7 @@ fn purge_by_url_by_prefix_and_clear() {
     let post_json = |path: &str, body: &str| {
         send(
             b.admin(),
-            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+            format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
         )
         .unwrap()
     };

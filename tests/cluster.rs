@@ -21,7 +21,7 @@ fn json(r: &Response) -> serde_json::Value {
 fn post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> Response {
     send(
         addr,
-        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+        format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
     )
     .unwrap()
 }

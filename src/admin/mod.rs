@@ -2,6 +2,7 @@
 //! API. Separate from the proxy listeners so operator endpoints are never reachable through a
 //! route. Reading needs no token; anything that changes state needs `admin.token` when set.
 
+mod guard;
 mod status;
 
 use crate::cluster::purge::{self, Op};
@@ -98,6 +99,7 @@ fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u
         .header("content-type", content_type)
         .header("content-length", body.len())
         .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
         .body(body)
         .expect("static response parts")
 }
@@ -110,6 +112,7 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Vec<u8>> {
 /// Endpoints and the methods they take.
 const ENDPOINTS: &[(&str, &[Method])] = &[
     ("/", &[Method::GET, Method::HEAD]),
+    ("/status.js", &[Method::GET, Method::HEAD]),
     ("/metrics", &[Method::GET, Method::HEAD]),
     ("/healthz", &[Method::GET, Method::HEAD]),
     ("/readyz", &[Method::GET, Method::HEAD]),
@@ -224,9 +227,10 @@ impl Admin {
     }
 }
 
-/// The status page: one HTML file with its style and script inline (brace may run where
-/// nothing else can be fetched).
+/// The status page: one HTML file with its style inline and its script beside it at
+/// `/status.js` (brace may run where nothing else can be fetched).
 const STATUS_PAGE: &str = include_str!("page.html");
+const STATUS_SCRIPT: &str = include_str!("page.js");
 
 /// The value of query parameter `key`, if given.
 fn req_query(s: &ServerSession, key: &str) -> Option<String> {
@@ -280,18 +284,37 @@ impl ServeHttp for Admin {
             }
             Some(_) => {}
         }
+        let refusal = if guard::any_host(&path) {
+            Ok(())
+        } else {
+            guard::host(req, &self.state.snapshot().config.admin.hosts)
+        };
+        let refusal = refusal.and_then(|()| match method {
+            Method::POST => guard::same_origin(req),
+            _ => Ok(()),
+        });
+        if let Err(why) = refusal {
+            tracing::debug!("admin request refused: {why}");
+            return json(StatusCode::FORBIDDEN, &serde_json::json!({ "error": why }));
+        }
         match path.as_str() {
+            "/status.js" => text(
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+                STATUS_SCRIPT.as_bytes().to_vec(),
+            ),
             "/" => {
                 let mut r = text(
                     StatusCode::OK,
                     "text/html; charset=utf-8",
                     STATUS_PAGE.as_bytes().to_vec(),
                 );
-                // Self-contained: no script, style or image from anywhere but this page.
+                // Self-contained: no script, style or image from anywhere but this listener,
+                // no inline script, and never inside another page's frame.
                 r.headers_mut().insert(
                     "content-security-policy",
                     http::HeaderValue::from_static(
-                        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+                        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'",
                     ),
                 );
                 r

@@ -152,6 +152,9 @@ impl std::fmt::Debug for CertKey {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
+    /// Host names (lower case, no port) the API and status page answer besides IP
+    /// literals and `localhost`.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -304,6 +304,7 @@ impl Plan {
         let AdminConfig {
             listen: _,
             token: _,
+            hosts: _,
         } = &new.admin;
         let LogConfig {
             level: _,
@@ -365,6 +366,13 @@ impl Plan {
             [level, access_log]
         );
         diff_fields!(&mut p.restart_required, "log.", old.log, new.log, [format]);
+        diff_fields!(
+            &mut p.settings_changed,
+            "admin.",
+            old.admin,
+            new.admin,
+            [hosts]
+        );
         if old.tracing != new.tracing {
             // The collector's headers may hold a key: never shown.
             let show = |t: &Option<crate::config::TracingConfig>| {

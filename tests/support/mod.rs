@@ -5,6 +5,7 @@
 
 mod api;
 mod brace;
+pub mod browser;
 mod config;
 pub mod dns;
 mod http;

@@ -323,6 +323,7 @@ pub enum ClientAuthMode {
 pub struct FileAdmin {
     pub listen: String,
     pub token: Option<String>,
+    pub hosts: Vec<String>,
 }
 
 impl Default for FileAdmin {
@@ -330,6 +331,7 @@ impl Default for FileAdmin {
         FileAdmin {
             listen: "127.0.0.1:9901".into(),
             token: None,
+            hosts: Vec::new(),
         }
     }
 }

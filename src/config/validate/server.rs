@@ -179,7 +179,27 @@ pub(super) fn validate_admin(
     p: &KeyPath,
     server: &ServerConfig,
 ) -> VResult<AdminConfig> {
-    let FileAdmin { listen, token } = a;
+    let FileAdmin {
+        listen,
+        token,
+        hosts,
+    } = a;
+    let mut names = Vec::with_capacity(hosts.len());
+    for (i, h) in hosts.iter().enumerate() {
+        let plain = crate::host::Listener {
+            tls: false,
+            port: None,
+        };
+        match crate::host::normalise(h, plain) {
+            Some(n) if n.as_str() == n.name() => names.push(n.as_str().to_owned()),
+            _ => {
+                return err(
+                    p.key("hosts").index(i),
+                    format!("\"{h}\" is not a host name"),
+                )
+            }
+        }
+    }
     let addr = listen_addr(p.key("listen"), &listen)?;
     let clash = server
         .listen
@@ -216,6 +236,7 @@ pub(super) fn validate_admin(
     Ok(AdminConfig {
         listen: addr,
         token,
+        hosts: names,
     })
 }
 
