@@ -402,6 +402,66 @@ fn expires_with_a_wrong_weekday_or_case_still_counts() {
     }
 }
 
+/// The shapes the RFC 9111 suite sends as invalid `Expires` values: each is no date, so the
+/// response is already expired (RFC 9111 §5.3) and never served from the cache without
+/// revalidation, however far in the future it seems to point.
+#[test]
+fn an_expires_outside_the_three_date_forms_is_already_expired() {
+    let o = origin(|| String::new());
+    for expires in [
+        "Sun, 06 Nov 2050 08:49:37 UTC",
+        "Sun, 06 Nov 50 08:49:37 GMT",
+        "Sun 06 Nov 2050 08:49:37 GMT",
+        "Sun,  06 Nov 2050  08:49:37 GMT",
+        "Sun, 18-Aug-2050 08:49:37 GMT",
+        "Sun, 06 Nov 2050 8:49:37 GMT",
+    ] {
+        o.set(script(move |_, n| {
+            (
+                200,
+                format!("Expires: {expires}\r\n"),
+                format!("body {n}").into_bytes(),
+            )
+        }));
+        let b = cached_with(&o, "");
+        req(&b, "/e", "");
+        assert_ne!(status(&req(&b, "/e", "")), "HIT", "{expires}");
+    }
+}
+
+/// RFC 9111 §4.3.4: a 304 updates the stored response's fields before its freshness is
+/// worked out again, so the page revalidated now is fresh for its `max-age` from the 304's
+/// `Date`, not aged from the first fetch.
+#[test]
+fn after_a_304_the_stored_response_is_fresh_again() {
+    let o = Upstream::with_mode(
+        "o",
+        script(|head, n| {
+            if head.contains("if-none-match: \"v1\"") {
+                (
+                    304,
+                    format!("Date: {}\r\nETag: \"v1\"\r\n", ago(0)),
+                    Vec::new(),
+                )
+            } else {
+                // Dated 100 s ago with max-age=60: stored stale, with a validator.
+                let h = format!(
+                    "Date: {}\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\n",
+                    ago(100)
+                );
+                (200, h, format!("body {n}").into_bytes())
+            }
+        }),
+    );
+    let b = cached_with(&o, "");
+    assert_eq!(status(&req(&b, "/r", "")), "MISS");
+    let r = req(&b, "/r", "");
+    assert_eq!((status(&r), r.text().as_str()), ("REVALIDATED", "body 0"));
+    let r = req(&b, "/r", "");
+    assert_eq!((status(&r), r.text().as_str()), ("HIT", "body 0"));
+    assert_eq!(o.count(), 2);
+}
+
 // ---------------------------------------------------------------- admin token
 
 #[test]

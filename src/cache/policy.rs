@@ -162,6 +162,17 @@ pub fn cacheable(
     now: SystemTime,
 ) -> RespCacheable {
     use NoCacheReason::Custom;
+    // After a 304 the stored response is updated with the 304's fields first (RFC 9111
+    // §4.3.4), so its freshness and age are worked out from the new `Date`, `Age`,
+    // `Cache-Control` and `Expires`, not the old ones.
+    let merged;
+    let resp = match &cc_ctx.revalidation_headers {
+        Some(fresh_304) => {
+            merged = updated(resp, fresh_304);
+            &merged
+        }
+        None => resp,
+    };
     let status = resp.status.as_u16();
     if status == 206 {
         return RespCacheable::Uncacheable(Custom(NotStored::Status.as_str()));
@@ -268,20 +279,6 @@ pub fn cacheable(
         (swr, sie)
     };
     let mut header = resp.clone();
-    // pingora merges only a few fields of a 304 into the stored header (Cache-Control,
-    // Expires, ETag, ...). RFC 9111 §3.2 asks for every field the 304 carries except
-    // Content-Length (and hop-by-hop fields, already stripped), so add the rest here.
-    if let Some(fresh_304) = &cc_ctx.revalidation_headers {
-        for name in fresh_304.keys() {
-            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
-                continue;
-            }
-            header.remove_header(name);
-            for v in fresh_304.get_all(name) {
-                let _ = header.append_header(name.clone(), v.clone());
-            }
-        }
-    }
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }
@@ -295,6 +292,23 @@ pub fn cacheable(
         secs(sie),
         header,
     ))
+}
+
+/// The stored response `resp` updated with a 304's fields. pingora merges only a few
+/// (Cache-Control, Expires, ETag, ...); RFC 9111 §3.2 asks for every field the 304 carries
+/// except Content-Length (and hop-by-hop fields, already stripped).
+fn updated(resp: &ResponseHeader, fresh_304: &http::HeaderMap) -> ResponseHeader {
+    let mut header = resp.clone();
+    for name in fresh_304.keys() {
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        header.remove_header(name);
+        for v in fresh_304.get_all(name) {
+            let _ = header.append_header(name.clone(), v.clone());
+        }
+    }
+    header
 }
 
 /// `should_serve_stale`: during revalidation (no error) as the response allows, and on any
