@@ -407,7 +407,7 @@ fn expires_with_a_wrong_weekday_or_case_still_counts() {
 /// revalidation, however far in the future it seems to point.
 #[test]
 fn an_expires_outside_the_three_date_forms_is_already_expired() {
-    let o = origin(|| String::new());
+    let o = origin(String::new);
     for expires in [
         "Sun, 06 Nov 2050 08:49:37 UTC",
         "Sun, 06 Nov 50 08:49:37 GMT",
