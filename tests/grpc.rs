@@ -313,3 +313,48 @@ fn bad_protocol_settings_are_refused() {
         assert!(err.contains(why), "{upstream}: {err}");
     }
 }
+
+/// brace's own refusals reach a gRPC client as gRPC statuses, not as plain-text HTTP it
+/// cannot read: a client stream past `client_max_body_size` ends at once with
+/// `RESOURCE_EXHAUSTED` (before, it hung until the client's deadline), and a call with no
+/// backend to go to is `UNAVAILABLE`. The connection stays usable, and nobody is blamed.
+#[test]
+fn brace_refusals_reach_grpc_clients_as_grpc_statuses() {
+    let server = GrpcServer::start(None);
+    let config = |backend: &str| {
+        let (port, admin) = (free_port(), free_port());
+        let cfg = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nh2c = true\nclient_max_body_size = \"256KiB\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n\
+             [[route]]\nname = \"grpc\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{backend}\"]\n\
+             protocol = \"h2c\"\n[upstream.pool.retry]\nattempts = 0\n{TOUCHY}"
+        );
+        Brace::start_raw(&cfg, port, admin)
+    };
+    let b = config(&server.addr());
+    let r = calls(
+        &b.addr().to_string(),
+        None,
+        &["big 2", "big 40", "unary hi"],
+    );
+    assert_eq!((code(&r[0]), messages(&r[0])), ("OK", vec!["131073"]));
+    assert_eq!(code(&r[1]), "RESOURCE_EXHAUSTED", "{}", r[1]);
+    assert!(
+        r[1]["details"].as_str().unwrap().contains("too large"),
+        "{}",
+        r[1]
+    );
+    assert_eq!(code(&r[2]), "OK");
+    assert_no_backend_blamed(&b);
+
+    // A backend that refuses connections: brace's 502 is UNAVAILABLE to the client.
+    let gone = free_port();
+    let b = config(&format!("127.0.0.1:{gone}"));
+    let r = calls(&b.addr().to_string(), None, &["unary hi"]);
+    assert_eq!(code(&r[0]), "UNAVAILABLE", "{}", r[0]);
+    assert!(
+        r[0]["details"].as_str().unwrap().contains("brace:"),
+        "{}",
+        r[0]
+    );
+}

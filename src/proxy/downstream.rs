@@ -182,7 +182,9 @@ pub fn body_chunk(body: &Option<Bytes>, ctx: &mut Ctx) -> Result<()> {
     if let Some(b) = body {
         ctx.body_bytes += b.len() as u64;
         if ctx.body_bytes > ctx.snapshot.client_max_body_size {
-            return Err(http_status(413, "body over client_max_body_size"));
+            // The client's doing: pingora's HTTP/2 exchange ends at a downstream error, where
+            // one of unknown source only stopped reading the body and waited for the backend.
+            return Err(http_status(413, "body over client_max_body_size").into_down());
         }
     }
     Ok(())

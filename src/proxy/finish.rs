@@ -10,13 +10,21 @@ use crate::upstream::outcome::Outcome;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::Error;
 
+/// How much of a request body brace reads and discards after answering 413, so the client
+/// sees the answer (`respond::drain_body`).
+const DRAIN_AFTER_413: u64 = 8 << 20;
+
 /// `fail_to_proxy`.
 pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
     let code = respond::status_for(e);
     // The connection is not reused after an error (below): the response says so, so a
     // client does not send its next request into a closing connection.
     session.set_keepalive(None);
-    if code > 0 && session.response_written().is_none() {
+    // A `100 Continue` is no answer: the final one is still to be written.
+    let answered = session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational());
+    if code > 0 && !answered {
         if ctx.request_id.as_bytes().is_empty() {
             ctx.request_id = headers::new_request_id();
         }
@@ -29,6 +37,9 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
             extra.push((http::header::RETRY_AFTER, http::HeaderValue::from(secs)));
         }
         respond::text(session, code, &ctx.request_id, &body, &extra).await;
+        if code == 413 {
+            respond::drain_body(session, DRAIN_AFTER_413).await;
+        }
     }
     FailToProxy {
         error_code: code,

@@ -14,6 +14,9 @@ pub async fn text(
     body: &str,
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
+    if is_grpc(session.req_header()) {
+        return Box::pin(grpc(session, status, request_id, body, extra)).await;
+    }
     // Without a case map: brace names these headers itself, so there is no case to keep, and
     // each insert updates one map instead of two.
     let Ok(mut resp) = ResponseHeader::build_no_case(status, Some(6 + extra.len())) else {
@@ -55,6 +58,95 @@ async fn write(session: &mut Session, resp: Box<ResponseHeader>, body: &str) {
         let _ = session
             .write_response_body(Some(bytes::Bytes::copy_from_slice(body.as_bytes())), true)
             .await;
+    }
+}
+
+/// A gRPC call: HTTP/2 with a `Content-Type` of `application/grpc` (or `application/grpc+…`).
+pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
+    req.version == http::Version::HTTP_2
+        && req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The gRPC status for an answer brace makes, by gRPC's HTTP-to-gRPC status mapping, except
+/// 413 (a message over `client_max_body_size`), which is `RESOURCE_EXHAUSTED` as gRPC's own
+/// message-size limit is.
+pub fn grpc_status(status: u16) -> u8 {
+    match status {
+        400 => 13,                   // INTERNAL
+        401 => 16,                   // UNAUTHENTICATED
+        403 => 7,                    // PERMISSION_DENIED
+        404 => 12,                   // UNIMPLEMENTED
+        413 => 8,                    // RESOURCE_EXHAUSTED
+        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
+        _ => 2,                      // UNKNOWN
+    }
+}
+
+/// brace's answer to a gRPC call: `:status 200` and `content-type: application/grpc`, no
+/// message, and trailers with `grpc-status` and `grpc-message`, which is what a gRPC client
+/// reads as a call's failure. (pingora's session sends a header block without ending the
+/// stream, so this is not the one-block trailers-only form; clients read both.)
+async fn grpc(
+    session: &mut Session,
+    status: u16,
+    request_id: &http::HeaderValue,
+    body: &str,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) {
+    let Ok(mut resp) = ResponseHeader::build_no_case(200, Some(3 + extra.len())) else {
+        return;
+    };
+    resp.insert_header_name(
+        &http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    if !request_id.is_empty() {
+        resp.insert_header_name(&super::headers::X_REQUEST_ID, request_id.clone());
+    }
+    for (name, value) in extra {
+        resp.insert_header_name(name, value.clone());
+    }
+    let mut trailers = http::HeaderMap::with_capacity(2);
+    let code = http::HeaderValue::from(u16::from(grpc_status(status)));
+    trailers.insert(&GRPC_STATUS, code);
+    // grpc-message is percent-encoded (gRPC's HTTP/2 protocol description).
+    let message = percent_encoding::utf8_percent_encode(body.trim_end(), GRPC_MESSAGE).to_string();
+    if let Ok(v) = http::HeaderValue::from_str(&message) {
+        trailers.insert(&GRPC_MESSAGE_NAME, v);
+    }
+    if session
+        .write_response_header(Box::new(resp), false)
+        .await
+        .is_ok()
+    {
+        let _ = session
+            .downstream_session
+            .write_response_trailers(trailers)
+            .await;
+    }
+}
+
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE_NAME: http::HeaderName = http::HeaderName::from_static("grpc-message");
+/// What gRPC's `grpc-message` leaves unencoded: printable ASCII except `%`.
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+/// After an early answer to a request whose body is still coming (413), reads and discards
+/// up to `max` more bytes of it, each read bounded by the session's read timeout, so the
+/// client can finish sending and read the answer: over HTTP/1.1 a close while it still sends
+/// can turn into a reset that destroys the answer (nginx's `lingering_close`), and over
+/// HTTP/2 clients still uploading report the stream reset RFC 9113 §8.1 allows as an error.
+/// Beyond `max`, the connection (HTTP/1.1) or stream (HTTP/2) is closed as before.
+pub async fn drain_body(session: &mut Session, max: u64) {
+    let mut read = 0u64;
+    while read <= max && !session.downstream_session.is_body_done() {
+        match session.downstream_session.read_request_body().await {
+            Ok(Some(chunk)) => read += chunk.len() as u64,
+            _ => return,
+        }
     }
 }
 

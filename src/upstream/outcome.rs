@@ -99,6 +99,7 @@ impl Outcome {
         if e.esource() == &ErrorSource::Downstream {
             return Some(match e.etype() {
                 ReadTimedout | HTTPStatus(408) => Outcome::ClientTimeout,
+                HTTPStatus(code) if (400..500).contains(code) => Outcome::ClientError,
                 _ => Outcome::ClientAbort,
             });
         }

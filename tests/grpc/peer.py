@@ -7,7 +7,7 @@ given, so the test needs no generated code.
                                    prints "ready" once listening
   peer.py client TARGET [CA]       read one call per stdin line, print one JSON result each:
                                    unary MSG | stream N | stream N-fail | collect A,B,C |
-                                   chat A,B,C |
+                                   chat A,B,C | big N (N messages of 64 KiB, client stream) |
                                    deadline MS (a unary call to Slow with that deadline)
 """
 import json
@@ -105,6 +105,10 @@ def client(target, ca=None):
                 parts = [p.encode() for p in arg.split(",")]
                 resp = channel.stream_unary("/test.Echo/Collect")(iter(parts), timeout=10)
                 out["messages"] = [resp.decode()]
+            elif kind == "big":
+                parts = [b"x" * 65536] * int(arg)
+                resp = channel.stream_unary("/test.Echo/Collect")(iter(parts), timeout=10)
+                out["messages"] = [str(len(resp))]
             elif kind == "chat":
                 parts = [p.encode() for p in arg.split(",")]
                 for m in channel.stream_stream("/test.Echo/Chat")(iter(parts), timeout=10):

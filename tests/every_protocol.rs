@@ -1,4 +1,4 @@
-//! The request's host is one fact, whatever the protocol: over HTTP/2 it is `:authority`,
+//! One policy over HTTP/1.1, HTTP/2 over TLS and h2c. The request's host is one fact, whatever the protocol: over HTTP/2 it is `:authority`,
 //! over HTTP/1.1 `Host`. Routing by host, host-scoped access rules, a rate limit keyed on
 //! the host and the cache key give the same outcome over HTTP/1.1, HTTP/2 over TLS and h2c
 //! (curl, which sends HTTP/2's host only as `:authority`). Odd spellings of one host are that
@@ -29,6 +29,11 @@ struct Edge {
 
 impl Edge {
     fn start(body: &str) -> Edge {
+        Edge::start_with(body, "")
+    }
+
+    /// As [`Edge::start`], with more `[server]` lines.
+    fn start_with(body: &str, server_extra: &str) -> Edge {
         let pki = Pki::new();
         pki.ca("ca");
         pki.cert(
@@ -38,7 +43,7 @@ impl Edge {
         );
         let (port, tls_port, admin) = (free_port(), free_port(), free_port());
         let cfg = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nh2c = true\n\
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nh2c = true\n{server_extra}\n\
              [[server.tls]]\nlisten = \"127.0.0.1:{tls_port}\"\ncert = {:?}\nkey = {:?}\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n{body}",
             pki.path("edge.pem").display().to_string(),
@@ -60,6 +65,15 @@ impl Edge {
 
     /// As [`Edge::get`], with extra header lines.
     fn get_with(&self, proto: Proto, host: &str, path: &str, fields: &[&str]) -> (u16, String) {
+        let args: Vec<String> = fields
+            .iter()
+            .flat_map(|f| ["-H".into(), f.to_string()])
+            .collect();
+        self.curl(proto, host, path, &args)
+    }
+
+    /// curl over `proto` for `host` and `path` with these extra arguments: (status, body).
+    fn curl(&self, proto: Proto, host: &str, path: &str, args: &[String]) -> (u16, String) {
         let (scheme, port, flag) = match proto {
             Proto::Http1 => ("http", self.port, "--http1.1"),
             Proto::H2Tls => ("https", self.tls_port, "--http2"),
@@ -71,7 +85,7 @@ impl Edge {
             .arg(&ca)
             .arg("--resolve")
             .arg(format!("{host}:{port}:127.0.0.1"))
-            .args(fields.iter().flat_map(|f| ["-H", f]))
+            .args(args)
             .args(["-w", "\n%{http_code} %{http_version}"])
             .arg(format!("{scheme}://{host}:{port}{path}"))
             .output()
@@ -303,5 +317,42 @@ fn a_host_field_that_differs_from_the_authority_and_two_credentials_are_refused(
     assert_eq!(r.status, 400);
     assert_eq!(a.count(), 2, "only the two good requests reached a backend");
     assert_eq!(admin.count(), 0);
+    assert_no_backend_blamed(&e.b);
+}
+
+/// A request body over `client_max_body_size` is 413 on every protocol, declared or
+/// streamed, and over HTTP/2 the client reads the answer rather than a stream reset (brace
+/// reads and discards a bounded amount of what is still coming). No backend is blamed.
+#[test]
+fn a_body_over_the_limit_is_413_on_every_protocol() {
+    let up = Upstream::start("u");
+    let e = Edge::start_with(
+        &format!(
+            "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{}\"]\n{TOUCHY}",
+            up.addr
+        ),
+        "client_max_body_size = \"64KiB\"",
+    );
+    let big = e.pki.path("big.bin");
+    std::fs::write(&big, vec![b'x'; 2 << 20]).unwrap();
+    let declared = ["--data-binary".to_string(), format!("@{}", big.display())];
+    // `-T` with `-X POST` streams the file as it reads it (chunked over HTTP/1.1).
+    let streamed = [
+        "-T".to_string(),
+        big.display().to_string(),
+        "-X".into(),
+        "POST".into(),
+        "-H".into(),
+        "Content-Length:".into(),
+        "-H".into(),
+        "Transfer-Encoding: chunked".into(),
+    ];
+    for p in PROTOS {
+        for args in [&declared[..], &streamed[..]] {
+            let (status, body) = e.curl(p, "a.test", "/upload", args);
+            assert_eq!(status, 413, "{p:?} {args:?}: {body}");
+            assert!(body.contains("too large"), "{p:?}: {body}");
+        }
+    }
     assert_no_backend_blamed(&e.b);
 }
