@@ -155,6 +155,31 @@ fn forward_as_is_routes_by_the_normal_path_and_forwards_the_bytes() {
     assert_no_backend_blamed(&b);
 }
 
+/// With `forward_as_is` only the bytes forwarded differ: a rate limit keyed on the path and
+/// `strip_prefix` read the normalised path, so `//login` and `/%6cogin` share `/login`'s
+/// bucket, and `//api/x` reaches the backend without its prefix.
+#[test]
+fn forward_as_is_limits_and_strips_by_the_normal_path() {
+    let up = Upstream::with_mode("u", Mode::Echo);
+    let b = Brace::start_with(
+        &format!(
+            "[rate_limit.per_path]\nkey = \"path\"\nrate = 1\nper = \"1h\"\nburst = 1\n\
+             [[route]]\nname = \"api\"\npath_prefix = \"/api/\"\nstrip_prefix = true\nupstream = \"pool\"\n\
+             {}",
+            simple_config("rate_limits = [\"per_path\"]", &[&up], TOUCHY)
+        ),
+        "path_normalization = \"forward_as_is\"",
+    );
+    assert_eq!(b.get("/login").status, 200);
+    for spelling in ["//login", "/%6cogin", "/%6Cogin"] {
+        assert_eq!(b.get(spelling).status, 429, "{spelling}");
+    }
+    assert_eq!(b.get("//api/x").status, 200);
+    assert_eq!(request_line(&up), "GET /x HTTP/1.1");
+    assert_eq!(up.count(), 2);
+    assert_no_backend_blamed(&b);
+}
+
 #[test]
 fn cr_or_nul_in_the_target_is_refused() {
     let up = Upstream::with_mode("u", Mode::Echo);
