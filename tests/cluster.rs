@@ -105,6 +105,88 @@ fn a_global_limit_is_one_budget_across_three_instances() {
     assert!(keys.iter().all(|k| k.len() < 64), "{keys:?}");
 }
 
+/// A store that flaps (Redis pauses every client for 700 ms, again and again, keeping its
+/// data, as a black-holed link does) never lets a key through more than its budget plus one
+/// local burst: the local fallback starts each outage from what this instance already
+/// spent, and what the fallback lets through is paid to the shared bucket when it answers
+/// again. The budget is counted from the test's own elapsed time (20 a second, burst 20).
+#[test]
+fn a_flapping_store_never_lets_a_key_through_more_than_its_budget() {
+    let redis = Redis::start();
+    let up = Upstream::start("app");
+    let b = Brace::start(&format!(
+        "{}[rate_limit.per_key]\nkey = \"header:x-api-key\"\nrate = 20\nper = \"1s\"\nburst = 20\n\
+         scope = \"global\"\nlease = 4\n{}",
+        cluster(&redis, "a", "expected_instances = 1\ntimeout = \"100ms\""),
+        simple_config(GLOBAL, &[&up], TOUCHY)
+    ));
+    let t = std::time::Instant::now();
+    let mut passed = 0u32;
+    let mut send = |until: std::time::Duration| {
+        // Bounded in count and time: a stream of requests for one key while the store flaps.
+        let end = std::time::Instant::now() + until;
+        for _ in 0..20_000 {
+            if std::time::Instant::now() >= end {
+                break;
+            }
+            match get_key(&b, "k1").status {
+                200 => passed += 1,
+                429 => {}
+                s => panic!("status {s}"),
+            }
+        }
+    };
+    send(std::time::Duration::from_millis(700));
+    for _ in 0..6 {
+        let _: String = redis.cmd(&["CLIENT", "PAUSE", "700"]);
+        send(std::time::Duration::from_millis(1400));
+    }
+    let budget = 20.0 + 20.0 * t.elapsed().as_secs_f64();
+    let bound = budget + 20.0 + 2.0;
+    assert!(
+        f64::from(passed) <= bound,
+        "{passed} passed against a budget of {budget:.1} plus one local burst"
+    );
+    assert!(b.metric("brace_rate_limit_store_fallbacks_total{limit=\"per_key\"}") >= 1.0);
+    assert_no_backend_blamed(&b);
+}
+
+/// The other order: the store is gone first, so the fallback spends; when the store comes
+/// back (empty, as a restarted Redis is) what the fallback spent is taken from it.
+#[test]
+fn what_the_fallback_let_through_is_paid_to_the_store_when_it_returns() {
+    let redis = Redis::start();
+    let up = Upstream::start("app");
+    let b = Brace::start(&format!(
+        "{}{}{}",
+        cluster(&redis, "a", "expected_instances = 1\ntimeout = \"100ms\""),
+        limit("lease = 4"),
+        simple_config(GLOBAL, &[&up], TOUCHY)
+    ));
+    assert_eq!(get_key(&b, "warm").status, 200);
+    b.wait_metric("brace_cluster_connected", 1.0);
+    redis.stop();
+    let t = std::time::Instant::now();
+    let mut passed = (0..40).filter(|_| get_key(&b, "k1").status == 200).count() as f64;
+    redis.restart();
+    wait_for(
+        "the store to be used again",
+        std::time::Duration::from_secs(10),
+        || {
+            passed += f64::from(u8::from(get_key(&b, "k1").status == 200));
+            let keys: Vec<String> = redis.cmd(&["KEYS", "brace:rl:per_key:k1"]);
+            keys.len() == 1
+        },
+    );
+    passed += (0..40).filter(|_| get_key(&b, "k1").status == 200).count() as f64;
+    let bound = 30.0 + 2.0 * t.elapsed().as_secs_f64() * 0.5 + 2.0;
+    assert!(
+        passed <= bound,
+        "{passed} passed against a budget of {bound:.1}"
+    );
+    assert_no_backend_blamed(&b);
+}
+
 #[test]
 fn with_redis_gone_each_instance_limits_to_its_share_and_recovers_when_it_returns() {
     let redis = Redis::start();

@@ -66,6 +66,10 @@ struct LeaseState {
     fetching: bool,
     /// A request was refused while `denied_until_us` held: fetch again when it ends.
     wanted: bool,
+    /// Requests the local fallback let through while the store could not be asked: taken
+    /// from the shared bucket with the next lease, so an outage does not add its spending to
+    /// the budget the shared bucket refilled meanwhile.
+    debt: u32,
 }
 
 /// What the shared budget says; `None` from [`Global::check`] means ask the fallback.
@@ -118,6 +122,15 @@ impl Global {
 
     pub fn count_fallback(&self) {
         self.inner.fallbacks.inc();
+    }
+
+    /// Notes a request the local fallback let through for `key`, to be paid to the shared
+    /// bucket when the store answers again (at most a bucket's worth is remembered).
+    pub fn owe(&self, key: &KeyValue) {
+        let lease = self.leases.get_with_by_ref(key, Default::default);
+        let mut st = lease.st.lock().unwrap_or_else(|e| e.into_inner());
+        let burst = (self.inner.capacity_us / self.inner.interval_us.max(1)) as u32;
+        st.debt = st.debt.saturating_add(1).min(burst.max(1));
     }
 
     /// Decides one request from the shared budget; `None` when the store cannot be asked.
@@ -218,9 +231,15 @@ fn spawn_fetch(inner: &Arc<Inner>, lease: &Arc<Lease>, key: &KeyValue) {
 /// that they find a lease rather than wait for one.
 async fn fetch(inner: Arc<Inner>, lease: Arc<Lease>, key: String) {
     loop {
+        let debt = lease.st.lock().unwrap_or_else(|e| e.into_inner()).debt;
         let grant = inner
             .cluster
-            .take(&key, inner.lease, inner.interval_us, inner.capacity_us)
+            .take(
+                &key,
+                inner.lease.saturating_add(debt),
+                inner.interval_us,
+                inner.capacity_us,
+            )
             .await;
         let now_us = crate::clock::now_us();
         let again = {
@@ -228,7 +247,10 @@ async fn fetch(inner: Arc<Inner>, lease: Arc<Lease>, key: String) {
             st.fetching = false;
             match grant {
                 Some(g) if g.granted > 0 => {
-                    st.tokens += g.granted;
+                    // What the fallback spent is paid first.
+                    let paid = g.granted.min(st.debt);
+                    st.debt -= paid;
+                    st.tokens += g.granted - paid;
                     st.expires_us = now_us + LEASE_TTL.as_micros() as u64;
                     st.available = g.available;
                     st.denied_until_us = 0;

@@ -222,11 +222,25 @@ impl Limiter {
             return self.check(key, now_us);
         };
         let d = match g.check(&key, now_us).await {
-            Some(d) => d,
+            Some(d) => {
+                // The local fallback's bucket is charged for what the shared budget let
+                // through here, so an outage starts from this instance's real spending and
+                // not from a bucket that filled up while the store answered.
+                if matches!(d, Decision::Allowed { .. }) && g.fallback == StoreFallback::Local {
+                    let _ = self.check_scaled(key, now_us, g.instances());
+                }
+                d
+            }
             None => {
                 g.count_fallback();
                 match g.fallback {
-                    StoreFallback::Local => self.check_scaled(key, now_us, g.instances()),
+                    StoreFallback::Local => {
+                        let d = self.check_scaled(key.clone(), now_us, g.instances());
+                        if matches!(d, Decision::Allowed { .. }) {
+                            g.owe(&key);
+                        }
+                        d
+                    }
                     StoreFallback::Allow => Decision::Allowed {
                         remaining: self.config.burst,
                         reset_secs: 0,
