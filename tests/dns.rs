@@ -254,3 +254,44 @@ fn an_address_that_appears_gets_the_pools_slow_start() {
     );
     assert_eq!(two.count() - before.0 + newcomer, 400);
 }
+
+/// Each upstream's names are followed on their own: an upstream whose resolver never answers
+/// (a UDP socket nobody reads; each lookup times out after seconds) does not slow another
+/// upstream's lookups. Between two of the dead resolver's failed lookups, the healthy
+/// upstream (`resolve = "1s"`) looks its name up several times, and follows a change.
+#[test]
+fn a_resolver_that_never_answers_delays_no_other_upstream() {
+    let (two, three, port) = pair(|| Mode::Ok);
+    let dns = Dnsmasq::start("127.0.0.2 app.test\n", &[]);
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = Brace::start(&format!(
+        "{}[[route]]\nname = \"other\"\npath_prefix = \"/other/\"\nupstream = \"other\"\n\
+         [upstream.other]\nbackends = [\"other.test:{port}\"]\nresolve = \"1s\"\nresolver = \"{}\"\n",
+        config(&dns, &format!("\"app.test:{port}\""), ""),
+        dead.local_addr().unwrap()
+    ));
+    assert_eq!(served_by(&b), "two");
+    let failed = || b.metric("brace_dns_lookups_total{result=\"failed\",upstream=\"other\"}");
+    let ok = || b.metric("brace_dns_lookups_total{result=\"ok\",upstream=\"app\"}");
+    wait_for(
+        "the dead resolver's first failure",
+        Duration::from_secs(30),
+        || failed() >= 1.0,
+    );
+    let before = ok();
+    wait_for(
+        "the dead resolver's second failure",
+        Duration::from_secs(30),
+        || failed() >= 2.0,
+    );
+    let during = ok() - before;
+    assert!(
+        during >= 3.0,
+        "app looked up {during} times while one lookup of other timed out"
+    );
+    dns.set_hosts("127.0.0.3 app.test\n");
+    wait_for("127.0.0.3 to be used", Duration::from_secs(10), || {
+        served_by(&b) == "three"
+    });
+    drop((two, three, dead));
+}

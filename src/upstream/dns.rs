@@ -210,8 +210,16 @@ fn rebuild(state: &State) {
     state.store.store(Arc::new(snapshot));
 }
 
-/// The background service: looks up every DNS source when it is due and rebuilds the
-/// snapshot when an answer changed.
+/// How long one lookup may take (the resolver's own timeout is 2 s and it tries twice);
+/// past it the lookup counts as failed and the last answer is kept.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one follower task follows: an upstream's source, through one resolver.
+type Key = (String, Source, Option<SocketAddr>, Duration);
+
+/// The background service: one task per DNS source follows its name (each with its own
+/// timeout, so a resolver that never answers delays no other upstream); the service starts
+/// and stops them as the config changes and rebuilds the snapshot when an answer changed.
 pub struct Service {
     pub state: Arc<State>,
 }
@@ -219,88 +227,126 @@ pub struct Service {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Service {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let changed = Arc::new(tokio::sync::Notify::new());
         let mut resolvers: HashMap<(Option<SocketAddr>, Duration), TokioResolver> = HashMap::new();
-        let mut due: HashMap<(String, Source), Instant> = HashMap::new();
-        let mut failing: HashMap<(String, Source), u32> = HashMap::new();
+        let mut followers: HashMap<Key, tokio::task::JoinHandle<()>> = HashMap::new();
         loop {
             let snap = self.state.snapshot();
             let mut live = Vec::new();
-            let mut changed = false;
+            let mut wanted: Vec<Key> = Vec::new();
             for (name, pool) in &snap.pools {
                 let Some(cfg) = &pool.config.dns else {
                     continue;
                 };
                 for s in sources(cfg) {
-                    let key = (name.clone(), s.clone());
-                    live.push(key.clone());
-                    let now = Instant::now();
-                    if due.get(&key).is_some_and(|t| *t > now) {
-                        continue;
-                    }
-                    let r = match resolvers.entry((cfg.resolver, cfg.every)) {
-                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            match resolver(cfg.resolver, cfg.every) {
-                                Ok(r) => e.insert(r),
-                                Err(err) => {
-                                    tracing::error!(upstream = %name, "cannot set up DNS resolution: {err}");
-                                    due.insert(key, now + cfg.every);
-                                    continue;
-                                }
-                            }
-                        }
-                    };
-                    let m = &self.state.metrics;
-                    match lookup(r, &s).await {
-                        Ok((backends, until)) if !backends.is_empty() => {
-                            m.dns_lookups_total.with_label_values(&[name, "ok"]).inc();
-                            failing.remove(&key);
-                            let addrs: Vec<String> =
-                                backends.iter().map(|b| b.addr.to_string()).collect();
-                            if self.state.env.dns.set(name, &s, backends) {
-                                tracing::info!(upstream = %name, "DNS {s}: {}", addrs.join(", "));
-                                changed = true;
-                            }
-                            let next = until
-                                .saturating_duration_since(now)
-                                .clamp(Duration::from_secs(1), cfg.every);
-                            due.insert(key, now + next);
-                        }
-                        result => {
-                            let why = match result {
-                                Ok(_) => format!("{s}: no addresses"),
-                                Err(e) => e,
-                            };
-                            m.dns_lookups_total
-                                .with_label_values(&[name, "failed"])
-                                .inc();
-                            let n = failing.entry(key.clone()).or_default();
-                            *n += 1;
-                            if *n == 1 {
-                                tracing::warn!(upstream = %name, "DNS lookup failed ({why}); keeping the last answer");
-                            }
-                            due.insert(key, now + cfg.every.min(Duration::from_secs(5)));
-                        }
-                    }
+                    live.push((name.clone(), s.clone()));
+                    wanted.push((name.clone(), s, cfg.resolver, cfg.every));
                 }
             }
-            due.retain(|k, _| live.contains(k));
-            failing.retain(|k, _| live.contains(k));
-            self.state.env.dns.retain(&live);
-            if changed {
-                rebuild(&self.state);
+            followers.retain(|k, task| {
+                let keep = wanted.contains(k);
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for key in wanted {
+                if followers.contains_key(&key) {
+                    continue;
+                }
+                let (name, source, server, every) = key.clone();
+                let r = match resolvers.entry((server, every)) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => match resolver(server, every) {
+                        Ok(r) => e.insert(r),
+                        Err(err) => {
+                            tracing::error!(upstream = %name, "cannot set up DNS resolution: {err}");
+                            continue;
+                        }
+                    },
+                };
+                let follower = Follower {
+                    resolver: r.clone(),
+                    name,
+                    source,
+                    every,
+                    dns: self.state.env.dns.clone(),
+                    metrics: self.state.metrics.clone(),
+                    changed: changed.clone(),
+                };
+                followers.insert(key, tokio::spawn(follower.run()));
             }
+            self.state.env.dns.retain(&live);
             tokio::select! {
+                _ = changed.notified() => rebuild(&self.state),
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    followers.values().for_each(|t| t.abort());
+                    return;
+                }
             }
         }
     }
 }
 
-/// Looks every DNS source of `config` up once, within `deadline`, before the first snapshot
-/// is built (so a pool starts with its backends). Sources that do not answer are left to
-/// the service.
+/// Follows one source: looks it up when due, records the answer, and says when it changed.
+struct Follower {
+    resolver: TokioResolver,
+    name: String,
+    source: Source,
+    every: Duration,
+    dns: Arc<Resolved>,
+    metrics: Arc<crate::metrics::Metrics>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Follower {
+    async fn run(self) {
+        let (name, s) = (&self.name, &self.source);
+        let mut failing = 0u32;
+        loop {
+            let now = Instant::now();
+            let result = tokio::time::timeout(LOOKUP_TIMEOUT, lookup(&self.resolver, s))
+                .await
+                .unwrap_or_else(|_| Err(format!("{s}: no answer in {LOOKUP_TIMEOUT:?}")));
+            let m = &self.metrics;
+            let next = match result {
+                Ok((backends, until)) if !backends.is_empty() => {
+                    m.dns_lookups_total.with_label_values(&[name, "ok"]).inc();
+                    failing = 0;
+                    let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+                    if self.dns.set(name, s, backends) {
+                        tracing::info!(upstream = %name, "DNS {s}: {}", addrs.join(", "));
+                        self.changed.notify_one();
+                    }
+                    until
+                        .saturating_duration_since(now)
+                        .clamp(Duration::from_secs(1), self.every)
+                }
+                result => {
+                    let why = match result {
+                        Ok(_) => format!("{s}: no addresses"),
+                        Err(e) => e,
+                    };
+                    m.dns_lookups_total
+                        .with_label_values(&[name, "failed"])
+                        .inc();
+                    failing += 1;
+                    if failing == 1 {
+                        tracing::warn!(upstream = %name, "DNS lookup failed ({why}); keeping the last answer");
+                    }
+                    self.every.min(Duration::from_secs(5))
+                }
+            };
+            // Due again `next` after this lookup started, however long it took.
+            tokio::time::sleep_until((now + next).into()).await;
+        }
+    }
+}
+
+/// Looks every DNS source of `config` up once, all at once, within `deadline`, before the
+/// first snapshot is built (so a pool starts with its backends). Sources that do not answer
+/// in time are left to the service.
 pub fn resolve_at_start(config: &crate::config::Config, resolved: &Resolved, deadline: Duration) {
     let work: Vec<(String, DnsConfig)> = config
         .upstreams
@@ -317,17 +363,25 @@ pub fn resolve_at_start(config: &crate::config::Config, resolved: &Resolved, dea
         return;
     };
     rt.block_on(async {
+        let mut lookups = tokio::task::JoinSet::new();
+        for (name, cfg) in &work {
+            let Ok(r) = resolver(cfg.resolver, cfg.every) else { continue };
+            for s in sources(cfg) {
+                let (r, name) = (r.clone(), name.clone());
+                lookups.spawn(async move {
+                    let found = lookup(&r, &s).await;
+                    (name, s, found)
+                });
+            }
+        }
         let _ = tokio::time::timeout(deadline, async {
-            for (name, cfg) in &work {
-                let Ok(r) = resolver(cfg.resolver, cfg.every) else { continue };
-                for s in sources(cfg) {
-                    match lookup(&r, &s).await {
-                        Ok((b, _)) if !b.is_empty() => {
-                            resolved.set(name, &s, b);
-                        }
-                        Ok(_) => tracing::warn!(upstream = %name, "DNS {s}: no addresses yet"),
-                        Err(e) => tracing::warn!(upstream = %name, "DNS lookup failed at start ({e}); retrying"),
+            while let Some(Ok((name, s, found))) = lookups.join_next().await {
+                match found {
+                    Ok((b, _)) if !b.is_empty() => {
+                        resolved.set(&name, &s, b);
                     }
+                    Ok(_) => tracing::warn!(upstream = %name, "DNS {s}: no addresses yet"),
+                    Err(e) => tracing::warn!(upstream = %name, "DNS lookup failed at start ({e}); retrying"),
                 }
             }
         })
