@@ -214,6 +214,15 @@ fn load_balancing_config_errors() {
             hc("type = \"udp\"\n"),
             "upstream.u.health_check.type: unknown variant `udp`, expected `http` or `tcp`",
         ),
+        // Header values from config never carry CR or LF into a request.
+        (
+            hc("host = \"a.test\\r\\nX-Injected: 1\"\n"),
+            "upstream.u.health_check.host: \"a.test\\r\\nX-Injected: 1\" is not a host[:port]",
+        ),
+        (
+            hc("path = \"/health\\r\\nX: 1\"\n"),
+            "upstream.u.health_check.path: a control character or space in the path",
+        ),
         (
             format!("{BASE}balance = \"fastest\"\n"),
             "upstream.u.balance: unknown variant `fastest`, expected one of `ewma`, `round_robin`",

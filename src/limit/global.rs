@@ -4,7 +4,8 @@
 //! leases (`[rate_limit.NAME] lease`, by default a fiftieth of a second's rate) and spends
 //! them locally; when a lease runs low it fetches the next one in the background. A request
 //! waits on Redis only when its key has no tokens and no refusal in force here (the first
-//! request of a key, or one that outruns the prefetch), and then at most `[cluster] timeout`.
+//! request of a key, or one that outruns the prefetch), and then at most `[cluster] timeout`
+//! in all, however many leases it waits for.
 //! When Redis refuses (the shared bucket is empty), the instance refuses locally until the
 //! bucket has had time to refill half a lease, and fetches again then.
 //!
@@ -141,6 +142,9 @@ impl Global {
         }
         let lease = self.leases.get_with_by_ref(key, Default::default);
         let mut waited: Option<Instant> = None;
+        // However many leases it waits for, a request waits on the store at most `timeout`
+        // in all.
+        let deadline = tokio::time::Instant::now() + inner.cluster.config.timeout;
         let mut now_us = now_us;
         for _ in 0..3 {
             let notified = {
@@ -187,10 +191,7 @@ impl Global {
                 notified
             };
             waited.get_or_insert_with(Instant::now);
-            if tokio::time::timeout(inner.cluster.config.timeout, notified)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
             }
             now_us = crate::clock::now_us();

@@ -398,6 +398,20 @@ pub(super) fn validate_health(h: FileHealthCheck, p: &KeyPath) -> VResult<Health
             if !path.starts_with('/') {
                 return err(p.key("path"), format!("\"{path}\" must start with '/'"));
             }
+            // Both go into the request line and a header field as they are: no control
+            // character (CR, LF) may split them.
+            if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                return err(p.key("path"), "a control character or space in the path");
+            }
+            let plain = crate::host::Listener {
+                tls: false,
+                port: None,
+            };
+            if let Some(h) = &host {
+                if crate::host::normalise(h, plain).is_none() {
+                    return err(p.key("host"), format!("{h:?} is not a host[:port]"));
+                }
+            }
             let expect = status_range(&expect_status).ok_or_else(|| {
                 (
                     p.key("expect_status"),
