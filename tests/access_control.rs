@@ -21,6 +21,27 @@ fn decisions(b: &Brace, route: &str, decision: &str) -> f64 {
     ))
 }
 
+/// A deny list written in IPv4-mapped IPv6 form (`::ffff:9.9.9.0/120`) denies those IPv4
+/// clients: clients are matched by their plain IPv4 address, and before this the entry
+/// never matched (a deny that failed open). Trusted proxies in that form are believed too.
+#[test]
+fn a_network_in_ipv4_mapped_form_means_its_ipv4_network() {
+    let app = Upstream::start("app");
+    let b = Brace::start_with(
+        &format!(
+            "[[route]]\nname = \"main\"\nupstream = \"pool\"\ndeny = [\"::ffff:9.9.9.0/120\"]\n\
+             [upstream.pool]\nbackends = [\"{}\"]\n{TOUCHY}",
+            app.addr
+        ),
+        "trusted_proxies = [\"::ffff:127.0.0.1\"]",
+    );
+    let from = |ip: &str| get_with(&b, "/", &format!("X-Forwarded-For: {ip}\r\n")).status;
+    assert_eq!(from("9.9.9.9"), 403);
+    assert_eq!(from("9.9.8.9"), 200);
+    assert_eq!(app.count(), 1);
+    assert_no_backend_blamed(&b);
+}
+
 #[test]
 fn allow_and_deny_use_the_client_address_after_trusted_proxies() {
     let app = Upstream::start("app");

@@ -214,6 +214,10 @@ fn load_balancing_config_errors() {
             hc("type = \"udp\"\n"),
             "upstream.u.health_check.type: unknown variant `udp`, expected `http` or `tcp`",
         ),
+        (
+            format!("[server]\ntrusted_proxies = [\"10.0.0.1/8\"]\n{BASE}"),
+            "server.trusted_proxies[0]: \"10.0.0.1/8\" has host bits set; write \"10.0.0.0/8\"",
+        ),
         // Header values from config never carry CR or LF into a request.
         (
             hc("host = \"a.test\\r\\nX-Injected: 1\"\n"),

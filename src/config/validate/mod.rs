@@ -15,38 +15,19 @@ use upstream::validate_upstream;
 use super::model::*;
 use super::KeyPath;
 use crate::config::file::*;
-use ipnet::IpNet;
 use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod net;
+use net::networks;
 
 type VResult<T> = Result<T, (KeyPath, String)>;
 
 fn err<T>(path: KeyPath, msg: impl Into<String>) -> VResult<T> {
     Err((path, msg.into()))
-}
-
-/// A list of networks: each a CIDR (`10.0.0.0/8`) or an address (`192.168.1.7`).
-fn networks(p: &KeyPath, list: &[String]) -> VResult<Vec<IpNet>> {
-    let mut nets = Vec::with_capacity(list.len());
-    for (i, t) in list.iter().enumerate() {
-        let net = match (t.parse::<IpNet>(), t.parse::<IpAddr>()) {
-            (Ok(n), _) => n.trunc(),
-            (_, Ok(ip)) => IpNet::from(ip),
-            _ => {
-                return err(
-                    p.index(i),
-                    format!(
-                    "invalid network \"{t}\": expected a CIDR like \"10.0.0.0/8\" or an address"
-                ),
-                )
-            }
-        };
-        nets.push(net);
-    }
-    Ok(nets)
 }
 
 fn name_ok(name: &str) -> bool {
