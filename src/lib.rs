@@ -79,6 +79,7 @@ pub mod limit;
 pub mod logging;
 pub mod metrics;
 pub mod otel;
+pub mod path;
 pub mod proxy;
 pub mod route;
 pub mod runtime;

@@ -215,6 +215,22 @@ fn load_balancing_config_errors() {
             "upstream.u.health_check.type: unknown variant `udp`, expected `http` or `tcp`",
         ),
         (
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\npath_prefix = \"//api/\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n".to_string(),
+            "route[0].path_prefix: \"//api/\" can never match a normalised path; write \"/api/\"",
+        ),
+        (
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\npath_prefix = \"/%6cogin\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n".to_string(),
+            "write \"/login\"",
+        ),
+        (
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\npath_prefix = \"/a/%2e%2e/\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n".to_string(),
+            "can never match (dot segment in path",
+        ),
+        (
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\npath_prefix = \"/api?x=1\"\n[upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n".to_string(),
+            "can never match: the query is not part of the path",
+        ),
+        (
             format!("[server]\ntrusted_proxies = [\"10.0.0.1/8\"]\n{BASE}"),
             "server.trusted_proxies[0]: \"10.0.0.1/8\" has host bits set; write \"10.0.0.0/8\"",
         ),

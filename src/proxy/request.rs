@@ -18,6 +18,7 @@
 //! route is still chosen by the normalised path but the target goes upstream byte for byte.
 
 use crate::config::PathNormalization;
+use crate::path::{hex_pair, normalize_path};
 use http::Method;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::authority::{raw_target_authority, RawTargetAuthority};
@@ -130,86 +131,6 @@ fn check_query(q: &str) -> Result<(), Refusal> {
         }
     }
     Ok(())
-}
-
-fn hex_pair(b: &[u8], i: usize) -> Option<u8> {
-    let h = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    Some(h(*b.get(i + 1)?)? << 4 | h(*b.get(i + 2)?)?)
-}
-
-fn unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
-}
-
-/// The path's normal form, or why it has none. Empty input gives an empty string. A path that
-/// is already normal (the common case: no escape, backslash or empty segment) is returned as
-/// it is, without an allocation.
-pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, Refusal> {
-    let b = path.as_bytes();
-    let plain = !b.iter().any(|&c| c == b'%' || c == b'\\') && !path.contains("//");
-    if plain {
-        if has_dot_segment(path) {
-            return Err("dot segment in path");
-        }
-        return Ok(Cow::Borrowed(path));
-    }
-    let mut out = String::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            b'%' => {
-                let v = hex_pair(b, i).ok_or("malformed percent-encoding in path")?;
-                match v {
-                    b'/' | b'\\' => return Err("encoded slash or backslash in path"),
-                    _ if v < 0x20 || v == 0x7f => return Err("encoded control character in path"),
-                    _ if unreserved(v) => out.push(v as char),
-                    _ => {
-                        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                        out.push('%');
-                        out.push(HEX[usize::from(v >> 4)] as char);
-                        out.push(HEX[usize::from(v & 0xf)] as char);
-                    }
-                }
-                i += 3;
-            }
-            b'\\' => return Err("backslash in path"),
-            b'/' if out.ends_with('/') => i += 1,
-            _ => {
-                // Multi-byte UTF-8 is copied whole (it cannot contain an ASCII byte).
-                let len = utf8_len(c);
-                out.push_str(&path[i..i + len]);
-                i += len;
-            }
-        }
-    }
-    // Dot segments are checked on the decoded form, so `%2e%2E` is `..`.
-    if has_dot_segment(&out) {
-        return Err("dot segment in path");
-    }
-    Ok(Cow::Owned(out))
-}
-
-/// True when a (decoded) path has a `.` or `..` segment; a segment's parameters (`..;x`, as
-/// Tomcat reads them) do not hide it.
-fn has_dot_segment(path: &str) -> bool {
-    // Most paths have no dot at all: one byte scan instead of a split.
-    if !path.as_bytes().contains(&b'.') {
-        return false;
-    }
-    path.split('/').any(|seg| {
-        let name = seg.split(';').next().unwrap_or(seg);
-        name == "." || name == ".."
-    })
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xf0.. => 4,
-        0xe0.. => 3,
-        0xc0.. => 2,
-        _ => 1,
-    }
 }
 
 /// True for an HTTP/1.1 request with `Expect: 100-continue` (any case) and a body.

@@ -157,6 +157,18 @@ pub(super) fn validate_route(
             format!("\"{path_prefix}\" must start with '/'"),
         );
     }
+    // Routes match the normalised path, so a prefix must be in normal form to ever match.
+    let never = |why: String| err(p.key("path_prefix"), format!("\"{path_prefix}\" {why}"));
+    if path_prefix.contains(['?', '#']) {
+        return never("can never match: the query is not part of the path".into());
+    }
+    match crate::path::normalize_path(&path_prefix) {
+        Ok(n) if n != path_prefix => {
+            return never(format!("can never match a normalised path; write \"{n}\""));
+        }
+        Ok(_) => {}
+        Err(why) => return never(format!("can never match ({why}: such paths are refused)")),
+    }
     if !upstreams.contains_key(&upstream) {
         let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
         return err(
