@@ -549,3 +549,54 @@ fn a_flood_of_clients_without_a_good_certificate_is_refused_while_a_good_one_get
     );
     assert_no_backend_blamed(&b);
 }
+
+/// A reload that swaps in an expired listener certificate is applied (other settings are not
+/// held back by it, as with nginx) but never silently: the reload answer, `brace check` and
+/// the process log say it at WARN, and the expiry metric shows a time in the past.
+#[test]
+fn an_expired_listener_certificate_is_warned_about_on_every_load() {
+    let up = Upstream::start("u");
+    let pki = Pki::new();
+    pki.ca("ca");
+    cert_with_subject(pki.dir.path(), "good", "/CN=good", "DNS:a.test", "ca");
+    // Self-signed (X.509 v3, with a name), valid until a day before it was made.
+    let d = pki.dir.path();
+    std::fs::write(d.join("old.ext"), "subjectAltName = DNS:a.test\n").unwrap();
+    support::pki::openssl(
+        d,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "old.key", "-out", "old.csr",
+            "-subj", "/CN=old",
+        ],
+    );
+    support::pki::openssl(
+        d,
+        &[
+            "x509", "-req", "-in", "old.csr", "-signkey", "old.key", "-out", "old.pem", "-days",
+            "-1", "-extfile", "old.ext",
+        ],
+    );
+    let (port, tls_port, admin) = ports();
+    let text = |name: &str| config((port, tls_port, admin), "", &pair(&pki, name), &up);
+    let (code, _, err, _) = check(&text("old"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: server.tls[0]") && err.contains("expired"),
+        "{err}"
+    );
+
+    let mut b = Brace::start_raw(&text("good"), port, admin);
+    b.rewrite(&text("old"));
+    let r = b.reload();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let expiry = b.metric(&format!(
+        "brace_tls_certificate_expiry_timestamp_seconds{{listener=\"127.0.0.1:{tls_port}\",subject=\"old\"}}"
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(expiry > 0.0 && expiry < now, "{expiry}");
+    let log = b.stderr();
+    assert!(log.contains("WARN") && log.contains("expired at"), "{log}");
+}

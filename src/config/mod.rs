@@ -111,13 +111,37 @@ impl Config {
     /// Settings that are allowed but unsafe: said at WARN on every load (start, reload) and
     /// by `brace check`.
     pub fn warnings(&self) -> Vec<String> {
-        self.upstreams
+        let mut out: Vec<String> = self.upstreams
             .iter()
             .filter(|(_, u)| u.tls.as_ref().is_some_and(|t| !t.verify))
             .map(|(name, _)| {
                 format!("upstream.{name}.tls: verify = false: backend certificates are not checked; anyone on the path can impersonate these backends")
             })
-            .collect()
+            .collect();
+        // A listener certificate outside its validity is served as it is (clients refuse it),
+        // as nginx does, so that a reload of other settings is not blocked by it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for (i, t) in self.server.tls.iter().enumerate() {
+            for ck in &t.certs {
+                let Some(Ok((_, leaf))) = ck
+                    .chain
+                    .first()
+                    .map(|c| x509_parser::parse_x509_certificate(c))
+                else {
+                    continue;
+                };
+                let v = leaf.validity();
+                let file = ck.cert_file.display();
+                if v.not_after.timestamp() < now {
+                    out.push(format!("server.tls[{i}]: {file} expired at {}; clients will refuse it (brace_tls_certificate_expiry_timestamp_seconds)", v.not_after));
+                } else if v.not_before.timestamp() > now {
+                    out.push(format!("server.tls[{i}]: {file} is not valid before {}; clients will refuse it until then", v.not_before));
+                }
+            }
+        }
+        out
     }
 }
 
