@@ -181,8 +181,10 @@ pub fn forget_removed_backends(state: &State, old: &super::Snapshot, new: &super
 /// poll of the config file.
 ///
 /// The watcher reads the file every [`WATCH_POLL`] and reloads once its content has changed and
-/// then stayed the same for one more poll. An editor's write-then-rename, or a burst of writes,
-/// therefore causes one reload. Polling (rather than inotify) needs no extra dependency and
+/// then stayed the same for [`SETTLE_POLLS`] more polls (2 s): a file written in pieces is not
+/// applied half-written unless its writer pauses longer than that (write to a temporary name
+/// and rename, as the README says, to be safe whatever the pauses). An editor's
+/// write-then-rename, or a burst of writes, causes one reload. Polling (rather than inotify) needs no extra dependency and
 /// follows a file that is replaced, as with Kubernetes ConfigMap updates.
 pub struct Reloader {
     pub state: Arc<State>,
@@ -195,15 +197,22 @@ pub struct Reloader {
 struct Debounce {
     /// The content hash seen on the last poll.
     seen: Option<String>,
+    /// Polls in a row that saw `seen`, after the first.
+    stable: u32,
     /// The content hash last reloaded from.
     tried: Option<String>,
 }
 
 impl Debounce {
     fn poll(&mut self, hash: String, in_force: &str) -> bool {
-        let stable = self.seen.as_deref() == Some(hash.as_str());
+        if self.seen.as_deref() == Some(hash.as_str()) {
+            self.stable += 1;
+        } else {
+            self.stable = 0;
+        }
         self.seen = Some(hash.clone());
-        if stable && hash != in_force && self.tried.as_deref() != Some(hash.as_str()) {
+        let settled = self.stable >= SETTLE_POLLS;
+        if settled && hash != in_force && self.tried.as_deref() != Some(hash.as_str()) {
             self.tried = Some(hash);
             return true;
         }
@@ -226,6 +235,8 @@ pub fn inputs_hash(path: &std::path::Path, cfg: &config::Config) -> Option<Strin
 }
 
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Polls the content must stay the same for before it is applied (2 s at [`WATCH_POLL`]).
+const SETTLE_POLLS: u32 = 8;
 
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Reloader {
@@ -277,34 +288,58 @@ impl pingora::services::background::BackgroundService for Reloader {
 mod tests {
     use super::Debounce;
 
-    /// Feeds one hash per poll; returns the polls (0-based) that reload.
-    fn reloads(polls: &[&str], in_force: &str) -> Vec<usize> {
+    use super::SETTLE_POLLS;
+
+    /// Feeds the hashes, each `(hash, polls)` seen for that many polls in a row; returns the
+    /// polls (0-based) that reload.
+    fn reloads(polls: &[(&str, u32)], in_force: &str) -> Vec<usize> {
         let mut d = Debounce::default();
-        (0..polls.len())
-            .filter(|&i| d.poll(polls[i].to_owned(), in_force))
+        let seq: Vec<&str> = polls
+            .iter()
+            .flat_map(|(h, n)| std::iter::repeat_n(*h, *n as usize))
+            .collect();
+        (0..seq.len())
+            .filter(|&i| d.poll(seq[i].to_owned(), in_force))
             .collect()
     }
+
+    const S: u32 = SETTLE_POLLS;
 
     #[test]
     fn a_burst_of_writes_reloads_once_when_the_file_settles() {
         // v0 in force; writes v1, v2, v3 on successive polls, then it stays v3.
+        let settled = 3 + S as usize;
         assert_eq!(
-            reloads(&["v0", "v1", "v2", "v3", "v3", "v3", "v3"], "v0"),
-            [4]
+            reloads(&[("v0", 1), ("v1", 1), ("v2", 1), ("v3", S + 5)], "v0"),
+            [settled]
         );
         // A file that never holds still is never read half-written.
-        assert!(reloads(&["a", "b", "a", "b", "a"], "v0").is_empty());
+        assert!(reloads(&[("a", 1), ("b", 1), ("a", 1), ("b", 1)], "v0").is_empty());
         // Unchanged content never reloads.
-        assert!(reloads(&["v0", "v0", "v0"], "v0").is_empty());
+        assert!(reloads(&[("v0", 3 * S)], "v0").is_empty());
+    }
+
+    /// A file written in two pieces 0.8 s apart (about three polls): its first piece, even
+    /// when it is a valid config, is never applied.
+    #[test]
+    fn a_file_written_in_pieces_is_applied_only_when_whole() {
+        assert_eq!(
+            reloads(&[("half", 3), ("whole", S + 1)], "v0"),
+            [3 + S as usize]
+        );
+        assert_eq!(
+            reloads(&[("half", S), ("whole", S + 1)], "v0"),
+            [2 * S as usize]
+        );
     }
 
     #[test]
     fn a_rejected_file_is_tried_once_until_it_changes() {
         // The reload of "bad" fails, so "v0" stays in force: not retried on every poll.
-        assert_eq!(reloads(&["bad", "bad", "bad", "bad"], "v0"), [1]);
+        assert_eq!(reloads(&[("bad", 3 * S)], "v0"), [S as usize]);
         assert_eq!(
-            reloads(&["bad", "bad", "bad", "good", "good"], "v0"),
-            [1, 4]
+            reloads(&[("bad", 2 * S), ("good", S + 1)], "v0"),
+            [S as usize, 3 * S as usize]
         );
     }
 }
