@@ -134,7 +134,7 @@ fn a_name_that_does_not_resolve_yet_means_503_until_it_does() {
     let text = config(&dns, &format!("\"app.test:{port}\""), "");
     let (code, out, err, _) = check(&text);
     assert_eq!(code, 0, "{out}{err}");
-    let b = Brace::start(&text);
+    let mut b = Brace::start(&text);
     let r = b.get("/");
     assert_eq!(r.status, 503, "{}", r.text());
     assert_no_backend_blamed(&b);
@@ -143,6 +143,9 @@ fn a_name_that_does_not_resolve_yet_means_503_until_it_does() {
         b.get("/").status == 200
     });
     assert!(two.count() >= 1);
+    // The failure was said as what it was: the name did not exist (not "no AAAA records").
+    let log = b.stderr();
+    assert!(log.contains("app.test: no such name (NXDOMAIN)"), "{log}");
 }
 
 #[test]

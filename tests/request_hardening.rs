@@ -484,3 +484,20 @@ fn trust_forwarded_host_keys_the_cache_on_it() {
     assert_eq!(r.header("x-cache-status"), Some("HIT"));
     assert_eq!(origin.count(), 2);
 }
+
+/// More header lines than brace parses (5,000 short ones, within the byte limit) is a header
+/// too large, 431 as for one too many bytes, not a malformed request.
+#[test]
+fn thousands_of_header_lines_get_431() {
+    let up = Upstream::start("u");
+    let b = Brace::start(&simple_config("", &[&up], TOUCHY));
+    let lines = "X-A: 1\r\n".repeat(5000);
+    let r = raw(&b, &format!("GET / HTTP/1.1\r\nHost: h\r\n{lines}\r\n"));
+    assert_eq!(r.status, 431);
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        b.metric("brace_requests_refused_total{reason=\"header_too_large\"}"),
+        1.0
+    );
+    assert_no_backend_blamed(&b);
+}

@@ -205,6 +205,9 @@ fn verify_false_is_warned_about_on_every_load_and_bad_tls_settings_are_refused()
     )
     .unwrap();
     let junk = pki.path("junk.pem").display().to_string();
+    let whole = std::fs::read_to_string(pki.path("ca.pem")).unwrap();
+    std::fs::write(pki.path("cut.pem"), &whole[..whole.len() / 2]).unwrap();
+    let cut = pki.path("cut.pem").display().to_string();
     let cases = [
         (
             format!(
@@ -215,6 +218,11 @@ fn verify_false_is_warned_about_on_every_load_and_bad_tls_settings_are_refused()
         ),
         (format!("{{ ca = {key:?} }}"), "no PEM certificate"),
         (format!("{{ ca = {junk:?} }}"), "not valid X.509"),
+        // Said in words, not as a byte array.
+        (
+            format!("{{ ca = {cut:?} }}"),
+            "cut short: no \"-----END CERTIFICATE-----\" line",
+        ),
         (
             format!("{{ client_cert = {cert:?} }}"),
             "client_cert needs client_key",

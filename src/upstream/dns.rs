@@ -134,6 +134,19 @@ fn resolver(server: Option<SocketAddr>, every: Duration) -> Result<TokioResolver
     builder.build().map_err(|e| e.to_string())
 }
 
+/// A failed lookup in words. hickory reports the last query it made, so a name that does not
+/// exist at all reads "no AAAA records" after its A query failed the same way: NXDOMAIN is
+/// said as such.
+fn why(e: &hickory_resolver::net::NetError) -> String {
+    if e.is_nx_domain() {
+        "no such name (NXDOMAIN)".into()
+    } else if e.is_no_records_found() {
+        "the name has no addresses".into()
+    } else {
+        e.to_string()
+    }
+}
+
 /// Looks one source up: its backends and until when the answer holds.
 async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Instant), String> {
     let fqdn = |h: &str| format!("{}.", h.trim_end_matches('.'));
@@ -143,7 +156,7 @@ async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Inst
             let found = r
                 .lookup_ip(fqdn(&host))
                 .await
-                .map_err(|e| format!("{host}: {e}"))?;
+                .map_err(|e| format!("{host}: {}", why(&e)))?;
             let until = found.valid_until();
             let mut v: Vec<BackendAddr> = found
                 .iter()
@@ -164,7 +177,7 @@ async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Inst
             let found = r
                 .srv_lookup(fqdn(name))
                 .await
-                .map_err(|e| format!("SRV {name}: {e}"))?;
+                .map_err(|e| format!("SRV {name}: {}", why(&e)))?;
             let mut until = found.valid_until();
             let mut out = Vec::new();
             // RFC 2782: the lowest priority is used; weights share its load.

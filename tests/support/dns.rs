@@ -52,7 +52,8 @@ impl Dnsmasq {
             "--user=root",
             "--pid-file=",
         ])
-        .args(["--local-ttl=1", "--log-facility=-"])
+        // Authoritative for .test: a name it does not hold is NXDOMAIN, not REFUSED.
+        .args(["--local-ttl=1", "--log-facility=-", "--local=/test/"])
         .arg(format!("--port={}", self.port))
         .arg(format!(
             "--hostsdir={}",

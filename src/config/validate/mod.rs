@@ -293,7 +293,24 @@ pub(super) fn pem_certs(p: KeyPath, base: &Path, file: &str) -> VResult<(PathBuf
         }
         Ok(l) if !l.is_empty() => Ok((path, l)),
         Ok(_) => err(p, format!("{}: no PEM certificate in it", path.display())),
-        Err(e) => err(p, format!("{}: {e}", path.display())),
+        Err(e) => err(p, format!("{}: {}", path.display(), pem_error(&e))),
+    }
+}
+
+/// A PEM reading error in words (rustls-pki-types prints the markers as byte arrays).
+fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { end_marker } => format!(
+            "cut short: no \"-----END {}-----\" line",
+            String::from_utf8_lossy(end_marker)
+        ),
+        E::IllegalSectionStart { line } => {
+            format!("malformed PEM line {:?}", String::from_utf8_lossy(line))
+        }
+        E::Base64Decode(why) => format!("invalid base64 in a PEM section ({why})"),
+        E::NoItemsFound => "no PEM item of the expected kind in it".into(),
+        other => other.to_string(),
     }
 }
 
@@ -311,8 +328,12 @@ pub(super) fn cert_key(
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let (cert_file, chain) = pem_certs(p.key(cert_key_name), base, cert)?;
     let key_file = base.join(key);
-    let der = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|e| (p.key(key_key_name), format!("{}: {e}", key_file.display())))?;
+    let der = PrivateKeyDer::from_pem_file(&key_file).map_err(|e| {
+        (
+            p.key(key_key_name),
+            format!("{}: {}", key_file.display(), pem_error(&e)),
+        )
+    })?;
     let certs = chain
         .iter()
         .map(|c| CertificateDer::from(c.clone()))

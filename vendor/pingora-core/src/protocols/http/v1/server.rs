@@ -609,6 +609,15 @@ impl HttpSession {
                                 );
                             }
                         }
+                        // brace: more header lines than the parser holds is a header too
+                        // large (RFC 6585 section 5), not a malformed one.
+                        httparse::Error::TooManyHeaders => {
+                            debug!("Too many request header lines from {:?}", self.underlying_stream);
+                            return Error::e_explain(
+                                HTTPStatus(431),
+                                format!("more than {MAX_HEADERS} request header lines"),
+                            );
+                        }
                         _ => {
                             debug!("Invalid request header from {:?}", self.underlying_stream);
                             buf.truncate(MAX_ERR_BUF_LEN);
