@@ -38,6 +38,24 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The longest value of an attribute a client chooses (path, `User-Agent`), in bytes: with
+/// it a queued span has a bounded size, so the queue (bounded in spans) is bounded in bytes
+/// too, whatever clients send while the collector is away. Longer values are cut, marked
+/// with a trailing `…`.
+const MAX_CLIENT_ATTRIBUTE: usize = 256;
+
+/// `v`, cut to [`MAX_CLIENT_ATTRIBUTE`] bytes on a character boundary.
+fn clip(v: &str) -> String {
+    if v.len() <= MAX_CLIENT_ATTRIBUTE {
+        return v.to_owned();
+    }
+    let mut end = MAX_CLIENT_ATTRIBUTE;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &v[..end])
+}
+
 /// Spans per export request, at most (and at most the queue's size).
 const BATCH: usize = 512;
 /// The longest a span waits in the queue before it is sent.
@@ -106,14 +124,14 @@ impl Tracing {
                 "http.request.method",
                 method_name(&req.method),
             ));
-            span.set_attribute(KeyValue::new("url.path", req.uri.path().to_owned()));
+            span.set_attribute(KeyValue::new("url.path", clip(req.uri.path())));
             span.set_attribute(KeyValue::new("url.scheme", "http"));
             if let Some(ua) = req
                 .headers
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
             {
-                span.set_attribute(KeyValue::new("user_agent.original", ua.to_owned()));
+                span.set_attribute(KeyValue::new("user_agent.original", clip(ua)));
             }
         }
         RequestTrace {

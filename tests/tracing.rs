@@ -471,6 +471,40 @@ fn sampling_is_parent_based_and_unsampled_traces_still_propagate() {
     assert!(!traces.contains(&other.to_string()), "{traces:?}");
 }
 
+/// A client that forces sampling with huge paths and `User-Agent`s gets its values cut in
+/// the span: each queued span has a bounded size, so the queue (bounded in spans) is bounded
+/// in bytes while the collector is away.
+#[test]
+fn client_chosen_attributes_are_cut_so_queued_spans_stay_small() {
+    let c = Collector::start();
+    let app = Upstream::start("app");
+    let b = start(
+        &format!("http://{}", c.addr),
+        "",
+        &simple_config("", &[&app], ""),
+    );
+    let path = format!("/{}", "p".repeat(8000));
+    let ua = "u".repeat(8000);
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {ua}\r\n\
+         traceparent: 00-{CLIENT_TRACE}-{CLIENT_SPAN}-01\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(send(b.addr(), head.as_bytes()).unwrap().status, 200);
+    let spans = c.trace(CLIENT_TRACE, 2);
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap();
+    for key in ["url.path", "user_agent.original"] {
+        let v = attr(&server.attributes, key).unwrap();
+        assert!(v.len() <= 256 + "…".len(), "{key}: {} bytes", v.len());
+        assert!(v.ends_with('…'), "{key}");
+    }
+    assert!(attr(&server.attributes, "url.path")
+        .unwrap()
+        .starts_with("/ppp"));
+}
+
 #[test]
 fn a_dead_or_stalled_collector_costs_only_dropped_spans() {
     let app = Upstream::start("app");
