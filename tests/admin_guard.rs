@@ -149,3 +149,26 @@ Promise.all([post("/api/reload"), post("/api/cache/purge"), post("/api/cache/cle
     assert_eq!(b.metric("brace_cache_purged_total"), 0.0);
     assert_eq!(cache_status(&b.get("/page")), "HIT");
 }
+
+/// Nothing a client does to the admin listener logs at ERROR: a malformed request, a client
+/// that leaves before its answer, one that connects and says nothing.
+#[test]
+fn admin_clients_that_misbehave_log_nothing_at_error() {
+    use std::io::Write;
+    let up = Upstream::start("u");
+    let mut b = cached_brace(&up, "");
+    let _ = send(b.admin(), b"GARBAGE\x01\x02 / HTTP/9.9\r\n\r\n");
+    let _ = send(
+        b.admin(),
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n",
+    );
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(b.admin()).unwrap();
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        drop(s); // gone before the answer
+        drop(std::net::TcpStream::connect(b.admin()).unwrap());
+    }
+    assert_eq!(get(b.admin(), "/healthz").status, 200);
+    let log = b.stderr();
+    assert!(!log.contains("ERROR"), "{log}");
+}

@@ -600,3 +600,45 @@ fn an_expired_listener_certificate_is_warned_about_on_every_load() {
     let log = b.stderr();
     assert!(log.contains("WARN") && log.contains("expired at"), "{log}");
 }
+
+/// A TLS client that negotiates HTTP/2 and then closes, or sends garbage instead of the
+/// preface, is its own trouble: nothing at ERROR.
+#[test]
+fn a_tls_client_that_breaks_http2_logs_nothing_at_error() {
+    let up = Upstream::start("u");
+    let pki = Pki::new();
+    pki.ca("localhost");
+    let (port, tls_port, admin) = ports();
+    let mut b = Brace::start_raw(
+        &config((port, tls_port, admin), "", &pair(&pki, "localhost"), &up),
+        port,
+        admin,
+    );
+    for input in ["", "garbage that is not an HTTP/2 preface\r\n\r\n"] {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-no_ign_eof",
+                "-alpn",
+                "h2",
+                "-connect",
+            ])
+            .arg(format!("127.0.0.1:{tls_port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let _ = child.wait();
+    }
+    assert_eq!(b.get("/").status, 200);
+    let log = b.stderr();
+    assert!(!log.contains("ERROR"), "{log}");
+}

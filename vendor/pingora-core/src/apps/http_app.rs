@@ -16,7 +16,7 @@
 
 use async_trait::async_trait;
 use http::Response;
-use log::{debug, error, trace};
+use log::{debug, trace};
 use pingora_http::ResponseHeader;
 use std::sync::Arc;
 
@@ -63,7 +63,8 @@ where
                 }
             },
             Err(e) => {
-                error!("HTTP server fails to read from downstream: {e}");
+                // brace: a client's malformed request or early close is its own doing.
+                debug!("HTTP server fails to read from downstream: {e}");
                 return None;
             }
         }
@@ -81,7 +82,8 @@ where
                 debug!("HTTP response header done.");
             }
             Err(e) => {
-                error!(
+                // brace: a client that left is not an operator's error.
+                debug!(
                     "HTTP server fails to write to downstream: {e}, {}",
                     http.request_summary()
                 );
@@ -91,7 +93,7 @@ where
             // TODO: check if chunked encoding is needed
             match http.write_response_body(body.into(), true).await {
                 Ok(_) => debug!("HTTP response written."),
-                Err(e) => error!(
+                Err(e) => debug!(
                     "HTTP server fails to write to downstream: {e}, {}",
                     http.request_summary()
                 ),
@@ -101,7 +103,7 @@ where
         match http.finish().await {
             Ok(c) => c.map(|s| ReusedHttpStream::from_reusable_stream(s, persistent_settings)),
             Err(e) => {
-                error!("HTTP server fails to finish the request: {e}");
+                debug!("HTTP server fails to finish the request: {e}");
                 None
             }
         }
@@ -154,7 +156,8 @@ where
                 }
             },
             Err(e) => {
-                error!("HTTP server fails to read from downstream: {e}");
+                // brace: a client's malformed request or early close is its own doing.
+                debug!("HTTP server fails to read from downstream: {e}");
                 return None;
             }
         }
@@ -183,7 +186,8 @@ where
                 debug!("HTTP response header done.");
             }
             Err(e) => {
-                error!(
+                // brace: a client that left is not an operator's error.
+                debug!(
                     "HTTP server fails to write to downstream: {e}, {}",
                     http.request_summary()
                 );
@@ -200,7 +204,7 @@ where
         // TODO: check if chunked encoding is needed
         match http.response_duplex_vec(vec![task]).await {
             Ok(_) => debug!("HTTP response written."),
-            Err(e) => error!(
+            Err(e) => debug!(
                 "HTTP server fails to write to downstream: {e}, {}",
                 http.request_summary()
             ),
@@ -209,7 +213,7 @@ where
         match http.finish().await {
             Ok(c) => c.map(|s| ReusedHttpStream::from_reusable_stream(s, persistent_settings)),
             Err(e) => {
-                error!("HTTP server fails to finish the request: {e}");
+                debug!("HTTP server fails to finish the request: {e}");
                 None
             }
         }
