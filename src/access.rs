@@ -19,6 +19,10 @@ use std::time::Duration;
 
 /// Password checks running at once, per route.
 pub const CONCURRENT_CHECKS: usize = 4;
+/// Password checks one client address may have waiting or running at once, per route;
+/// beyond, its requests get 429 at once, so a guessing flood waits behind itself and not
+/// in front of other users.
+pub const CHECKS_PER_CLIENT: u32 = 4;
 /// How long a checked credential's result is remembered.
 pub const REMEMBER: Duration = Duration::from_secs(60);
 /// Credentials longer than this are checked every time, not remembered (a memory bound).
@@ -32,7 +36,19 @@ crate::label_set! {
         Denied => "denied",
         /// Missing or wrong credentials: 401.
         Unauthorized => "unauthorized",
+        /// Too many password checks waiting from this client address: 429.
+        Throttled => "throttled",
     }
+}
+
+/// What a request's credentials come to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    Allowed,
+    /// Missing or wrong: 401.
+    Refused,
+    /// Not checked: this client address has [`CHECKS_PER_CLIENT`] checks waiting: 429.
+    Throttled,
 }
 
 /// A route's access rules, built with the snapshot.
@@ -50,6 +66,8 @@ struct Basic {
     dummy: PasswordHash,
     forward_authorization: bool,
     checks: Arc<tokio::sync::Semaphore>,
+    /// Checks waiting or running per client address.
+    waiting: WaitingMap,
     /// Credentials (the base64 text) → whether they were right.
     remembered: moka::sync::Cache<Arc<[u8]>, bool>,
 }
@@ -86,21 +104,25 @@ impl RouteAccess {
         ok
     }
 
-    /// Whether the request's `Authorization` is right (always, without `basic_auth`).
-    /// Counts the decision for the route.
-    pub async fn credentials_allow(&self, authorization: Option<&http::HeaderValue>) -> bool {
-        let ok = match &self.basic {
-            None => true,
-            Some(b) => b.check(authorization).await,
+    /// Whether the request's `Authorization` is right (always, without `basic_auth`), for
+    /// a request from `client`. Counts the decision for the route.
+    pub async fn credentials(
+        &self,
+        authorization: Option<&http::HeaderValue>,
+        client: Option<IpAddr>,
+    ) -> Credentials {
+        let c = match &self.basic {
+            None => Credentials::Allowed,
+            Some(b) => b.check(authorization, client).await,
         };
         self.decisions
-            .get(if ok {
-                Decision::Allowed
-            } else {
-                Decision::Unauthorized
+            .get(match c {
+                Credentials::Allowed => Decision::Allowed,
+                Credentials::Refused => Decision::Unauthorized,
+                Credentials::Throttled => Decision::Throttled,
             })
             .inc();
-        ok
+        c
     }
 
     /// `WWW-Authenticate` for a 401.
@@ -139,6 +161,7 @@ impl Basic {
             dummy,
             forward_authorization: access.forward_authorization,
             checks: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS)),
+            waiting: WaitingMap::default(),
             remembered: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(REMEMBER)
@@ -146,21 +169,35 @@ impl Basic {
         }
     }
 
-    async fn check(&self, authorization: Option<&http::HeaderValue>) -> bool {
+    async fn check(
+        &self,
+        authorization: Option<&http::HeaderValue>,
+        client: Option<IpAddr>,
+    ) -> Credentials {
+        let verdict = |ok| {
+            if ok {
+                Credentials::Allowed
+            } else {
+                Credentials::Refused
+            }
+        };
         let Some(creds) = authorization.and_then(|v| basic_credentials(v.as_bytes())) else {
-            return false;
+            return Credentials::Refused;
         };
         // Looked up by the borrowed bytes: a remembered client allocates nothing.
         if let Some(ok) = self.remembered.get(creds) {
-            return ok;
+            return verdict(ok);
         }
         let Some((user, password)) = decode(creds) else {
-            return false;
+            return Credentials::Refused;
+        };
+        let Some(_turn) = Waiting::enter(&self.waiting, client) else {
+            return Credentials::Throttled;
         };
         let hash = self.users.get(&user).cloned();
         let dummy = self.dummy.clone();
         let Ok(_permit) = self.checks.acquire().await else {
-            return false;
+            return Credentials::Refused;
         };
         let ok = tokio::task::spawn_blocking(move || match hash {
             Some(h) => verify(&h, password.as_bytes()),
@@ -175,7 +212,49 @@ impl Basic {
         if creds.len() <= REMEMBER_MAX_LEN {
             self.remembered.insert(Arc::from(creds), ok);
         }
-        ok
+        verdict(ok)
+    }
+}
+
+/// Password checks waiting or running, per client address (entries at zero are removed).
+/// Locked when a check starts and ends, never for a remembered answer.
+type WaitingMap = Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, u32>>>;
+
+/// A client address's place among the password checks; given up when dropped.
+struct Waiting {
+    map: WaitingMap,
+    client: IpAddr,
+}
+
+impl Waiting {
+    /// A place for `client`, or `None` when it has [`CHECKS_PER_CLIENT`] already. A request
+    /// without a client address (a Unix socket) always gets one.
+    fn enter(map: &WaitingMap, client: Option<IpAddr>) -> Option<Option<Waiting>> {
+        let Some(client) = client else {
+            return Some(None);
+        };
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(client).or_default();
+        if *n >= CHECKS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(Some(Waiting {
+            map: map.clone(),
+            client,
+        }))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.client);
+            }
+        }
     }
 }
 

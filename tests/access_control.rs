@@ -350,3 +350,64 @@ fn a_flood_of_wrong_passwords_is_refused_and_the_right_one_still_gets_in() {
     assert_eq!(decisions(&b, "main", "unauthorized"), 240.0);
     assert_no_backend_blamed(&b);
 }
+
+/// A password-guessing flood from one address waits behind itself: beyond a few checks
+/// waiting from that address, its requests get 429 with `Retry-After` at once (counted as
+/// `throttled`), while another address's user is checked and let in. Nothing reaches the
+/// backend but the right user's request, and no backend is blamed.
+#[test]
+fn a_guessing_flood_from_one_address_waits_behind_itself() {
+    let app = Upstream::start("app");
+    let dir = tempfile::tempdir().unwrap();
+    // A costly hash, as real ones are: each check takes a while, so guesses queue.
+    write_users(
+        dir.path(),
+        &[format!(
+            "alice:{}",
+            bcrypt::hash("wonder land", 10).unwrap()
+        )],
+    );
+    let b = Brace::start(&format!(
+        "[[route]]\nname = \"staff\"\nupstream = \"pool\"\n\
+         basic_auth = {{ users = {:?} }}\n[upstream.pool]\nbackends = [\"{}\"]\n{TOUCHY}",
+        dir.path().join("users").display().to_string(),
+        app.addr
+    ));
+    let addr = b.addr();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(24));
+    let guesses: Vec<_> = (0..24)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let head = format!(
+                    "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9\r\n{}Connection: close\r\n\r\n",
+                    basic("alice", &format!("guess {i}"))
+                );
+                barrier.wait();
+                send(addr, head.as_bytes()).unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<Response> = guesses.into_iter().map(|t| t.join().unwrap()).collect();
+    let throttled: Vec<&Response> = answers.iter().filter(|r| r.status == 429).collect();
+    assert!(
+        answers.iter().all(|r| r.status == 401 || r.status == 429),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(!throttled.is_empty(), "no guess was throttled");
+    assert_eq!(throttled[0].header("retry-after"), Some("1"));
+    assert_eq!(decisions(&b, "staff", "throttled"), throttled.len() as f64);
+    // Another address's user is checked as usual.
+    let r = get_with(
+        &b,
+        "/",
+        &format!(
+            "X-Forwarded-For: 198.51.100.1\r\n{}",
+            basic("alice", "wonder land")
+        ),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(app.count(), 1);
+    assert_no_backend_blamed(&b);
+}

@@ -147,7 +147,18 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
             .req_header()
             .headers
             .get(http::header::AUTHORIZATION);
-        if !access.credentials_allow(authorization).await {
+        let credentials = access.credentials(authorization, ctx.client_ip).await;
+        if credentials == crate::access::Credentials::Throttled {
+            // The client's own guesses are queued: it waits behind itself, not others.
+            let body = "brace: too many password checks waiting from this address\n";
+            let extra = [(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            )];
+            respond::text(session, 429, &ctx.request_id, body, &extra).await;
+            return Ok(true);
+        }
+        if credentials == crate::access::Credentials::Refused {
             let challenge = access
                 .challenge()
                 .filter(|c| c.to_str().is_ok())
