@@ -82,7 +82,9 @@ pub fn connect_failed(ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
         .route
         .as_ref()
         .is_some_and(|r| r.pool.config.retry.on.connect_error);
-    e.set_retry(allowed && may_retry(ctx, RetryReason::ConnectError));
+    // Out of brace's own resources: another backend would fail the same way.
+    let local = outcome == Outcome::LocalError;
+    e.set_retry(!local && allowed && may_retry(ctx, RetryReason::ConnectError));
     e
 }
 
@@ -137,7 +139,7 @@ pub fn broke(
         return e;
     }
     finish_attempt(ctx, outcome);
-    if !replayable || outcome.is_client() {
+    if !replayable || outcome.blames_nobody() {
         e.set_retry(false);
         return e;
     }

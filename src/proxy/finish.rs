@@ -16,7 +16,9 @@ const DRAIN_AFTER_413: u64 = 8 << 20;
 
 /// `fail_to_proxy`.
 pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-    let code = respond::status_for(e);
+    // brace's own resources ran out (open files): unavailable for now, no backend's fault.
+    let local = Outcome::from_error(e) == Some(Outcome::LocalError);
+    let code = if local { 503 } else { respond::status_for(e) };
     // The connection is not reused after an error (below): the response says so, so a
     // client does not send its next request into a closing connection.
     session.set_keepalive(None);
@@ -29,7 +31,11 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
             ctx.request_id = headers::new_request_id();
         }
         let upstream = ctx.route.as_ref().map(|r| r.pool.name.as_str());
-        let body = respond::message(code, upstream);
+        let body = if local {
+            "brace: out of local resources (open files, memory or ports); try again\n".into()
+        } else {
+            respond::message(code, upstream)
+        };
         let mut extra = Vec::new();
         if let (503, Some(d)) = (code, ctx.retry_after) {
             // Rounded up: coming back a little late is fine, early is not.

@@ -195,7 +195,7 @@ impl Breaker {
         elapsed_ms: u64,
         now: u64,
     ) -> Option<Transition> {
-        if outcome.is_client() {
+        if outcome.blames_nobody() {
             return None;
         }
         let failure = outcome.fails(&cfg.failure_on);

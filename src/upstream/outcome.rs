@@ -37,6 +37,9 @@ crate::label_set! {
         /// The client stopped sending its request body (`client_body_timeout`, or a stall
         /// longer than the upstream's `read_timeout`): answered 408; not the backend's fault.
         ClientTimeout => "client_timeout",
+        /// brace ran out of a resource of its own before reaching the backend (open files,
+        /// memory, local ports): answered 503; not the backend's fault.
+        LocalError => "local_error",
     }
 }
 
@@ -48,6 +51,12 @@ impl Outcome {
             self,
             Outcome::ClientAbort | Outcome::ClientError | Outcome::ClientTimeout
         )
+    }
+
+    /// True when the backend is not to blame: the client's outcomes and brace's own
+    /// resource failures never feed ejection, breakers, health or the latency estimate.
+    pub fn blames_nobody(self) -> bool {
+        self.is_client() || self == Outcome::LocalError
     }
 
     /// The outcome of an upgraded (101) connection's end: only a backend that broke the
@@ -75,7 +84,8 @@ impl Outcome {
             Outcome::Success
             | Outcome::ClientAbort
             | Outcome::ClientError
-            | Outcome::ClientTimeout => false,
+            | Outcome::ClientTimeout
+            | Outcome::LocalError => false,
         }
     }
 
@@ -103,6 +113,9 @@ impl Outcome {
                 _ => Outcome::ClientAbort,
             });
         }
+        if local_resource(e) {
+            return Some(Outcome::LocalError);
+        }
         Some(match e.etype() {
             ConnectTimedout | ReadTimedout | WriteTimedout => Outcome::Timeout,
             TLSHandshakeTimedout => Outcome::TlsTimeout,
@@ -119,6 +132,20 @@ impl Outcome {
             _ => Outcome::Error,
         })
     }
+}
+
+/// True when the error's root cause is brace's own resource running out: open files
+/// (EMFILE, ENFILE), memory or buffers (ENOMEM, ENOBUFS), local ports (EADDRNOTAVAIL).
+fn local_resource(e: &Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOMEM: i32 = 12;
+    const ENOBUFS: i32 = 105;
+    const EADDRNOTAVAIL: i32 = 99;
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
+        .is_some_and(|c| matches!(c, EMFILE | ENFILE | ENOMEM | ENOBUFS | EADDRNOTAVAIL))
 }
 
 /// What a failed TLS handshake says about the backend, from rustls's error (pingora keeps it
@@ -154,6 +181,21 @@ mod tests {
         assert_eq!(Outcome::from_error(&down), Some(Outcome::ClientAbort));
         let up = Error::new(ErrorType::ReadTimedout).into_up();
         assert_eq!(Outcome::from_error(&up), Some(Outcome::Timeout));
+        // Out of file descriptors while connecting: brace's own trouble, nobody to blame.
+        let emfile = Error::because(
+            ErrorType::ConnectError,
+            "connecting",
+            std::io::Error::from_raw_os_error(24),
+        )
+        .into_up();
+        assert_eq!(Outcome::from_error(&emfile), Some(Outcome::LocalError));
+        assert!(Outcome::LocalError.blames_nobody() && !Outcome::LocalError.is_client());
+        let refused = Error::because(
+            ErrorType::ConnectRefused,
+            "connecting",
+            std::io::Error::from_raw_os_error(111),
+        );
+        assert_eq!(Outcome::from_error(&refused), Some(Outcome::ConnectError));
         assert!(Outcome::ClientError.is_client() && Outcome::ClientAbort.is_client());
         assert!(Outcome::ALL.iter().filter(|o| o.is_client()).count() == 3);
     }

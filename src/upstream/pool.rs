@@ -424,7 +424,7 @@ impl Pool {
     pub fn record(&self, i: usize, outcome: Outcome, seconds: f64, now: u64) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
-        if !outcome.is_client() {
+        if !outcome.blames_nobody() {
             let ok = outcome == Outcome::Success;
             b.latency.observe(ok, seconds, now);
         }
@@ -441,7 +441,10 @@ impl Pool {
         };
         match outcome {
             Outcome::Success => b.outlier.success(),
-            Outcome::ClientAbort | Outcome::ClientError | Outcome::ClientTimeout => {}
+            Outcome::ClientAbort
+            | Outcome::ClientError
+            | Outcome::ClientTimeout
+            | Outcome::LocalError => {}
             Outcome::Http5xx
             | Outcome::GrpcError
             | Outcome::ConnectError
