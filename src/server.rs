@@ -101,7 +101,11 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
         // that accepted it (nginx's worker model). Measured against tokio's work-stealing
         // runtime on a bare pingora proxy: ~15% less CPU per request (benches/README.md).
         work_stealing: false,
-        grace_period_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        // brace's own drain (the lifecycle service below) waits for in-flight requests up to
+        // the `grace_period` in force, logs what it cut and exits; pingora's grace is only an
+        // outer bound behind it (an hour more, since a reload may lengthen brace's). With both
+        // equal, pingora's shutdown won the race and the cut requests went unreported.
+        grace_period_seconds: Some(config.server.grace_period.as_secs().max(1) + 3600),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: config
             .upstreams

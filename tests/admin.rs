@@ -222,3 +222,40 @@ fn access_log_off_writes_nothing() {
     });
     assert_eq!(b.stdout(), "");
 }
+
+/// When `grace_period` runs out with requests still in flight, brace says so at WARN with
+/// their number, then exits 0: the cut is never silent.
+#[test]
+fn a_drain_that_runs_out_of_time_says_how_many_requests_it_cut() {
+    let up = Upstream::with_mode("u", Mode::Hang);
+    let (port, admin) = (free_port(), free_port());
+    let mut b = Brace::start_raw(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"1s\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\naccess_log = \"off\"\n{}",
+            simple_config("", &[&up], "")
+        ),
+        port,
+        admin,
+    );
+    let addr = b.addr();
+    let clients: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || try_get(addr, "/stuck")))
+        .collect();
+    wait_for(
+        "two requests to reach the upstream",
+        Duration::from_secs(10),
+        || up.count() == 2,
+    );
+    b.signal("TERM");
+    let status = b.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+    for c in clients {
+        let _ = c.join();
+    }
+    let log = b.stderr();
+    assert!(
+        log.contains("grace period over with 2 requests in flight"),
+        "{log}"
+    );
+}
