@@ -17,6 +17,10 @@ pub struct Route {
     pub name: String,
     pub path_prefix: String,
     pub strip_prefix: bool,
+    /// `path_prefix` matches without regard to ASCII case (for backends that ignore it).
+    pub path_case_insensitive: bool,
+    /// A path with `;` parameters in any segment is refused (400).
+    pub refuse_path_parameters: bool,
     pub timeout: std::time::Duration,
     pub pool: Arc<Pool>,
     pub stats: RouteStats,
@@ -36,9 +40,21 @@ struct Group(Vec<Arc<Route>>);
 
 impl Group {
     fn find(&self, path: &str) -> Option<&Arc<Route>> {
-        self.0
-            .iter()
-            .find(|r| path.starts_with(r.path_prefix.as_str()))
+        self.0.iter().find(|r| r.prefix_len(path).is_some())
+    }
+}
+
+impl Route {
+    /// How much of `path` this route's `path_prefix` covers, when it matches.
+    pub fn prefix_len(&self, path: &str) -> Option<usize> {
+        let prefix = self.path_prefix.as_bytes();
+        let head = path.as_bytes().get(..prefix.len())?;
+        let matched = if self.path_case_insensitive {
+            head.eq_ignore_ascii_case(prefix)
+        } else {
+            head == prefix
+        };
+        matched.then_some(prefix.len())
     }
 }
 

@@ -125,3 +125,50 @@ fn strip_prefix_rewrites_the_upstream_path_and_keeps_the_query() {
     let r = b.get("/api/");
     assert!(r.text().starts_with("get / http/1.1"), "{}", r.text());
 }
+
+/// A route's path matches exactly as written by default; a backend that ignores case or
+/// drops `;` parameters (Java servlet containers) would see `/Internal/x` and
+/// `/echo;x/internal/x` as paths brace routed elsewhere. `path_case_insensitive` makes the
+/// denied route catch every case, and `refuse_path_parameters` refuses `;` parameters (400)
+/// on a route whose backend would drop them. Nothing reaches a backend it should not.
+#[test]
+fn case_and_path_parameters_cannot_walk_around_a_route() {
+    let inner = Upstream::with_mode("inner", Mode::Echo);
+    let outer = Upstream::with_mode("outer", Mode::Echo);
+    let b = Brace::start(&format!(
+        "{}{}\n[upstream.inner]\nbackends = [\"{}\"]\n{}[upstream.outer]\nbackends = [\"{}\"]\n{}",
+        route(
+            "internal",
+            "",
+            "/internal/",
+            "inner",
+            "deny = [\"0.0.0.0/0\"]\npath_case_insensitive = true\nstrip_prefix = true"
+        ),
+        route("rest", "", "/", "outer", "refuse_path_parameters = true")
+            + &route(
+                "api",
+                "",
+                "/api/",
+                "outer",
+                "path_case_insensitive = true\nstrip_prefix = true"
+            ),
+        inner.addr,
+        touchy("inner"),
+        outer.addr,
+        touchy("outer"),
+    ));
+    for path in ["/internal/x", "/Internal/x", "/INTERNAL/x"] {
+        assert_eq!(host_get(&b, "h", path).status, 403, "{path}");
+    }
+    for path in ["/echo;x/internal/x", "/a;jsessionid=1/b"] {
+        assert_eq!(host_get(&b, "h", path).status, 400, "{path}");
+    }
+    assert_eq!(host_get(&b, "h", "/echo/ok").status, 200);
+    // A case-insensitive prefix is stripped as it matched.
+    let r = host_get(&b, "h", "/API/users");
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("get /users http/1.1"), "{}", r.text());
+    assert_eq!(inner.count(), 0);
+    assert_eq!(outer.count(), 2);
+    assert_no_backend_blamed(&b);
+}

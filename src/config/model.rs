@@ -185,6 +185,10 @@ pub struct RouteConfig {
     pub rate_limits: Vec<String>,
     pub cache: Option<RouteCacheConfig>,
     pub access: AccessConfig,
+    /// `path_prefix` matches without regard to ASCII case.
+    pub path_case_insensitive: bool,
+    /// A path with `;` parameters in any segment is refused (400).
+    pub refuse_path_parameters: bool,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

@@ -85,6 +85,14 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         return Ok(true);
     };
     ctx.route = Some(route.clone());
+    if route.refuse_path_parameters && target.path.contains(';') {
+        return refuse(
+            session,
+            ctx,
+            "path parameter (;) on a route that refuses them",
+        )
+        .await;
+    }
     // Policies read the normalised path; in `forward_as_is` the upstream's copy keeps the
     // client's bytes, so the normalised one is kept here when they differ.
     if !target.rewrite && target.path != req.uri.path() && target.path != "*" {

@@ -76,8 +76,8 @@ pub fn upstream_request(
             // The prefix is matched on the normalised path, as routing matched it.
             Some(route) => {
                 let norm = ctx.norm_path.as_deref().unwrap_or(path);
-                norm.strip_prefix(route.path_prefix.as_str())
-                    .unwrap_or(norm)
+                // As routing matched it (in any case, with path_case_insensitive).
+                route.prefix_len(norm).map_or(norm, |n| &norm[n..])
             }
             None => path,
         };

@@ -76,6 +76,8 @@ pub fn build(
                 name: r.name.clone(),
                 path_prefix: r.path_prefix.clone(),
                 strip_prefix: r.strip_prefix,
+                path_case_insensitive: r.path_case_insensitive,
+                refuse_path_parameters: r.refuse_path_parameters,
                 timeout: r.timeout,
                 // Validation guarantees every route's upstream exists.
                 pool: pools[&r.upstream].clone(),

@@ -141,6 +141,8 @@ impl Plan {
                 rate_limits: _,
                 cache: _,
                 access: _,
+                path_case_insensitive: _,
+                refuse_path_parameters: _,
             } = y;
             diff_fields!(
                 &mut p.routes_changed,
@@ -154,7 +156,9 @@ impl Plan {
                     strip_prefix,
                     timeout,
                     rate_limits,
-                    cache
+                    cache,
+                    path_case_insensitive,
+                    refuse_path_parameters
                 ]
             );
             if x.access != y.access {

@@ -393,6 +393,12 @@ pub struct FileRoute {
     /// Send `Authorization` upstream although `basic_auth` checked it.
     #[serde(default)]
     pub forward_authorization: bool,
+    /// Match `path_prefix` without regard to ASCII case.
+    #[serde(default)]
+    pub path_case_insensitive: bool,
+    /// Refuse a path with `;` parameters in any segment (400).
+    #[serde(default)]
+    pub refuse_path_parameters: bool,
 }
 
 /// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`

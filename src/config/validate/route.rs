@@ -109,6 +109,8 @@ pub(super) fn validate_route(
         deny,
         basic_auth,
         forward_authorization,
+        path_case_insensitive,
+        refuse_path_parameters,
     } = r;
     let access = AccessConfig {
         allow: networks(&p.key("allow"), &allow)?,
@@ -189,6 +191,8 @@ pub(super) fn validate_route(
         rate_limits,
         cache,
         access,
+        path_case_insensitive,
+        refuse_path_parameters,
     })
 }
 
