@@ -15,7 +15,8 @@ pub async fn text(
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
     if is_grpc(session.req_header()) {
-        return Box::pin(grpc(session, status, request_id, body, extra)).await;
+        Box::pin(grpc(session, status, request_id, body, extra)).await;
+        return Box::pin(drain_h2(session)).await;
     }
     // Without a case map: brace names these headers itself, so there is no case to keep, and
     // each insert updates one map instead of two.
@@ -50,7 +51,20 @@ pub async fn text(
     // `proxy_upstream_filter`) have their futures boxed by `async_trait` on every request,
     // and holding this write inline made them 1.1-1.4 KiB (a slow allocation and a copy per
     // request), for an answer most requests never give.
-    Box::pin(write(session, Box::new(resp), body)).await
+    Box::pin(write(session, Box::new(resp), body)).await;
+    Box::pin(drain_h2(session)).await
+}
+
+/// What brace reads and discards of an HTTP/2 request's body after answering it early (a
+/// refusal before the body was read), so the client finishes sending and reads the answer
+/// instead of a stream reset. HTTP/1.1 is not drained here: its connection closes after an
+/// early answer, and a refused request's framing may not be trusted.
+const DRAIN_H2: u64 = 1 << 20;
+
+async fn drain_h2(session: &mut Session) {
+    if session.req_header().version == http::Version::HTTP_2 {
+        drain_body(session, DRAIN_H2).await;
+    }
 }
 
 async fn write(session: &mut Session, resp: Box<ResponseHeader>, body: &str) {
@@ -135,20 +149,27 @@ static GRPC_MESSAGE_NAME: http::HeaderName = http::HeaderName::from_static("grpc
 const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
 
 /// After an early answer to a request whose body is still coming (413), reads and discards
-/// up to `max` more bytes of it, each read bounded by the session's read timeout, so the
+/// up to `max` more bytes of it for at most 5 s, so the
 /// client can finish sending and read the answer: over HTTP/1.1 a close while it still sends
 /// can turn into a reset that destroys the answer (nginx's `lingering_close`), and over
 /// HTTP/2 clients still uploading report the stream reset RFC 9113 §8.1 allows as an error.
 /// Beyond `max`, the connection (HTTP/1.1) or stream (HTTP/2) is closed as before.
 pub async fn drain_body(session: &mut Session, max: u64) {
-    let mut read = 0u64;
-    while read <= max && !session.downstream_session.is_body_done() {
-        match session.downstream_session.read_request_body().await {
-            Ok(Some(chunk)) => read += chunk.len() as u64,
-            _ => return,
+    let drain = async {
+        let mut read = 0u64;
+        while read <= max && !session.downstream_session.is_body_done() {
+            match session.downstream_session.read_request_body().await {
+                Ok(Some(chunk)) => read += chunk.len() as u64,
+                _ => return,
+            }
         }
-    }
+    };
+    // A client that stalls instead is not waited for (HTTP/2 body reads have no timeout).
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
+
+/// The longest brace spends draining a refused request's body.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The status brace answers with for an error; 0 when the client is gone.
 pub fn status_for(e: &Error) -> u16 {
