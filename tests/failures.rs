@@ -294,3 +294,81 @@ fn a_retried_request_carries_the_forwarding_fields_once() {
         4.0
     );
 }
+
+/// The descriptors process `pid` has open.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// When brace runs out of open files while connecting to a backend, that is brace's own
+/// trouble: 503 at once, outcome `local_error`, and the healthy backend is neither ejected
+/// nor has its breaker opened (with touchy tables, one failure would do either). The limit is
+/// lowered on the running process (`prlimit`), then idle client connections use up the rest.
+#[test]
+fn running_out_of_open_files_is_brace_s_own_outcome() {
+    // The backend closes each connection after its answer, so every request connects anew.
+    let up = Upstream::with_mode(
+        "u",
+        script(|_, _| (200, "Connection: close\r\n".into(), b"ok".to_vec())),
+    );
+    let b = Brace::start(&simple_config("", &[&up], TOUCHY));
+    assert_eq!(b.get("/").status, 200);
+    let pid = b.child_id();
+    let open = fds(pid);
+    let highest = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .max()
+        .unwrap();
+    let limit = (highest + 1).max(open) + 6;
+    let out = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .output()
+        .expect("prlimit (util-linux)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each client keeps its connection (one descriptor each); the backend connection is
+    // closed after each answer. The descriptors run out at the backend connect of some
+    // request (its accept took the last but one): it is answered, by brace.
+    let mut idle = Vec::new();
+    let mut local = None;
+    // At most one round per descriptor left (the highest open one may sit far above the
+    // rest), and never more than 1,000.
+    for _ in 0..(limit - open + 20).min(1000) {
+        let before = fds(pid);
+        let mut s = TcpStream::connect(b.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let r = read_response(&mut BufReader::new(s.try_clone().unwrap())).unwrap();
+        if r.status != 200 {
+            local = Some(r);
+            break;
+        }
+        idle.push(s);
+        // The backend's connection is closed once its answer is relayed: wait for that, so
+        // the next round starts with one descriptor fewer, not two.
+        wait_for(
+            "the backend connection to close",
+            Duration::from_secs(10),
+            || fds(pid) == before + 1,
+        );
+    }
+    let r = local.expect("the descriptors never ran out");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("out of local resources"), "{}", r.text());
+    drop(idle);
+    // Descriptors are back: the backend was never taken out.
+    wait_for("brace to answer again", Duration::from_secs(10), || {
+        try_get(b.addr(), "/").is_ok_and(|r| r.status == 200)
+    });
+    let outcome = format!(
+        "brace_upstream_requests_total{{backend=\"{}\",outcome=\"local_error\",upstream=\"pool\"}}",
+        up.addr
+    );
+    assert_eq!(b.metric(&outcome), 1.0);
+    assert_no_backend_blamed(&b);
+}

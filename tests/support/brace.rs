@@ -189,6 +189,11 @@ impl Brace {
         }
     }
 
+    /// The brace process's id.
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops brace and returns what it wrote to stderr (the process log).
     pub fn stderr(&mut self) -> String {
         let _ = self.child.kill();
