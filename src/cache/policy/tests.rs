@@ -379,37 +379,6 @@ fn a_304_merges_every_field_but_framing() {
     assert_eq!(h["content-length"], "5");
 }
 
-/// RFC 9111 §4.3.4: a 304's `Date` replaces the stored one before freshness is worked
-/// out, so a response revalidated now is fresh again rather than aged from its first fetch.
-#[test]
-fn a_revalidated_response_is_fresh_from_the_304s_date() {
-    let p = policy();
-    let old = http_date(now() - Duration::from_secs(100));
-    let stored = resp(
-        200,
-        &[
-            ("cache-control", "max-age=60"),
-            ("date", &old),
-            ("etag", "\"a\""),
-        ],
-    );
-    let fresh_304 = resp(304, &[("date", &http_date(now())), ("etag", "\"a\"")]);
-    let c = CacheCtx {
-        revalidation_headers: Some(fresh_304.headers.clone()),
-        ..CacheCtx::default()
-    };
-    let RespCacheable::Cacheable(meta) = cacheable(&get(&[]), &stored, &p, &c, now()) else {
-        panic!("stored");
-    };
-    assert_eq!(meta.fresh_until(), now() + Duration::from_secs(60));
-    // Without the 304 the same stored response is 40 s stale.
-    let c = CacheCtx::default();
-    let RespCacheable::Cacheable(meta) = cacheable(&get(&[]), &stored, &p, &c, now()) else {
-        panic!("stored");
-    };
-    assert!(meta.fresh_until() < now());
-}
-
 fn stored(fresh_for: i64, cc: &str) -> CacheMeta {
     let created = now() - Duration::from_secs(100);
     let fresh_until = if fresh_for >= 0 {
@@ -507,3 +476,5 @@ fn unsafe_success_invalidates_own_url_and_same_origin_locations() {
     assert!(invalidated(&post, None, own, "h.test", 500).is_empty());
     assert!(invalidated(&get(&[]), None, own, "h.test", 200).is_empty());
 }
+
+mod revalidation;
