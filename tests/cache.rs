@@ -417,20 +417,9 @@ fn authorization_needs_public_and_set_cookie_is_not_stored() {
 
 #[test]
 fn one_hosts_content_is_never_served_for_another() {
-    let o = Upstream::with_mode(
-        "o",
-        script(|head, _| {
-            let host = head
-                .lines()
-                .find_map(|l| l.strip_prefix("host: "))
-                .unwrap_or("-")
-                .to_owned();
-            (
-                200,
-                "Cache-Control: max-age=60\r\n".into(),
-                host.into_bytes(),
-            )
-        }),
+    let o = host_echo(
+        "Cache-Control: max-age=60
+",
     );
     let b = cached(&o, "");
     let get = |host: &str| {

@@ -198,21 +198,9 @@ fn when_every_route_has_hosts_http2_requests_are_routed_and_the_limit_keys_on_th
 
 #[test]
 fn the_cache_keys_on_the_host_over_every_protocol_and_a_purge_reaches_every_spelling() {
-    // The origin names the host it was asked for, so a page served for another host shows.
-    let origin = Upstream::with_mode(
-        "origin",
-        script(|head, _| {
-            let host = head
-                .lines()
-                .find_map(|l| l.strip_prefix("host: "))
-                .unwrap_or("-")
-                .to_owned();
-            (
-                200,
-                "Cache-Control: max-age=600\r\n".into(),
-                host.into_bytes(),
-            )
-        }),
+    let origin = host_echo(
+        "Cache-Control: max-age=600
+",
     );
     let e = Edge::start(&format!(
         "[cache]\n[[route]]\nname = \"main\"\nupstream = \"pool\"\n[route.cache]\n\

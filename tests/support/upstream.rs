@@ -265,3 +265,19 @@ impl BlackHole {
         self.held.lock().unwrap().len()
     }
 }
+
+/// An origin that answers 200 with `headers` and the `Host` it was asked for as the body, so
+/// a page served for another host shows.
+pub fn host_echo(headers: &'static str) -> Upstream {
+    Upstream::with_mode(
+        "origin",
+        script(move |head, _| {
+            let host = head
+                .lines()
+                .find_map(|l| l.strip_prefix("host: "))
+                .unwrap_or("-")
+                .to_owned();
+            (200, headers.into(), host.into_bytes())
+        }),
+    )
+}
