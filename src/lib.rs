@@ -7,9 +7,11 @@
 //! accept   ─► proxy::downstream::admit_connection   max_connections
 //!          ─► tls (handshake)                        certificate by SNI; client certificate
 //! request  ─► new_ctx                                pin the snapshot once
-//!          ─► proxy::downstream::admit_request       otel span; identity, target, Host,
-//!                                                    framing, route::Router, access (403),
-//!                                                    limit::check, access (401), size
+//!          ─► proxy::downstream::admit_request       otel span; identity, host (host),
+//!                                                    target (path), framing,
+//!                                                    route::Router, access (403),
+//!                                                    limit::check, access (401, 429),
+//!                                                    size
 //!          ─► cache::policy                          pingora-cache phases (hit ⇒ done)
 //!          ─► proxy::attempt::peer                   upstream::select (pool, backup, hash
 //!                                                    key) → upstream::pool::pick
@@ -24,8 +26,8 @@
 //!             watch), admin (its own listener, open through the drain)
 //! ```
 //!
-//! Modules (lower ones never import higher ones; `events`, `clock` and `config` import no
-//! other part of brace, `metrics` only `events`):
+//! Modules (lower ones never import higher ones; `events`, `clock`, `host` and `path` import
+//! no other part of brace, `config` only `host` and `path`, `metrics` only `events`):
 //! - [`config`]: `file` (the TOML's serde shapes; `file::upstream` for the upstream tables),
 //!   `model` (the typed `Config`, names ending in `Config`), `validate` (file → model, by
 //!   section: `server`, `upstream`, `route`), `units` (durations, sizes).
@@ -49,6 +51,10 @@
 //!   `attempt`, `forward`, `finish`, `caching` (the cache phases' glue), `access` (access
 //!   records), `request` (target and framing checks), `headers`, `respond` (brace's own
 //!   responses) and `ctx` (per-request state).
+//! - [`host`]: the request's host, derived once (HTTP/2 `:authority`, HTTP/1 `Host`) and
+//!   normalised; [`path`]: a request path's normal form (also checked against route prefixes
+//!   at load); [`connections`]: the open client connections' idle handles, so that at
+//!   `max_connections` the one idle longest makes room.
 //! - [`events`]: transitions an operator acts on, logged as structured events and kept in a
 //!   bounded ring for `/api/events`.
 //! - [`access`]: per-route `allow`/`deny` networks and `basic_auth` (htpasswd, bcrypt/argon2).

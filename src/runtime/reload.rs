@@ -181,7 +181,7 @@ pub fn forget_removed_backends(state: &State, old: &super::Snapshot, new: &super
 /// poll of the config file.
 ///
 /// The watcher reads the file every [`WATCH_POLL`] and reloads once its content has changed and
-/// then stayed the same for [`SETTLE_POLLS`] more polls (2 s): a file written in pieces is not
+/// then stayed the same for `SETTLE_POLLS` more polls (2 s): a file written in pieces is not
 /// applied half-written unless its writer pauses longer than that (write to a temporary name
 /// and rename, as the README says, to be safe whatever the pauses). An editor's
 /// write-then-rename, or a burst of writes, causes one reload. Polling (rather than inotify) needs no extra dependency and
