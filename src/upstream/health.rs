@@ -52,7 +52,12 @@ fn connector() -> &'static Connector {
     C.get_or_init(|| Connector::new(None))
 }
 
-/// One check of `addr`: `Ok` when it passes, else what went wrong, in words for the log.
+/// Why a check could not be made: brace ran out of its own resources (open files, memory,
+/// local ports). Such a check says nothing of the backend and is not recorded.
+const LOCAL: &str = "brace is out of local resources";
+
+/// One check of `addr`: `Ok` when it passes, else what went wrong, in words for the log
+/// ([`LOCAL`] when the failure was brace's own).
 async fn probe(
     kind: &crate::config::CheckKind,
     addr: SocketAddr,
@@ -65,7 +70,15 @@ async fn probe(
             return tokio::net::TcpStream::connect(addr)
                 .await
                 .map(drop)
-                .map_err(|e| format!("connect: {e}"));
+                .map_err(|e| {
+                    let local = pingora::Error::because(pingora::ErrorType::ConnectError, "", e);
+                    if super::outcome::Outcome::from_error(&local)
+                        == Some(super::outcome::Outcome::LocalError)
+                    {
+                        return LOCAL.to_string();
+                    }
+                    format!("connect: {}", local.root_cause())
+                });
         }
         CheckKind::Http { path, host, expect } => (path, host, *expect),
     };
@@ -73,10 +86,12 @@ async fn probe(
     peer.options.connection_timeout = Some(t);
     peer.options.read_timeout = Some(t);
     peer.options.write_timeout = Some(t);
-    let (mut session, _) = connector()
-        .get_http_session(&peer)
-        .await
-        .map_err(|e| format!("connect: {}", e.to_string().trim()))?;
+    let (mut session, _) = connector().get_http_session(&peer).await.map_err(|e| {
+        if super::outcome::Outcome::from_error(&e) == Some(super::outcome::Outcome::LocalError) {
+            return LOCAL.to_string();
+        }
+        format!("connect: {}", e.to_string().trim())
+    })?;
     let mut req =
         RequestHeader::build("GET", path.as_bytes(), Some(3)).map_err(|e| e.to_string())?;
     let host = host.clone().unwrap_or_else(|| addr.to_string());
@@ -117,6 +132,10 @@ async fn check(pool: &Pool, i: usize) {
     .await
     {
         Ok(Ok(())) => (true, "ok".to_string()),
+        Ok(Err(e)) if e == LOCAL => {
+            tracing::warn!(backend = %b.addr, "health check not made: {LOCAL}; raise the open-file limit");
+            return;
+        }
         Ok(Err(e)) => (false, e),
         Err(_) => (
             false,
