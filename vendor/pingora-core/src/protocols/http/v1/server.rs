@@ -187,7 +187,10 @@ async fn read_unless_closed(
         return Some(stream.read_buf(buf).await);
     };
     idle.enter();
+    // The read first: when the next request is already there (the common case on a busy
+    // connection) the close signal is never polled, so it costs no waiter registration.
     let res = tokio::select! {
+        biased;
         r = stream.read_buf(buf) => Some(r),
         _ = idle.closed() => None,
     };
