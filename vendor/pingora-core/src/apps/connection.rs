@@ -7,7 +7,8 @@ use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Notify;
+use futures::task::AtomicWaker;
+use std::sync::atomic::AtomicBool;
 
 /// What [`super::ServerApp::admit`] returns: held for a connection's whole life.
 pub struct ConnectionGuard {
@@ -44,7 +45,12 @@ static IDLE_ORDER: AtomicU64 = AtomicU64::new(1);
 pub struct IdleConnection {
     /// When it went idle, in `IDLE_ORDER`; 0 while busy (or once asked to close).
     since: AtomicU64,
-    close: Notify,
+    /// Asked to close; stays set, so a connection asked while it turned busy closes at its
+    /// next idle wait.
+    close: AtomicBool,
+    /// The idle wait to wake. An atomic waker rather than a `Notify`: registering costs a
+    /// few atomic operations, and every keep-alive wait registers.
+    waker: AtomicWaker,
 }
 
 impl IdleConnection {
@@ -62,7 +68,8 @@ impl IdleConnection {
         if self.since.swap(0, Ordering::Relaxed) == 0 {
             return false;
         }
-        self.close.notify_one();
+        self.close.store(true, Ordering::Release);
+        self.waker.wake();
         true
     }
 
@@ -83,7 +90,19 @@ impl IdleConnection {
 
     /// Resolves when the application asked this connection to close.
     pub(crate) async fn closed(&self) {
-        self.close.notified().await
+        std::future::poll_fn(|cx| {
+            if self.close.load(Ordering::Acquire) {
+                return std::task::Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // Asked between the first look and the registration: seen now.
+            if self.close.load(Ordering::Acquire) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 }
 

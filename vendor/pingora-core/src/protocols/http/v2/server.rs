@@ -233,17 +233,17 @@ impl Drop for StreamGuard {
     }
 }
 
-/// brace: resolves when the application asks the connection to close while no stream is
-/// open; a close request that finds a stream open is ignored.
+/// brace: resolves when the application asked the connection to close and no stream is
+/// open (a request made while a stream is open takes effect when the last one ends).
 async fn closed_while_idle(active: &ActiveSessions, idle: Option<&crate::apps::IdleConnection>) {
     let Some(idle) = idle else {
         return std::future::pending().await;
     };
-    loop {
-        idle.closed().await;
-        if active.count.load(Ordering::Relaxed) == 0 {
-            return;
-        }
+    idle.closed().await;
+    // Rare (asked while a stream was open): look again every 100 ms rather than share the
+    // `idle` notification, which wakes one waiter and belongs to the idle timeout.
+    while active.count.load(Ordering::Relaxed) != 0 {
+        pingora_timeout::sleep(Duration::from_millis(100)).await;
     }
 }
 
