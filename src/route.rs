@@ -21,6 +21,8 @@ pub struct Route {
     pub path_case_insensitive: bool,
     /// A path with `;` parameters in any segment is refused (400).
     pub refuse_path_parameters: bool,
+    /// Who is shed first when the pool is full (`upstream::queue`).
+    pub priority: crate::config::Priority,
     pub timeout: std::time::Duration,
     pub pool: Arc<Pool>,
     pub stats: RouteStats,

@@ -2,6 +2,7 @@
 //! [`Config`]) → `runtime::build` (the Snapshot). This module loads a file through the first
 //! two and reports any error with file, line, column, key path and what is wrong.
 
+pub mod adaptive;
 pub mod file;
 pub mod model;
 pub mod units;

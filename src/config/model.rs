@@ -1,6 +1,7 @@
 //! The typed configuration: what `validate` makes of the file, in types that cannot hold a
 //! bad value. `PartialEq` lets a reload tell which parts changed (`runtime::plan`).
 
+pub use super::adaptive::{AdaptiveConfig, Priority};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -189,6 +190,8 @@ pub struct RouteConfig {
     pub path_case_insensitive: bool,
     /// A path with `;` parameters in any segment is refused (400).
     pub refuse_path_parameters: bool,
+    /// Who is shed first when the pool is full.
+    pub priority: Priority,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.
@@ -258,6 +261,8 @@ pub struct UpstreamConfig {
     pub protocol: Protocol,
     /// gRPC status codes that count as the backend's failure (outcome `grpc_error`).
     pub grpc_failure: Vec<u8>,
+    /// Adaptive concurrency limits per backend and the pool's wait queue.
+    pub adaptive: AdaptiveConfig,
 }
 
 /// What brace speaks to an upstream's backends.

@@ -78,6 +78,7 @@ pub fn build(
                 strip_prefix: r.strip_prefix,
                 path_case_insensitive: r.path_case_insensitive,
                 refuse_path_parameters: r.refuse_path_parameters,
+                priority: r.priority,
                 timeout: r.timeout,
                 // Validation guarantees every route's upstream exists.
                 pool: pools[&r.upstream].clone(),

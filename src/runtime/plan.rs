@@ -143,6 +143,7 @@ impl Plan {
                 access: _,
                 path_case_insensitive: _,
                 refuse_path_parameters: _,
+                priority: _,
             } = y;
             diff_fields!(
                 &mut p.routes_changed,
@@ -158,7 +159,8 @@ impl Plan {
                     rate_limits,
                     cache,
                     path_case_insensitive,
-                    refuse_path_parameters
+                    refuse_path_parameters,
+                    priority
                 ]
             );
             if x.access != y.access {
@@ -216,6 +218,7 @@ impl Plan {
                 tls: _,
                 protocol: _,
                 grpc_failure: _,
+                adaptive: _,
             } = y;
             // pingora sizes its one upstream connection pool from the sum, at start.
             diff_fields!(&mut p.restart_required, &prefix, x, y, [keepalive]);
@@ -242,7 +245,8 @@ impl Plan {
                     max_in_flight,
                     tls,
                     protocol,
-                    grpc_failure
+                    grpc_failure,
+                    adaptive
                 ]
             );
         }

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod breaker;
+pub mod concurrency;
 pub mod dns;
 pub mod health;
 pub mod latency;

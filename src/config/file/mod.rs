@@ -399,6 +399,19 @@ pub struct FileRoute {
     /// Refuse a path with `;` parameters in any segment (400).
     #[serde(default)]
     pub refuse_path_parameters: bool,
+    /// Who is shed first when the pool is full.
+    #[serde(default)]
+    pub priority: FilePriority,
+}
+
+/// `[[route]] priority`.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FilePriority {
+    Critical,
+    #[default]
+    Normal,
+    Sheddable,
 }
 
 /// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`

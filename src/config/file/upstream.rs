@@ -56,6 +56,42 @@ pub struct FileUpstream {
     /// gRPC status codes (names, `"unavailable"`) that count as the backend's failure.
     #[serde(default = "default_grpc_failure")]
     pub grpc_failure: Vec<String>,
+    /// `adaptive = false`, or a table of adaptive-concurrency settings.
+    #[serde(default)]
+    pub adaptive: Option<FileAdaptive>,
+}
+
+/// `adaptive = false` (off) or `[upstream.NAME.adaptive]`.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum FileAdaptive {
+    On(bool),
+    Options(FileAdaptiveOptions),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdaptiveOptions {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub initial_limit: Option<u32>,
+    #[serde(default)]
+    pub min_limit: Option<u32>,
+    #[serde(default)]
+    pub max_limit: Option<u32>,
+    #[serde(default)]
+    pub window: Option<Dur>,
+    #[serde(default)]
+    pub queue_timeout: Option<Dur>,
+    #[serde(default)]
+    pub max_queue: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[upstream.NAME] protocol`.

@@ -4,6 +4,7 @@
 //! `server` (`[server]`, `[admin]`, `[log]`), `upstream` (`[upstream.NAME]` and its tables),
 //! `route` (`[[route]]`, `[route.cache]`, `[rate_limit.NAME]`); shared helpers live here.
 
+mod adaptive;
 mod route;
 mod server;
 mod upstream;

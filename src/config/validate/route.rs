@@ -111,6 +111,7 @@ pub(super) fn validate_route(
         forward_authorization,
         path_case_insensitive,
         refuse_path_parameters,
+        priority,
     } = r;
     let access = AccessConfig {
         allow: networks(&p.key("allow"), &allow)?,
@@ -193,6 +194,7 @@ pub(super) fn validate_route(
         access,
         path_case_insensitive,
         refuse_path_parameters,
+        priority: super::adaptive::priority(priority),
     })
 }
 

@@ -33,6 +33,7 @@ pub(super) fn validate_upstream(
         tls,
         protocol,
         grpc_failure,
+        adaptive,
     } = u;
     let alpn = match &tls {
         Some(FileUpstreamTls::Options(o)) => Some(o.alpn.clone()),
@@ -241,6 +242,7 @@ pub(super) fn validate_upstream(
         tls,
         protocol,
         grpc_failure: grpc,
+        adaptive: super::adaptive::validate_adaptive(adaptive, &p.key("adaptive"))?,
     })
 }
 
