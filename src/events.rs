@@ -22,6 +22,8 @@ pub enum Kind {
     Breaker,
     Reload,
     RateLimit,
+    /// A pool starts or stops shedding (`upstream::admission`).
+    Shedding,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Kind::Breaker => "breaker",
             Kind::Reload => "reload",
             Kind::RateLimit => "rate_limit",
+            Kind::Shedding => "shedding",
         }
     }
 }
@@ -91,6 +94,10 @@ impl Event {
     pub fn backend(mut self, upstream: &str, backend: &str) -> Event {
         self.upstream = Some(upstream.to_owned());
         self.backend = Some(backend.to_owned());
+        self
+    }
+    pub fn upstream(mut self, upstream: &str) -> Event {
+        self.upstream = Some(upstream.to_owned());
         self
     }
     pub fn limit(mut self, limit: &str) -> Event {

@@ -191,11 +191,16 @@ pub struct Metrics {
     pub backup_used_total: IntCounterVec,
     pub breaker_rejected_total: IntCounterVec,
     pub in_flight_rejected_total: IntCounterVec,
+    pub shed_total: IntCounterVec,
+    pub queue_length: IntGaugeVec,
+    pub queue_wait: HistogramVec,
+    pub shedding: IntGaugeVec,
 
     // Backends (per upstream and backend; `upstream::stats::forget_backend` removes them).
     pub upstream_requests_total: IntCounterVec,
     pub upstream_request_duration: HistogramVec,
     pub upstream_in_flight: IntGaugeVec,
+    pub concurrency_limit: IntGaugeVec,
     pub backend_healthy: IntGaugeVec,
     pub backend_ejected: IntGaugeVec,
     pub ejections_total: IntCounterVec,
@@ -334,6 +339,26 @@ impl Metrics {
                 "Requests answered 503 because the pool was at max_in_flight",
                 &["upstream"],
             ),
+            shed_total: r.counters(
+                "brace_requests_shed_total",
+                "Requests answered 503 because every backend of the pool was at its adaptive limit, by route priority and reason (queue_full, queue_timeout, evicted)",
+                &["upstream", "priority", "reason"],
+            ),
+            queue_length: r.gauges(
+                "brace_upstream_queue_length",
+                "Requests waiting for room under the backends' adaptive limits",
+                &["upstream"],
+            ),
+            queue_wait: r.histograms(
+                "brace_upstream_queue_wait_seconds",
+                "Time requests waited in the pool's queue, admitted or shed",
+                &["upstream"],
+            ),
+            shedding: r.gauges(
+                "brace_upstream_shedding",
+                "1 while the pool sheds requests (one shed in the last 5 s)",
+                &["upstream"],
+            ),
 
             upstream_requests_total: r.counters(
                 "brace_upstream_requests_total",
@@ -348,6 +373,11 @@ impl Metrics {
             upstream_in_flight: r.gauges(
                 "brace_upstream_in_flight",
                 "Requests in flight to the backend",
+                UB,
+            ),
+            concurrency_limit: r.gauges(
+                "brace_upstream_concurrency_limit",
+                "The backend's adaptive concurrency limit (requests in flight brace allows it)",
                 UB,
             ),
             backend_healthy: r.gauges(

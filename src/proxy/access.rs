@@ -58,6 +58,7 @@ pub fn access(session: &Session, ctx: &Ctx, status: u16) {
         upstream = ctx.pool.as_ref().map_or("-", |p| p.name.as_str()),
         backend = %ctx.tried.last().map_or_else(|| "-".to_string(), |a| a.to_string()),
         attempts = ctx.tries,
+        shed = ctx.shed.map(|r| r.as_str()),
         duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
         bytes_sent = session.body_bytes_sent(),
         bytes_received = ctx.body_bytes,

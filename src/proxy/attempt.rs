@@ -6,6 +6,7 @@ use super::ctx::{Attempt, AttemptState, Ctx};
 use super::{headers, http_status, request};
 use crate::upstream::outcome::Outcome;
 use crate::upstream::retry::RetryReason;
+use crate::upstream::admission::{self, Admitted};
 use crate::upstream::{now_ms, retry, select};
 use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
@@ -20,26 +21,44 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         .clone()
         .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
     let mut t = Instant::now();
-    if ctx.tries == 0 {
+    let key = select::hash_key(
+        session.req_header(),
+        ctx.client_ip,
+        &route.pool.config.balance,
+    );
+    let chosen = if ctx.tries == 0 {
         let Some(slot) = route.pool.admit(crate::clock::ms_at(t)) else {
             trace_event(ctx, "pool_full", &route.pool.name);
             ctx.retry_after = Some(Duration::from_secs(1));
             return Err(http_status(503, "pool at max_in_flight"));
         };
         ctx.pool_slot = Some(slot);
+        let pools = &ctx.snapshot.pools;
+        match admission::admit(pools, &route.pool, &key, route.priority, t).await {
+            Admitted::Backend(pool, idx, waited) => {
+                if waited {
+                    trace_event(ctx, "queued", &route.pool.name);
+                    t = Instant::now();
+                }
+                Some((pool, idx))
+            }
+            Admitted::Shed(reason) => {
+                trace_event(ctx, "shed", &route.pool.name);
+                ctx.shed = Some(reason);
+                ctx.retry_after = Some(Duration::from_secs(1));
+                return Err(http_status(503, "shed: every backend at its concurrency limit"));
+            }
+            Admitted::None => None,
+        }
     } else {
         retry::backoff(route.pool.config.retry.backoff, ctx.tries).await;
         t = Instant::now();
-    }
+        let now = crate::clock::ms_at(t);
+        select::choose(&ctx.snapshot.pools, &route.pool, &key, &ctx.tried, now)
+    };
     let now = crate::clock::ms_at(t);
     ctx.tries += 1;
-    let key = select::hash_key(
-        session.req_header(),
-        ctx.client_ip,
-        &route.pool.config.balance,
-    );
-    let Some((pool, idx)) = select::choose(&ctx.snapshot.pools, &route.pool, &key, &ctx.tried, now)
-    else {
+    let Some((pool, idx)) = chosen else {
         if ctx.trace.is_some() {
             let event = if route.pool.breakers_open(now) {
                 "breaker_rejected"
@@ -51,13 +70,13 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         ctx.retry_after = Some(route.pool.none_available(now));
         return Err(http_status(503, "no backend available"));
     };
-    let backend = pool.backends[idx].clone();
-    ctx.tried.push(backend.addr);
+    let addr = pool.backends[idx].addr;
+    ctx.tried.push(addr);
     if let Some(t) = &mut ctx.trace {
-        t.attempt(&pool.name, backend.addr, ctx.tries);
+        t.attempt(&pool.name, addr, ctx.tries);
     }
     let mut peer = pool.peer(idx);
-    ctx.attempt = AttemptState::Running(Attempt::new(idx, backend, t, now));
+    ctx.attempt = AttemptState::Running(Attempt::new(&pool, idx, t, now));
     let o = &mut peer.options;
     o.connection_timeout = Some(pool.config.connect_timeout);
     // pingora times each read, not the wait for headers as a whole: the route timeout caps
@@ -173,6 +192,9 @@ pub fn response_header(
     if code == 101 {
         ctx.upgraded = true;
         ctx.upstream_status = Some(code);
+        if let AttemptState::Running(a) = &mut ctx.attempt {
+            a.tunnelled();
+        }
     }
     if resp.status.is_informational() {
         return Ok(());
@@ -251,7 +273,7 @@ pub fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
     if let (Some(a), Some(pool)) = (ctx.attempt.take(), &ctx.pool) {
         let end = Instant::now();
         let seconds = end.saturating_duration_since(a.start).as_secs_f64();
-        pool.record(a.idx, outcome, seconds, crate::clock::ms_at(end));
+        pool.record(a.idx, outcome, seconds, crate::clock::ms_at(end), !a.tunnel);
         if let Some(t) = &mut ctx.trace {
             t.attempt_ended(
                 outcome.as_str(),

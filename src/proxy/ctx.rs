@@ -36,6 +36,9 @@ pub struct Ctx {
     pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
     /// Attempts started (1 = the first).
     pub tries: u32,
+    /// Shed because every backend was at its adaptive limit (`upstream::admission`): the 503
+    /// keeps the connection, and the request is logged at DEBUG (the pool's event says it).
+    pub shed: Option<crate::upstream::queue::ShedReason>,
     /// For a 503 because no backend is available: when to come back.
     pub retry_after: Option<Duration>,
     /// The request's place under the pool's `max_in_flight`, held until the request ends.
@@ -75,6 +78,7 @@ impl Ctx {
             attempt: AttemptState::Idle,
             tried: smallvec::SmallVec::new(),
             tries: 0,
+            shed: None,
             retry_after: None,
             pool_slot: None,
             rate_limit_header: None,
@@ -142,31 +146,48 @@ impl AttemptState {
     }
 }
 
-/// One try on one backend. Counts as in flight on that backend until dropped.
+/// One try on one backend. Counts as in flight on that backend until dropped; then room
+/// has appeared, and the pool's first waiter (if any) is woken.
 pub struct Attempt {
     pub idx: usize,
     pub backend: Arc<Backend>,
     pub start: Instant,
+    /// It became a tunnel (101): no longer under the limit, and not a latency sample.
+    pub tunnel: bool,
+    queue: Arc<crate::upstream::queue::Queue>,
 }
 
 impl Attempt {
-    /// An attempt starting at `start`, `now` on brace's clock (`clock::ms_at(start)`).
-    pub fn new(idx: usize, backend: Arc<Backend>, start: Instant, now: u64) -> Attempt {
-        if backend.gauges.in_flight.get() == 0 {
-            backend.latency.busy(now);
-        }
-        backend.gauges.in_flight.inc();
+    /// An attempt on backend `idx` of `pool` starting at `start`, `now` on brace's clock
+    /// (`clock::ms_at(start)`).
+    pub fn new(pool: &Pool, idx: usize, start: Instant, now: u64) -> Attempt {
+        let backend = pool.backends[idx].clone();
+        backend.started(now);
         Attempt {
             idx,
             backend,
             start,
+            tunnel: false,
+            queue: pool.queue().clone(),
+        }
+    }
+
+    /// The exchange became a tunnel (101): it leaves the limit, making room.
+    pub fn tunnelled(&mut self) {
+        if !self.tunnel {
+            self.tunnel = true;
+            self.backend.tunnelled();
+            self.queue.release();
         }
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        self.backend.gauges.in_flight.dec();
+        self.backend.ended(!self.tunnel);
+        if !self.tunnel {
+            self.queue.release();
+        }
     }
 }
 

@@ -19,9 +19,13 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
     // brace's own resources ran out (open files): unavailable for now, no backend's fault.
     let local = Outcome::from_error(e) == Some(Outcome::LocalError);
     let code = if local { 503 } else { respond::status_for(e) };
-    // The connection is not reused after an error (below): the response says so, so a
-    // client does not send its next request into a closing connection.
-    session.set_keepalive(None);
+    // A shed request broke nothing: its connection stays open when nothing of a request body
+    // is left unread on it. After any other error the connection is not reused (below), and
+    // the response says so, so a client does not send its next request into a closing one.
+    let reuse = ctx.shed.is_some() && (session.is_body_empty() || session.is_body_done());
+    if !reuse {
+        session.set_keepalive(None);
+    }
     // A `100 Continue` is no answer: the final one is still to be written.
     let answered = session
         .response_written()
@@ -33,6 +37,11 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
         let upstream = ctx.route.as_ref().map(|r| r.pool.name.as_str());
         let body = if local {
             "brace: out of local resources (open files, memory or ports); try again\n".into()
+        } else if ctx.shed.is_some() {
+            format!(
+                "brace: upstream \"{}\" is at capacity; request shed, try again\n",
+                upstream.unwrap_or("-")
+            )
         } else {
             respond::message(code, upstream)
         };
@@ -49,7 +58,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
     }
     FailToProxy {
         error_code: code,
-        can_reuse_downstream: false,
+        can_reuse_downstream: reuse,
     }
 }
 
@@ -101,7 +110,8 @@ fn log_failure(ctx: &Ctx, e: &Error, outcome: Outcome, status: u16) {
         .tried
         .last()
         .map_or_else(|| "-".to_string(), |a| a.to_string());
-    if outcome.is_client() || ctx.upgraded || ctx.pool.is_none() {
+    // A shed request is the pool's state, reported once by its shedding event.
+    if outcome.is_client() || ctx.upgraded || ctx.pool.is_none() || ctx.shed.is_some() {
         tracing::debug!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request ended: {e}");
     } else {
         tracing::warn!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request failed: {e}");

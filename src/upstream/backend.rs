@@ -26,6 +26,11 @@ pub struct Backend {
     pub latency: super::latency::Latency,
     /// When the backend last became available (0 = since start): the slow-start ramp origin.
     pub available_since_ms: AtomicU64,
+    /// Attempts in flight to the backend: what the balancers and the limit decide by (the
+    /// `brace_upstream_in_flight` gauge reports it).
+    active: AtomicU32,
+    /// Its adaptive concurrency limit.
+    pub limiter: super::concurrency::Limiter,
 }
 
 impl Backend {
@@ -34,8 +39,10 @@ impl Backend {
         weight: u32,
         stats: BackendStats,
         gauges: BackendGauges,
+        initial_limit: u32,
     ) -> Backend {
         gauges.healthy.set(1);
+        gauges.limit.set(i64::from(initial_limit));
         Backend {
             label: addr.to_string(),
             addr,
@@ -47,6 +54,8 @@ impl Backend {
             breaker: Default::default(),
             latency: Default::default(),
             available_since_ms: AtomicU64::new(0),
+            active: AtomicU32::new(0),
+            limiter: super::concurrency::Limiter::new(initial_limit),
         }
     }
 
@@ -58,7 +67,36 @@ impl Backend {
     }
 
     pub fn in_flight(&self) -> i64 {
-        self.gauges.in_flight.get()
+        i64::from(self.active.load(Relaxed))
+    }
+
+    /// True when one more request stays within the adaptive limit.
+    pub fn has_room(&self) -> bool {
+        self.active.load(Relaxed) < self.limiter.limit()
+    }
+
+    /// An attempt starts at `now`.
+    pub fn started(&self, now: u64) {
+        let n = self.active.fetch_add(1, Relaxed) + 1;
+        if n == 1 {
+            self.latency.busy(now);
+        }
+        self.gauges.in_flight.inc();
+        self.limiter.sent(n);
+    }
+
+    /// An attempt ended (`counted`: it still counted under the limit).
+    pub fn ended(&self, counted: bool) {
+        if counted {
+            self.active.fetch_sub(1, Relaxed);
+        }
+        self.gauges.in_flight.dec();
+    }
+
+    /// An attempt became a tunnel (101): it stays in flight for the gauge but no longer
+    /// counts under the limit, which is about requests waiting for answers.
+    pub fn tunnelled(&self) {
+        self.active.fetch_sub(1, Relaxed);
     }
 }
 

@@ -28,6 +28,7 @@ pub fn round<'a>(pools: impl Iterator<Item = &'a Arc<Pool>>) {
     let now = now_ms();
     for pool in pools {
         housekeeping(pool, now);
+        pool.shedding_over(now);
         let Some(hc) = &pool.config.health_check else {
             continue;
         };

@@ -1,6 +1,7 @@
 //! Upstream pools: the backends' earned state (`backend`), choosing one (`pool`), active
 //! health checks (`health`), the retry budget (`retry`) and naming what happened (`outcome`).
 
+pub mod admission;
 pub mod backend;
 pub mod breaker;
 pub mod concurrency;
@@ -10,6 +11,7 @@ pub mod latency;
 pub mod outcome;
 pub mod peer;
 pub mod pool;
+pub mod queue;
 pub mod retry;
 pub mod select;
 pub mod stats;

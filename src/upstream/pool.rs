@@ -59,7 +59,10 @@ pub struct Pool {
     /// Requests in flight to the pool, for `max_in_flight`. Shared with the pool this one
     /// replaced, so requests still running on the old one keep counting (and leave it right).
     pub(super) in_flight: Arc<std::sync::atomic::AtomicU32>,
-    metrics: Arc<Metrics>,
+    /// Requests waiting for room under the backends' adaptive limits (`upstream::queue`).
+    /// Shared with the pool this one replaced, so a reload drops no waiter.
+    pub(super) queue: Arc<super::queue::Queue>,
+    pub(super) metrics: Arc<Metrics>,
     selector: Selector,
     /// TLS to the backends, when the upstream has `tls`.
     tls: Option<super::peer::PeerTls>,
@@ -148,6 +151,7 @@ impl Pool {
                     b.weight.get(),
                     BackendStats::new(metrics, name, &label),
                     BackendGauges::new(metrics, name, &label),
+                    config.adaptive.initial_limit,
                 );
                 if found_now {
                     backend
@@ -186,6 +190,7 @@ impl Pool {
             budget: old.map(|o| o.budget.clone()).unwrap_or_default(),
             stats: PoolStats::new(metrics, name),
             in_flight: old.map(|o| o.in_flight.clone()).unwrap_or_default(),
+            queue: old.map(|o| o.queue.clone()).unwrap_or_default(),
             metrics: metrics.clone(),
             selector,
             tls: config
@@ -214,9 +219,10 @@ impl Pool {
         }
         let available = self.backends.iter().filter(|b| b.available(now)).count();
         let panic = (available as f64) < self.config.panic_threshold * n as f64;
+        let limited = self.config.adaptive.enforced();
         let ok = |i: usize| {
             let b = &self.backends[i];
-            !tried.contains(&b.addr) && (panic || b.available(now))
+            !tried.contains(&b.addr) && (panic || b.available(now)) && (!limited || b.has_room())
         };
         let ramping = !self.config.slow_start.is_zero();
         for with_ramp in [true, false] {
@@ -420,13 +426,17 @@ impl Pool {
     }
 
     /// Records the outcome of one attempt on backend `i`, `seconds` long and ended at `now`
-    /// (`clock::now_ms`): metrics, the breaker, then outlier detection.
-    pub fn record(&self, i: usize, outcome: Outcome, seconds: f64, now: u64) {
+    /// (`clock::now_ms`): metrics, the breaker, then outlier detection; and the adaptive
+    /// limit when `sample` (not a tunnel, whose length says nothing of the backend's speed).
+    pub fn record(&self, i: usize, outcome: Outcome, seconds: f64, now: u64, sample: bool) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
         if !outcome.blames_nobody() {
             let ok = outcome == Outcome::Success;
             b.latency.observe(ok, seconds, now);
+            if sample {
+                self.learn(b, ok, seconds, now);
+            }
         }
         if let Some(cfg) = &self.config.circuit_breaker {
             if let Some(t) = b

@@ -40,10 +40,16 @@ pub fn may_retry(
     if tries > r.attempts {
         return false;
     }
+    // A retry never queues and never adds to a pool that is shedding: it goes only to a
+    // backend with room under its adaptive limit.
+    if pool.config.adaptive.enforced() && (pool.shedding(now) || !pool.queue().is_empty()) {
+        return false;
+    }
     let untried = |p: &Pool| {
-        p.backends
-            .iter()
-            .any(|b| !tried.contains(&b.addr) && b.available(now))
+        let limited = p.config.adaptive.enforced();
+        p.backends.iter().any(|b| {
+            !tried.contains(&b.addr) && b.available(now) && (!limited || b.has_room())
+        })
     };
     let backup = pool.config.backup.as_deref().and_then(|b| pools.get(b));
     if !untried(pool) && !backup.is_some_and(|b| untried(b)) {

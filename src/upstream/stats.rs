@@ -24,6 +24,11 @@ pub struct PoolStats {
     pub backup_used: IntCounter,
     pub breaker_rejected: IntCounter,
     pub in_flight_rejected: IntCounter,
+    /// Shed requests by priority and reason (`shed[priority][reason]`).
+    pub shed: Vec<ByLabel<super::queue::ShedReason>>,
+    pub queue_length: IntGauge,
+    pub queue_wait: Histogram,
+    pub shedding: IntGauge,
 }
 
 impl PoolStats {
@@ -35,6 +40,13 @@ impl PoolStats {
             backup_used: m.backup_used_total.with_label_values(u),
             breaker_rejected: m.breaker_rejected_total.with_label_values(u),
             in_flight_rejected: m.in_flight_rejected_total.with_label_values(u),
+            shed: crate::config::Priority::ALL
+                .iter()
+                .map(|p| ByLabel::new(&m.shed_total, &[upstream, p.as_str()]))
+                .collect(),
+            queue_length: m.queue_length.with_label_values(u),
+            queue_wait: m.queue_wait.with_label_values(u),
+            shedding: m.shedding.with_label_values(u),
         }
     }
 }
@@ -68,6 +80,8 @@ pub struct BackendGauges {
     pub checks: ByLabel<CheckResult>,
     /// Also the backend's in-flight count used by least_requests, p2c and ewma.
     pub in_flight: IntGauge,
+    /// The adaptive concurrency limit (`upstream::concurrency`).
+    pub limit: IntGauge,
     pub breaker_state: IntGauge,
 }
 
@@ -80,6 +94,7 @@ impl BackendGauges {
             ejections: m.ejections_total.with_label_values(ub),
             checks: ByLabel::new(&m.health_checks_total, ub),
             in_flight: m.upstream_in_flight.with_label_values(ub),
+            limit: m.concurrency_limit.with_label_values(ub),
             breaker_state: m.breaker_state.with_label_values(ub),
         }
     }
@@ -94,6 +109,7 @@ pub fn forget_backend(m: &Metrics, upstream: &str, backend: &str) {
         &m.backend_healthy,
         &m.backend_ejected,
         &m.upstream_in_flight,
+        &m.concurrency_limit,
         &m.breaker_state,
     ] {
         let _ = g.remove_label_values(ub);
