@@ -4,9 +4,9 @@
 
 use super::ctx::{Attempt, AttemptState, Ctx};
 use super::{headers, http_status, request};
+use crate::upstream::admission::{self, Admitted};
 use crate::upstream::outcome::Outcome;
 use crate::upstream::retry::RetryReason;
-use crate::upstream::admission::{self, Admitted};
 use crate::upstream::{now_ms, retry, select};
 use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
@@ -46,7 +46,10 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
                 trace_event(ctx, "shed", &route.pool.name);
                 ctx.shed = Some(reason);
                 ctx.retry_after = Some(Duration::from_secs(1));
-                return Err(http_status(503, "shed: every backend at its concurrency limit"));
+                return Err(http_status(
+                    503,
+                    "shed: every backend at its concurrency limit",
+                ));
             }
             Admitted::None => None,
         }

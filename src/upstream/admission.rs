@@ -164,7 +164,10 @@ pub async fn admit(
     let deadline = tokio::time::Instant::from_std(start + timeout);
     let mut front = false;
     let shed = |reason: ShedReason| {
-        primary.stats.queue_wait.observe(start.elapsed().as_secs_f64());
+        primary
+            .stats
+            .queue_wait
+            .observe(start.elapsed().as_secs_f64());
         primary.shed(priority, reason, crate::clock::now_ms());
         Admitted::Shed(reason)
     };
@@ -186,7 +189,10 @@ pub async fn admit(
         if let Some((p, i)) = super::select::choose(pools, primary, key, &[], now) {
             // Room for one: if more appeared at once, the next waiter tries too.
             queue.release();
-            primary.stats.queue_wait.observe(start.elapsed().as_secs_f64());
+            primary
+                .stats
+                .queue_wait
+                .observe(start.elapsed().as_secs_f64());
             return Admitted::Backend(p, i, true);
         }
         if !primary.at_limit(&[], now) {

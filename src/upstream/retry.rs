@@ -47,9 +47,9 @@ pub fn may_retry(
     }
     let untried = |p: &Pool| {
         let limited = p.config.adaptive.enforced();
-        p.backends.iter().any(|b| {
-            !tried.contains(&b.addr) && b.available(now) && (!limited || b.has_room())
-        })
+        p.backends
+            .iter()
+            .any(|b| !tried.contains(&b.addr) && b.available(now) && (!limited || b.has_room()))
     };
     let backup = pool.config.backup.as_deref().and_then(|b| pools.get(b));
     if !untried(pool) && !backup.is_some_and(|b| untried(b)) {
