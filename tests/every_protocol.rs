@@ -344,3 +344,87 @@ fn a_body_over_the_limit_is_413_on_every_protocol() {
     }
     assert_no_backend_blamed(&e.b);
 }
+
+/// A request shed because every backend is at its adaptive limit gets 503 with Retry-After
+/// over every protocol, and its connection stays open for the next request (nothing on it
+/// went wrong); the shed requests never reach the backend.
+#[test]
+fn a_shed_request_keeps_its_connection_over_every_protocol() {
+    let held = Upstream::with_mode("held", Mode::Hang);
+    let e = Edge::start(&format!(
+        "[[route]]\nname = \"r\"\nupstream = \"u\"\n\
+         [upstream.u]\nbackends = [\"{}\"]\nread_timeout = \"60s\"\n\
+         [upstream.u.adaptive]\ninitial_limit = 1\nmin_limit = 1\nmax_limit = 1\nqueue_timeout = \"0s\"\nmax_queue = 1\n",
+        held.addr
+    ));
+    // One request holds the backend's only place.
+    let mut hold = std::net::TcpStream::connect(e.b.addr()).unwrap();
+    std::io::Write::write_all(&mut hold, b"GET /held HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+    e.b.wait_metric(
+        &format!(
+            "brace_upstream_in_flight{{backend=\"{}\",upstream=\"u\"}}",
+            held.addr
+        ),
+        1.0,
+    );
+    // curl over HTTP/1.1 and HTTP/2 over TLS (curl 7.88 cannot send a second request on one
+    // h2c connection, to any server: its own bug), the h2 crate over h2c.
+    for proto in [Proto::Http1, Proto::H2Tls] {
+        let (scheme, port, flag) = match proto {
+            Proto::Http1 => ("http", e.port, "--http1.1"),
+            _ => ("https", e.tls_port, "--http2"),
+        };
+        let url = format!("{scheme}://a.test:{port}/x");
+        // Two requests in one curl run: the second reuses the first's connection if kept.
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", flag, "--cacert"])
+            .arg(e.pki.path("ca.pem"))
+            .arg("--resolve")
+            .arg(format!("a.test:{port}:127.0.0.1"))
+            .args(["-D", "-", "-w", "|%{http_code} %{num_connects}|\n"])
+            .args([&url, &url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(
+            text.contains("|503 1|") && text.contains("|503 0|"),
+            "{proto:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            text.matches("retry-after: 1").count(),
+            2,
+            "{proto:?}: {text}"
+        );
+        assert!(
+            text.contains("at capacity; request shed"),
+            "{proto:?}: {text}"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(e.b.addr()).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        for _ in 0..2 {
+            let req = http::Request::get("http://a.test/x").body(()).unwrap();
+            let (resp, _) = client.send_request(req, true).unwrap();
+            let resp = resp.await.unwrap();
+            assert_eq!(resp.status(), 503);
+            assert_eq!(resp.headers()["retry-after"], "1");
+        }
+    });
+    assert_eq!(held.count(), 1, "only the held request reached the backend");
+    let m = e.b.metrics();
+    assert_eq!(
+        metric_value(
+            &m,
+            "brace_requests_shed_total{priority=\"normal\",reason=\"queue_timeout\",upstream=\"u\"}"
+        ),
+        6.0
+    );
+    drop(hold);
+}

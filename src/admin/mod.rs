@@ -474,6 +474,7 @@ fn upstreams_json(state: &State) -> String {
                         "ejected_until_unix": until,
                         "ejections": b.outlier.ejections.load(std::sync::atomic::Ordering::Relaxed),
                         "in_flight": b.in_flight(),
+                        "limit": p.config.adaptive.enabled.then(|| b.limiter.limit()),
                         "breaker": {
                             "state": b.breaker.state().as_str(),
                             "open_until_unix": (!b.breaker.admits(now)).then(|| {
@@ -491,6 +492,9 @@ fn upstreams_json(state: &State) -> String {
             let value = json!({
                 "balance": p.config.balance.as_str(),
                 "backup": p.config.backup,
+                "shedding": p.shedding(now),
+                "queued": p.queue().len(),
+                "adaptive": if !p.config.adaptive.enabled { "off" } else if p.config.adaptive.shadow { "shadow" } else { "enforce" },
                 // The settings in force, defaults included, so an operator sees what a pool
                 // without tables does.
                 "outlier": p.config.outlier.as_ref().map(|o| json!({

@@ -95,14 +95,16 @@ function renderUpstreams(u) {
     det.dataset.upstream = name;
     if (open.has(name) || (first && rows.length <= 20) || up < rows.length) det.open = true;
     const sum = el("summary");
-    sum.append(el("b", name), " ", badge(`${up} of ${rows.length} up`, up === rows.length ? "ok" : up === 0 ? "bad" : "warn"), el("span", ` ${p.balance}${p.backup ? ", backup " + p.backup : ""}`, "muted"));
+    sum.append(el("b", name), " ", badge(`${up} of ${rows.length} up`, up === rows.length ? "ok" : up === 0 ? "bad" : "warn"));
+    if (p.shedding) sum.append(" ", badge(`shedding, ${p.queued} queued`, "warn"));
+    sum.append(el("span", ` ${p.balance}${p.backup ? ", backup " + p.backup : ""}`, "muted"));
     det.appendChild(sum);
     const table = el("table");
-    table.appendChild(el("thead")).appendChild(row(["backend", "state", "health", "breaker", { text: "in flight", cls: "num" }, { text: "ejections", cls: "num" }, "last transition", "last check"]));
+    table.appendChild(el("thead")).appendChild(row(["backend", "state", "health", "breaker", { text: "in flight / limit", cls: "num" }, { text: "ejections", cls: "num" }, "last transition", "last check"]));
     const body = table.appendChild(el("tbody"));
     for (const { b, st } of rows) {
       const why = lastWhy.get(name + " " + b.addr);
-      const tr = row([b.addr, badge(st[0], st[1]), p.health_check ? b.health : "not checked", b.breaker.state.replace("_", "-"), { text: b.in_flight, cls: "num" }, { text: b.ejections, cls: "num" },
+      const tr = row([b.addr, badge(st[0], st[1]), p.health_check ? b.health : "not checked", b.breaker.state.replace("_", "-"), { text: b.limit == null ? `${b.in_flight}` : `${b.in_flight} / ${b.limit}`, cls: "num" }, { text: b.ejections, cls: "num" },
         { text: why ? `${why.to}: ${why.reason} (${time(why.at_unix_ms)})` : "–", cls: "why" },
         { text: b.last_check ? `${b.last_check.ok ? "pass" : "fail"}: ${b.last_check.detail}` : "–", cls: "why" }]);
       tr.dataset.backend = b.addr;

@@ -1361,6 +1361,9 @@ where
                 session.cache.disable(reason);
             }
             let res = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            // brace patch 34: the application may keep the client's connection after an
+            // answer it wrote (a load-shedding 503), as `handle_error` already allows.
+            server_reuse = server_reuse || res.can_reuse_downstream;
 
             // final error will have > 0 status unless downstream connection is dead
             if !self.inner.suppress_error_log(&session, &ctx, e) {
