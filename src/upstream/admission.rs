@@ -146,8 +146,7 @@ pub async fn admit(
     start: Instant,
 ) -> Admitted {
     let now = crate::clock::ms_at(start);
-    let queue = primary.queue();
-    if queue.is_empty() {
+    if primary.queue.is_empty() {
         if let Some((p, i)) = super::select::choose(pools, primary, key, &[], now) {
             return Admitted::Backend(p, i, false);
         }
@@ -160,6 +159,19 @@ pub async fn admit(
             }
         }
     }
+    // Boxed: the waiting state (a timer, a ticket) is not part of every request's future.
+    Box::pin(wait(pools, primary, key, priority, start)).await
+}
+
+/// Waits in `primary`'s queue for room, or is shed.
+async fn wait(
+    pools: &BTreeMap<String, Arc<Pool>>,
+    primary: &Arc<Pool>,
+    key: &[u8],
+    priority: Priority,
+    start: Instant,
+) -> Admitted {
+    let queue = primary.queue();
     let timeout = primary.config.adaptive.queue_timeout;
     let deadline = tokio::time::Instant::from_std(start + timeout);
     let mut front = false;
