@@ -213,3 +213,129 @@ async fn wait(
         front = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A pool of one backend whose limit is pinned at 1, with this `[adaptive]` extra.
+    fn pool(extra: &str) -> Arc<Pool> {
+        let text = format!(
+            "[[route]]\nname = \"r\"\nupstream = \"p\"\n[upstream.p]\nbackends = [\"127.0.0.1:1\"]\n\
+             [upstream.p.adaptive]\ninitial_limit = 1\nmin_limit = 1\nmax_limit = 1\n{extra}"
+        );
+        let loaded = crate::config::parse(&text, "test", std::path::Path::new(".")).unwrap();
+        let cfg = &loaded.config.upstreams["p"];
+        Arc::new(Pool::new(
+            "p",
+            cfg,
+            &Arc::new(Metrics::new()),
+            None,
+            Vec::new(),
+        ))
+    }
+
+    fn pools(p: &Arc<Pool>) -> BTreeMap<String, Arc<Pool>> {
+        BTreeMap::from([("p".to_string(), p.clone())])
+    }
+
+    fn admit_now(p: &Arc<Pool>, prio: Priority) -> impl std::future::Future<Output = Admitted> {
+        let (p, all) = (p.clone(), pools(p));
+        async move { admit(&all, &p, b"", prio, Instant::now()).await }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn room_admits_at_once_and_a_full_backend_sheds_after_queue_timeout() {
+        let p = pool("queue_timeout = \"200ms\"");
+        assert!(matches!(
+            admit_now(&p, Priority::Normal).await,
+            Admitted::Backend(_, 0, false)
+        ));
+        p.backends[0].started(crate::clock::now_ms());
+        let t = tokio::time::Instant::now();
+        assert!(matches!(
+            admit_now(&p, Priority::Normal).await,
+            Admitted::Shed(ShedReason::QueueTimeout)
+        ));
+        assert!(t.elapsed() >= std::time::Duration::from_millis(200));
+        assert!(p.shedding(crate::clock::now_ms()));
+        assert!(p.queue.is_empty(), "the timed-out waiter left the queue");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_ends_admits_the_first_waiter() {
+        let p = pool("queue_timeout = \"10s\"");
+        let b = p.backends[0].clone();
+        b.started(crate::clock::now_ms());
+        let waiter = tokio::spawn(admit_now(&p, Priority::Normal));
+        while p.queue.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        b.ended(true);
+        p.queue.release();
+        assert!(matches!(
+            waiter.await.unwrap(),
+            Admitted::Backend(_, 0, true)
+        ));
+        assert!(!p.shedding(crate::clock::now_ms()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_sheds_newcomers_at_once_and_critical_ones_take_a_place() {
+        let p = pool("queue_timeout = \"10s\"\nmax_queue = 1");
+        p.backends[0].started(crate::clock::now_ms());
+        let sheddable = tokio::spawn(admit_now(&p, Priority::Sheddable));
+        while p.queue.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let t = tokio::time::Instant::now();
+        assert!(matches!(
+            admit_now(&p, Priority::Sheddable).await,
+            Admitted::Shed(ShedReason::QueueFull)
+        ));
+        assert_eq!(
+            t.elapsed(),
+            std::time::Duration::ZERO,
+            "shed without waiting"
+        );
+        let critical = tokio::spawn(admit_now(&p, Priority::Critical));
+        assert!(matches!(
+            sheddable.await.unwrap(),
+            Admitted::Shed(ShedReason::Evicted)
+        ));
+        p.backends[0].ended(true);
+        p.queue.release();
+        assert!(matches!(
+            critical.await.unwrap(),
+            Admitted::Backend(_, 0, true)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_while_the_pool_sheds() {
+        use crate::upstream::retry::{may_retry, RetryReason};
+        let text = "[[route]]\nname = \"r\"\nupstream = \"p\"\n[upstream.p]\nbackends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+                    [upstream.p.retry]\nattempts = 2\n[upstream.p.adaptive]\ninitial_limit = 1\nmin_limit = 1\nmax_limit = 1\nqueue_timeout = \"0s\"\n";
+        let loaded = crate::config::parse(text, "test", std::path::Path::new(".")).unwrap();
+        let m = Arc::new(Metrics::new());
+        let p = Arc::new(Pool::new(
+            "p",
+            &loaded.config.upstreams["p"],
+            &m,
+            None,
+            Vec::new(),
+        ));
+        let all = pools(&p);
+        let now = crate::clock::now_ms();
+        let first = [p.backends[0].addr];
+        assert!(may_retry(&p, &all, &first, 1, RetryReason::Error, now));
+        // The other backend is full: no retry goes there.
+        p.backends[1].started(now);
+        assert!(!may_retry(&p, &all, &first, 1, RetryReason::Error, now));
+        p.backends[1].ended(true);
+        // A shed in the pool: retries stop, though a backend has room.
+        p.shed(Priority::Normal, ShedReason::QueueFull, now);
+        assert!(!may_retry(&p, &all, &first, 1, RetryReason::Error, now));
+    }
+}

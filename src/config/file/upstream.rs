@@ -61,12 +61,35 @@ pub struct FileUpstream {
     pub adaptive: Option<FileAdaptive>,
 }
 
-/// `adaptive = false` (off) or `[upstream.NAME.adaptive]`.
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
+/// `adaptive = false` (off) or `[upstream.NAME.adaptive]`. Not `#[serde(untagged)]`, whose
+/// error ("did not match any variant") would hide which key of the table is wrong.
+#[derive(Debug)]
 pub enum FileAdaptive {
     On(bool),
     Options(FileAdaptiveOptions),
+}
+
+impl<'de> Deserialize<'de> for FileAdaptive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileAdaptive;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a table of adaptive concurrency settings")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<FileAdaptive, E> {
+                Ok(FileAdaptive::On(b))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<FileAdaptive, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(m);
+                FileAdaptiveOptions::deserialize(d).map(FileAdaptive::Options)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Debug)]

@@ -86,3 +86,83 @@ pub(super) fn priority(p: FilePriority) -> Priority {
         FilePriority::Sheddable => Priority::Sheddable,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, Priority};
+    use std::path::Path;
+
+    fn load(upstream_extra: &str, route_extra: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "[[route]]\nname = \"r\"\nupstream = \"p\"\n{route_extra}\n[upstream.p]\nbackends = [\"127.0.0.1:1\"]\n{upstream_extra}"
+        );
+        parse(&text, "t.toml", Path::new("."))
+            .map(|l| l.config)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_on_and_off_and_shadow() {
+        let c = load("", "").unwrap();
+        let a = &c.upstreams["p"].adaptive;
+        assert!(a.enforced() && a.initial_limit == 10 && a.min_limit == 2);
+        assert_eq!(c.routes[0].priority, Priority::Normal);
+        assert!(
+            !load("adaptive = false", "").unwrap().upstreams["p"]
+                .adaptive
+                .enabled
+        );
+        let shadow = load("[upstream.p.adaptive]\nmode = \"shadow\"", "").unwrap();
+        assert!(
+            shadow.upstreams["p"].adaptive.enabled && !shadow.upstreams["p"].adaptive.enforced()
+        );
+        let crit = load("", "priority = \"critical\"").unwrap();
+        assert_eq!(crit.routes[0].priority, Priority::Critical);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (extra, key, words) in [
+            (
+                "min_limit = 0",
+                "upstream.p.adaptive.min_limit",
+                "at least 1",
+            ),
+            (
+                "min_limit = 5\nmax_limit = 4",
+                "upstream.p.adaptive.max_limit",
+                "below min_limit",
+            ),
+            (
+                "initial_limit = 2000",
+                "upstream.p.adaptive.initial_limit",
+                "outside",
+            ),
+            (
+                "max_limit = 200000",
+                "upstream.p.adaptive.max_limit",
+                "at most",
+            ),
+            (
+                "window = \"1ms\"",
+                "upstream.p.adaptive.window",
+                "out of range",
+            ),
+            (
+                "queue_timeout = \"2m\"",
+                "upstream.p.adaptive.queue_timeout",
+                "out of range",
+            ),
+            ("mode = \"loud\"", "mode", "unknown variant"),
+            ("limit = 3", "limit", "unknown field"),
+        ] {
+            let e = load(&format!("[upstream.p.adaptive]\n{extra}"), "").unwrap_err();
+            assert!(e.contains(key) && e.contains(words), "{extra}: {e}");
+        }
+        let e = load("", "priority = \"urgent\"").unwrap_err();
+        assert!(
+            e.contains("unknown variant") && e.contains("critical"),
+            "{e}"
+        );
+    }
+}
