@@ -202,6 +202,9 @@ pub fn response_header(
     if resp.status.is_informational() {
         return Ok(());
     }
+    if let AttemptState::Running(a) = &mut ctx.attempt {
+        a.answered = a.sent.map(|t| t.elapsed());
+    }
     // Brace-Cache-Control is for brace alone: read it, never store or forward it.
     ctx.cache.brace_cache_control = resp.remove_header(&headers::BRACE_CACHE_CONTROL);
     if code == 304 && session.cache.enabled() {
@@ -276,7 +279,10 @@ pub fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
     if let (Some(a), Some(pool)) = (ctx.attempt.take(), &ctx.pool) {
         let end = Instant::now();
         let seconds = end.saturating_duration_since(a.start).as_secs_f64();
-        pool.record(a.idx, outcome, seconds, crate::clock::ms_at(end), !a.tunnel);
+        // The limit learns from the backend's time to answer (the whole attempt when it
+        // never answered); a tunnel's length says nothing of the backend's speed.
+        let sample = (!a.tunnel).then(|| a.answered.map_or(seconds, |d| d.as_secs_f64()));
+        pool.record(a.idx, outcome, seconds, crate::clock::ms_at(end), sample);
         if let Some(t) = &mut ctx.trace {
             t.attempt_ended(
                 outcome.as_str(),

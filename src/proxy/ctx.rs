@@ -154,6 +154,11 @@ pub struct Attempt {
     pub start: Instant,
     /// It became a tunnel (101): no longer under the limit, and not a latency sample.
     pub tunnel: bool,
+    /// When the request header went to the backend, and how long its answer's header took
+    /// from then: the backend's latency for the adaptive limit, without brace's connect and
+    /// its own work on the response.
+    pub sent: Option<Instant>,
+    pub answered: Option<std::time::Duration>,
     queue: Arc<crate::upstream::queue::Queue>,
 }
 
@@ -168,6 +173,8 @@ impl Attempt {
             backend,
             start,
             tunnel: false,
+            sent: None,
+            answered: None,
             queue: pool.queue().clone(),
         }
     }

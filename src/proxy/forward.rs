@@ -15,6 +15,9 @@ pub fn upstream_request(
     req: &mut RequestHeader,
     ctx: &mut Ctx,
 ) -> Result<()> {
+    if let super::ctx::AttemptState::Running(a) = &mut ctx.attempt {
+        a.sent = Some(std::time::Instant::now());
+    }
     req.remove_header(&http::header::EXPECT);
     if !req.headers.contains_key(http::header::HOST) {
         // An HTTP/1.0 request may come without Host; HTTP/1.1, which brace speaks

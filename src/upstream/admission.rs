@@ -41,7 +41,8 @@ impl Pool {
         if !self.config.adaptive.enabled {
             return;
         }
-        let us = (seconds * 1e6) as u64;
+        // brace's own scheduling delay is not the backend's queue (`upstream::lag`).
+        let us = ((seconds * 1e6) as u64).saturating_sub(super::lag::lag_us());
         if let Some(u) = b.limiter.observe(&self.bounds(), ok, us, now) {
             b.gauges.limit.set(i64::from(u.limit));
             if u.grew {
@@ -146,6 +147,7 @@ pub async fn admit(
     start: Instant,
 ) -> Admitted {
     let now = crate::clock::ms_at(start);
+    super::lag::ensure_probe();
     if primary.queue.is_empty() {
         if let Some((p, i)) = super::select::choose(pools, primary, key, &[], now) {
             return Admitted::Backend(p, i, false);

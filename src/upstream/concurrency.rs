@@ -30,6 +30,11 @@ use std::sync::Mutex;
 /// Samples kept per window for the median; later ones replace a random earlier one.
 const SAMPLES: usize = 64;
 
+/// Latency above the baseline by less than this is not queueing: scheduling, the network and
+/// the clock's resolution move a sample by that much, and a backend answering within a
+/// millisecond of its best needs no protection.
+const SLACK_US: f64 = 1_000.0;
+
 /// The limits a limiter works within (from `[upstream.NAME.adaptive]`).
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -210,7 +215,7 @@ impl Window {
         } else if !bound {
             self.baseline_us += (fastest - self.baseline_us) * 0.05;
         }
-        let base = self.baseline_us;
+        let base = self.baseline_us + SLACK_US;
         // While held at the limit the backend had `limit` in flight; otherwise its peak.
         let in_flight = if bound {
             limit
@@ -308,6 +313,20 @@ mod tests {
         saturate(&l, &mut t, 30, 100, 20);
         assert!(l.limit() >= 90, "limit {}", l.limit());
         assert!(l.limit() <= 130, "limit {}", l.limit());
+    }
+
+    #[test]
+    fn sub_millisecond_jitter_is_not_queueing() {
+        // A local backend answering in 20 to 400 µs (a busy proxy's own scheduling in it):
+        // the limit grows with demand instead of queueing requests in front of it.
+        let l = Limiter::new(10);
+        let mut t = 1;
+        for w in 0..20u64 {
+            let limit = l.limit();
+            window(&l, &mut t, limit, true, |k| 20 + (k * 37 + w * 11) % 380);
+            assert!(!l.congested());
+        }
+        assert!(l.limit() > 50, "limit {}", l.limit());
     }
 
     #[test]

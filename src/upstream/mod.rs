@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod concurrency;
 pub mod dns;
 pub mod health;
+pub mod lag;
 pub mod latency;
 pub mod outcome;
 pub mod peer;

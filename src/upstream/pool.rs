@@ -427,15 +427,15 @@ impl Pool {
 
     /// Records the outcome of one attempt on backend `i`, `seconds` long and ended at `now`
     /// (`clock::now_ms`): metrics, the breaker, then outlier detection; and the adaptive
-    /// limit when `sample` (not a tunnel, whose length says nothing of the backend's speed).
-    pub fn record(&self, i: usize, outcome: Outcome, seconds: f64, now: u64, sample: bool) {
+    /// limit from `sample`, the backend's time to answer in seconds (`None` for a tunnel).
+    pub fn record(&self, i: usize, outcome: Outcome, seconds: f64, now: u64, sample: Option<f64>) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
         if !outcome.blames_nobody() {
             let ok = outcome == Outcome::Success;
             b.latency.observe(ok, seconds, now);
-            if sample {
-                self.learn(b, ok, seconds, now);
+            if let Some(sample) = sample {
+                self.learn(b, ok, sample, now);
             }
         }
         if let Some(cfg) = &self.config.circuit_breaker {
