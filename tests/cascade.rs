@@ -10,6 +10,7 @@ mod support;
 use serde_json::Value;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 use support::*;
 
 const SUPPORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support");
@@ -23,10 +24,15 @@ struct Capacity {
 
 impl Capacity {
     fn start() -> Capacity {
+        Capacity::start_on(0)
+    }
+
+    /// A capacity backend on `port` (0: one the OS chooses).
+    fn start_on(port: u16) -> Capacity {
         let mut child = Command::new("python3")
             .arg(format!("{SUPPORT}/capacity_backend.py"))
             .args(["--workers", "4", "--service-ms", "50", "--crash-over", "16"])
-            .args(["--down", "5"])
+            .args(["--down", "5", "--port", &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -51,6 +57,10 @@ impl Capacity {
 
     fn crashes(&self) -> u64 {
         self.stats()["crashes"].as_u64().unwrap()
+    }
+
+    fn served(&self) -> u64 {
+        self.stats()["served"].as_u64().unwrap()
     }
 }
 
@@ -203,6 +213,45 @@ fn the_critical_route_stays_whole_while_the_sheddable_one_absorbs_the_shedding()
     );
     let m = brace.metrics();
     assert!(metric_sum(&m, "brace_requests_shed_total{priority=\"sheddable\"") > 0.0);
+}
+
+#[test]
+fn a_backend_that_comes_back_gets_its_traffic_back() {
+    let mut b: Vec<Capacity> = (0..3).map(|_| Capacity::start()).collect();
+    // Ejections of 1 s, so the test need not wait out the default 30 s.
+    let brace = Brace::start(&format!(
+        "[[route]]\nname = \"all\"\nupstream = \"app\"\n\n{}",
+        pool(
+            &b,
+            "[upstream.app.outlier]\nbase_ejection = \"1s\"\nmax_ejection = \"1s\""
+        )
+    ));
+    let port = b[2].port;
+    let pid = b[2].child.id();
+    // Killed 2 s into 6 s of load: the two others carry it (and shed what they cannot).
+    let v = load(&brace, "/", 150, 6, Some((pid, 2)));
+    assert_eq!(b[0].crashes() + b[1].crashes(), 0, "{v}");
+    b[2] = Capacity::start_on(port);
+    // Back on its port: once its ejection ends it is tried, and its limit grows back.
+    std::thread::scope(|s| {
+        let brace = &brace;
+        let run = s.spawn(move || load(brace, "/", 150, 12, None));
+        // Its fair share of 12 s at 150/s is 600: at least a quarter of it, while the load runs.
+        wait_for(
+            "the returning backend to serve 150 requests",
+            Duration::from_secs(60),
+            || b[2].served() >= 150,
+        );
+        run.join().unwrap();
+    });
+    let limit = brace.metric(&format!(
+        "brace_upstream_concurrency_limit{{backend=\"127.0.0.1:{port}\",upstream=\"app\"}}"
+    ));
+    assert!(
+        limit >= 4.0,
+        "the returning backend's limit grew back: {limit}"
+    );
+    assert_eq!(b[0].crashes() + b[1].crashes() + b[2].crashes(), 0);
 }
 
 /// The sum of every sample whose line starts with `prefix`.
