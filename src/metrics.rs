@@ -203,6 +203,7 @@ pub struct Metrics {
     pub concurrency_limit: IntGaugeVec,
     pub backend_healthy: IntGaugeVec,
     pub backend_ejected: IntGaugeVec,
+    pub backend_slow: IntGaugeVec,
     pub ejections_total: IntCounterVec,
     pub health_checks_total: IntCounterVec,
     pub breaker_state: IntGaugeVec,
@@ -388,6 +389,11 @@ impl Metrics {
             backend_ejected: r.gauges(
                 "brace_upstream_backend_ejected",
                 "1 while outlier detection has ejected the backend",
+                UB,
+            ),
+            backend_slow: r.gauges(
+                "brace_upstream_backend_slow",
+                "1 while the backend is much slower than its peers' median (latency_ratio): it gets a small share of requests",
                 UB,
             ),
             ejections_total: r.counters(

@@ -502,6 +502,8 @@ fn upstreams_json(state: &State) -> String {
                     "base_ejection_ms": o.base_ejection.as_millis() as u64,
                     "max_ejection_ms": o.max_ejection.as_millis() as u64,
                     "max_ejection_percent": o.max_ejection_percent,
+                    "latency_ratio": o.latency_ratio,
+                    "latency_ejection_after_ms": o.latency_ejection_after.as_millis() as u64,
                 })),
                 "retry": {
                     "attempts": p.config.retry.attempts,

@@ -463,6 +463,10 @@ pub struct OutlierConfig {
     pub base_ejection: Duration,
     pub max_ejection: Duration,
     pub max_ejection_percent: u32,
+    /// A backend this many times slower than its peers' median is slow (0 = off).
+    pub latency_ratio: f64,
+    /// Slow for this long: ejected.
+    pub latency_ejection_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -188,6 +188,9 @@ pub struct OutlierState {
     /// True while an ejection is in force as far as the housekeeper has seen; lets it report
     /// the end of an ejection once.
     pub reported: AtomicBool,
+    /// Since when the backend has been much slower than its peers (0 = it is not;
+    /// `upstream::slow`).
+    pub slow_since_ms: AtomicU64,
 }
 
 impl OutlierState {
@@ -218,6 +221,17 @@ impl OutlierState {
         if n < cfg.consecutive_failures || self.ejected(now) || !may_eject() {
             return None;
         }
+        Some(self.eject(now, cfg))
+    }
+
+    /// Slow (`upstream::slow`): true while the backend is much slower than its peers.
+    pub fn slow(&self) -> bool {
+        self.slow_since_ms.load(Relaxed) != 0
+    }
+
+    /// Ejects the backend now; returns for how long (each ejection doubles it, up to
+    /// `max_ejection`).
+    pub fn eject(&self, now: u64, cfg: &OutlierConfig) -> u64 {
         let times = self.ejections.fetch_add(1, Relaxed);
         let base = cfg.base_ejection.as_millis() as u64;
         let max = cfg.max_ejection.as_millis() as u64;
@@ -225,7 +239,7 @@ impl OutlierState {
         self.ejected_until_ms.store(now + dur, Relaxed);
         self.consecutive.store(0, Relaxed);
         self.reported.store(true, Relaxed);
-        Some(dur)
+        dur
     }
 }
 
@@ -264,6 +278,8 @@ mod tests {
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(25),
             max_ejection_percent: 100,
+            latency_ratio: 3.0,
+            latency_ejection_after: Duration::from_secs(30),
         };
         let o = OutlierState::default();
         assert_eq!(o.failure(0, &cfg, || true), None);

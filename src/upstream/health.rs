@@ -29,6 +29,7 @@ pub fn round<'a>(pools: impl Iterator<Item = &'a Arc<Pool>>) {
     for pool in pools {
         housekeeping(pool, now);
         pool.shedding_over(now);
+        super::slow::sweep(pool, now);
         let Some(hc) = &pool.config.health_check else {
             continue;
         };

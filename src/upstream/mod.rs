@@ -15,6 +15,7 @@ pub mod pool;
 pub mod queue;
 pub mod retry;
 pub mod select;
+pub mod slow;
 pub mod stats;
 
 pub use crate::clock::now_ms;

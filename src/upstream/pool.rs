@@ -62,6 +62,9 @@ pub struct Pool {
     /// Requests waiting for room under the backends' adaptive limits (`upstream::queue`).
     /// Shared with the pool this one replaced, so a reload drops no waiter.
     pub(super) queue: Arc<super::queue::Queue>,
+    /// When `upstream::slow` last compared the backends, and how many it found slow.
+    pub(super) slow_swept_ms: std::sync::atomic::AtomicU64,
+    pub(super) slow_marked: AtomicUsize,
     pub(super) metrics: Arc<Metrics>,
     selector: Selector,
     /// TLS to the backends, when the upstream has `tls`.
@@ -191,6 +194,8 @@ impl Pool {
             stats: PoolStats::new(metrics, name),
             in_flight: old.map(|o| o.in_flight.clone()).unwrap_or_default(),
             queue: old.map(|o| o.queue.clone()).unwrap_or_default(),
+            slow_swept_ms: Default::default(),
+            slow_marked: Default::default(),
             metrics: metrics.clone(),
             selector,
             tls: config
@@ -224,13 +229,23 @@ impl Pool {
             let b = &self.backends[i];
             !tried.contains(&b.addr) && (panic || b.available(now)) && (!limited || b.has_room())
         };
+        // A first pass keeps to the ramp of slow start and sends a slow backend
+        // (`upstream::slow`) only its small share; a second, when those left nobody, does not.
         let ramping = !self.config.slow_start.is_zero();
-        for with_ramp in [true, false] {
-            let accept = |i: usize| ok(i) && (!with_ramp || self.ramp_accepts(i, now));
+        let slow = self.slow_marked.load(Ordering::Relaxed) > 0;
+        for first in [true, false] {
+            let accept = |i: usize| {
+                ok(i)
+                    && (!first
+                        || (self.ramp_accepts(i, now)
+                            && (!slow
+                                || !self.backends[i].outlier.slow()
+                                || fastrand::f64() < super::slow::SLOW_SHARE)))
+            };
             if let Some(i) = self.select(key, &accept, now) {
                 return Some(i);
             }
-            if !ramping {
+            if !ramping && !slow {
                 break;
             }
         }
@@ -489,7 +504,7 @@ impl Pool {
 
     /// True when ejecting one more backend stays within `max_ejection_percent` (at least one
     /// backend may always be ejected unless the percentage is 0, as in Envoy).
-    fn may_eject(&self, now: u64) -> bool {
+    pub(super) fn may_eject(&self, now: u64) -> bool {
         let Some(cfg) = &self.config.outlier else {
             return false;
         };

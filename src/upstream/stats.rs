@@ -76,6 +76,7 @@ impl BackendStats {
 pub struct BackendGauges {
     pub healthy: IntGauge,
     pub ejected: IntGauge,
+    pub slow: IntGauge,
     pub ejections: IntCounter,
     pub checks: ByLabel<CheckResult>,
     /// Also the backend's in-flight count used by least_requests, p2c and ewma.
@@ -91,6 +92,7 @@ impl BackendGauges {
         BackendGauges {
             healthy: m.backend_healthy.with_label_values(ub),
             ejected: m.backend_ejected.with_label_values(ub),
+            slow: m.backend_slow.with_label_values(ub),
             ejections: m.ejections_total.with_label_values(ub),
             checks: ByLabel::new(&m.health_checks_total, ub),
             in_flight: m.upstream_in_flight.with_label_values(ub),
@@ -108,6 +110,7 @@ pub fn forget_backend(m: &Metrics, upstream: &str, backend: &str) {
     for g in [
         &m.backend_healthy,
         &m.backend_ejected,
+        &m.backend_slow,
         &m.upstream_in_flight,
         &m.concurrency_limit,
         &m.breaker_state,

@@ -294,6 +294,8 @@ pub struct FileOutlier {
     pub base_ejection: Dur,
     pub max_ejection: Dur,
     pub max_ejection_percent: u32,
+    pub latency_ratio: f64,
+    pub latency_ejection_after: Dur,
 }
 
 impl Default for FileOutlier {
@@ -302,6 +304,8 @@ impl Default for FileOutlier {
             consecutive_failures: 5,
             base_ejection: Dur(Duration::from_secs(30)),
             max_ejection: Dur(Duration::from_secs(300)),
+            latency_ratio: 2.5,
+            latency_ejection_after: Dur(Duration::from_secs(30)),
             max_ejection_percent: 50,
         }
     }

@@ -469,7 +469,21 @@ pub(super) fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Ou
         base_ejection,
         max_ejection,
         max_ejection_percent,
+        latency_ratio,
+        latency_ejection_after,
     } = o;
+    if latency_ratio != 0.0 && !(1.5..=100.0).contains(&latency_ratio) {
+        return err(
+            p.key("latency_ratio"),
+            format!("{latency_ratio}: give 0 (off) or a ratio from 1.5 to 100"),
+        );
+    }
+    let latency_ejection_after = within(
+        p.key("latency_ejection_after"),
+        latency_ejection_after.0,
+        Duration::from_secs(1),
+        DAY,
+    )?;
     if consecutive_failures == 0 {
         return Ok(None);
     }
@@ -489,6 +503,8 @@ pub(super) fn validate_outlier(o: FileOutlier, p: &KeyPath) -> VResult<Option<Ou
         base_ejection: base,
         max_ejection: max_ejection.0,
         max_ejection_percent,
+        latency_ratio,
+        latency_ejection_after,
     }))
 }
 
