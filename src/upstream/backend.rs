@@ -179,6 +179,10 @@ impl Health {
     }
 }
 
+/// The share of picks a slow backend (`upstream::slow`) still gets: enough to keep measuring
+/// it and to notice its recovery.
+pub const SLOW_SHARE: f64 = 0.05;
+
 /// Passive ejection from real traffic (Envoy's outlier detection, consecutive-failure kind).
 #[derive(Default)]
 pub struct OutlierState {

@@ -240,7 +240,7 @@ impl Pool {
                         || (self.ramp_accepts(i, now)
                             && (!slow
                                 || !self.backends[i].outlier.slow()
-                                || fastrand::f64() < super::slow::SLOW_SHARE)))
+                                || fastrand::f64() < super::backend::SLOW_SHARE)))
             };
             if let Some(i) = self.select(key, &accept, now) {
                 return Some(i);

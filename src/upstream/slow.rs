@@ -19,8 +19,7 @@ use std::time::Duration;
 /// How often a pool's backends are compared.
 const EVERY_MS: u64 = 1_000;
 
-/// The share of picks a slow backend still gets.
-pub const SLOW_SHARE: f64 = 0.05;
+pub use super::backend::SLOW_SHARE;
 
 /// Available backends with an estimate needed before one can be told apart.
 const MIN_PEERS: usize = 3;

@@ -404,16 +404,6 @@ pub struct FileRoute {
     pub priority: FilePriority,
 }
 
-/// `[[route]] priority`.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FilePriority {
-    Critical,
-    #[default]
-    Normal,
-    Sheddable,
-}
-
 /// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]

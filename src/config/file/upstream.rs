@@ -61,6 +61,16 @@ pub struct FileUpstream {
     pub adaptive: Option<FileAdaptive>,
 }
 
+/// `[[route]] priority`: who is shed first when the route's upstream is full (`adaptive`).
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FilePriority {
+    Critical,
+    #[default]
+    Normal,
+    Sheddable,
+}
+
 /// `adaptive = false` (off) or `[upstream.NAME.adaptive]`. Not `#[serde(untagged)]`, whose
 /// error ("did not match any variant") would hide which key of the table is wrong.
 #[derive(Debug)]
