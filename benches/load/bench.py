@@ -161,7 +161,10 @@ http {{
 
 
 def conf_haproxy(work, port, origins, case):
-    servers = "\n".join(f"  server s{i} 127.0.0.1:{o} check inter 1s" for i, o in enumerate(origins))
+    """HAProxy for `case`; "cascade" is the expert's setting of benches/load/cascade: each
+    server capped at its capacity (`maxconn 4`) with a 500 ms queue in front."""
+    cap = " maxconn 4" if case == "cascade" else ""
+    servers = "\n".join(f"  server s{i} 127.0.0.1:{o}{cap} check inter 1s" for i, o in enumerate(origins))
     fe_extra, be_extra, sections = "", "", ""
     if case == "ratelimit":
         fe_extra = """  stick-table type integer size 1 expire 10s store http_req_rate(1s)
@@ -180,7 +183,7 @@ defaults
   timeout connect 2s
   timeout client 30s
   timeout server 30s
-  option http-keep-alive
+{"  timeout queue 500ms" + chr(10) if case == "cascade" else ""}  option http-keep-alive
   option redispatch
   retries 2
   http-reuse always

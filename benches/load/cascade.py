@@ -90,27 +90,7 @@ http {{ access_log off;
 }}
 """)
         return ["nginx", "-c", path, "-p", work]
-    servers = "\n".join(f"  server s{i} {u} maxconn 4 check inter 1s" for i, u in enumerate(ups))
-    path = os.path.join(work, f"haproxy-{port}.cfg")
-    with open(path, "w") as f:
-        f.write(f"""global
-  nbthread 1
-  maxconn 5000
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  timeout queue 500ms
-  option redispatch
-  retries 2
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend be
-backend be
-{servers}
-""")
-    return ["haproxy", "-f", path, "-db"]
+    return bench.conf_haproxy(work, port, origins, "cascade")
 
 
 def run(contender, work, kill=True, secs=SECS):
