@@ -37,15 +37,17 @@ impl Pool {
     }
 
     /// Feeds one finished attempt on `b` to its limiter.
+    /// Feeds one finished attempt on `b` to its limiter. It learns with adaptive limits off
+    /// too: its median time to answer is what latency-relative detection (`upstream::slow`)
+    /// compares.
     pub(super) fn learn(&self, b: &Backend, ok: bool, seconds: f64, now: u64) {
-        if !self.config.adaptive.enabled {
-            return;
-        }
         // brace's own scheduling delay is not the backend's queue (`upstream::lag`).
         let us = ((seconds * 1e6) as u64).saturating_sub(super::lag::lag_us());
         if let Some(u) = b.limiter.observe(&self.bounds(), ok, us, now) {
-            b.gauges.limit.set(i64::from(u.limit));
-            if u.grew {
+            if self.config.adaptive.enabled {
+                b.gauges.limit.set(i64::from(u.limit));
+            }
+            if u.grew && self.config.adaptive.enforced() {
                 self.queue.release();
             }
         }

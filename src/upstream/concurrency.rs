@@ -54,6 +54,9 @@ pub struct Limiter {
     rate: AtomicU32,
     /// The most requests in flight when one was sent, in this window.
     peak: AtomicU32,
+    /// The median time to answer of the successful answers in the last window that had any
+    /// (µs; 0 = none yet): what `upstream::slow` compares across a pool.
+    median_us: AtomicU32,
     window: Mutex<Window>,
 }
 
@@ -85,6 +88,7 @@ impl Limiter {
             bound: AtomicBool::new(false),
             rate: AtomicU32::new(0),
             peak: AtomicU32::new(0),
+            median_us: AtomicU32::new(0),
             window: Mutex::new(Window {
                 start_ms: 0,
                 samples: [0; SAMPLES],
@@ -103,6 +107,11 @@ impl Limiter {
     /// Answers per second in the last window.
     pub fn rate(&self) -> u32 {
         self.rate.load(Relaxed)
+    }
+
+    /// The median time to answer in the last window with successful answers (µs; 0 = none).
+    pub fn median_us(&self) -> u32 {
+        self.median_us.load(Relaxed)
     }
 
     /// True when the last window showed requests waiting inside the backend.
@@ -176,6 +185,12 @@ impl Limiter {
         let bound = self.bound.swap(false, Relaxed);
         let before = w.limit;
         let peak = self.peak.swap(0, Relaxed);
+        if w.ok > 0 {
+            let n = (w.ok as usize).min(SAMPLES);
+            let kept = &mut w.samples[..n];
+            kept.sort_unstable();
+            self.median_us.store(kept[n / 2], Relaxed);
+        }
         let (limit, congested) = w.close(bound, peak, b);
         let answers = u64::from(w.ok + w.failures);
         self.rate

@@ -1,8 +1,10 @@
 //! Latency-relative outlier detection: a backend much slower than its peers, not just slower
 //! than a fixed threshold (Envoy's success-rate detection, applied to latency).
 //!
-//! Once a second per pool, each available backend's latency estimate (the `ewma` balancer's
-//! peak-EWMA, kept for every balancer) is compared with the median of the pool's. A backend
+//! Once a second per pool, each available backend's latency (the median time to answer of its
+//! successful answers in its limiter's last window, `upstream::concurrency`: failures do not
+//! count, so a backend back from a crash is judged by its answers) is compared with the median
+//! of the pool's. A backend
 //! over `latency_ratio` times the median is *slow*: it gets only a small share of the picks
 //! ([`SLOW_SHARE`], enough to keep measuring it and to notice its recovery), and when it stays
 //! slow for `latency_ejection_after` it is ejected like a failing one (doubling, within
@@ -67,7 +69,7 @@ pub(super) fn sweep(pool: &Pool, now: u64) {
         .collect();
     let estimates: Vec<f64> = available
         .iter()
-        .map(|b| b.latency.estimate_us(b.in_flight(), now))
+        .map(|b| f64::from(b.limiter.median_us()))
         .collect();
     let ratios = ratios(&estimates);
     let mut marked = 0;
