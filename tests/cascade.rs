@@ -254,6 +254,45 @@ fn a_backend_that_comes_back_gets_its_traffic_back() {
     assert_eq!(b[0].crashes() + b[1].crashes() + b[2].crashes(), 0);
 }
 
+/// A reload while a request waits in the queue loses nothing: the pool's queue and its
+/// backends' limits are carried into the new config, and the waiter is admitted when the
+/// request ahead of it ends.
+#[test]
+fn a_reload_in_the_middle_keeps_the_waiting_request() {
+    let up = Upstream::with_mode("slow", Mode::Delay(Duration::from_millis(1500)));
+    let body = |read_timeout: &str| {
+        format!(
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"{}\"]\nread_timeout = \"{read_timeout}\"\n\
+             [upstream.u.adaptive]\ninitial_limit = 1\nmin_limit = 1\nmax_limit = 1\nqueue_timeout = \"20s\"\nmax_queue = 10\n",
+            up.addr
+        )
+    };
+    let brace = Brace::start(&body("30s"));
+    std::thread::scope(|s| {
+        let first = s.spawn(|| brace.get("/first").status);
+        brace.wait_metric(
+            &format!(
+                "brace_upstream_in_flight{{backend=\"{}\",upstream=\"u\"}}",
+                up.addr
+            ),
+            1.0,
+        );
+        let second = s.spawn(|| brace.get("/second").status);
+        brace.wait_metric("brace_upstream_queue_length{upstream=\"u\"}", 1.0);
+        brace.rewrite(&body("31s"));
+        assert_eq!(brace.reload().status, 200);
+        assert_eq!(first.join().unwrap(), 200);
+        assert_eq!(
+            second.join().unwrap(),
+            200,
+            "the waiter was admitted after the reload"
+        );
+    });
+    assert_eq!(up.count(), 2);
+    let m = brace.metrics();
+    assert_eq!(metric_sum(&m, "brace_requests_shed_total{"), 0.0);
+}
+
 /// The sum of every sample whose line starts with `prefix`.
 fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()
