@@ -293,6 +293,62 @@ fn a_reload_in_the_middle_keeps_the_waiting_request() {
     assert_eq!(metric_sum(&m, "brace_requests_shed_total{"), 0.0);
 }
 
+/// Traces mark the requests that waited in the queue (`queued`) and those shed (`shed`), each
+/// with the upstream, on the request's server span.
+#[test]
+fn queued_and_shed_requests_are_marked_in_their_traces() {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use support::otel::*;
+    let c = Collector::start();
+    let up = Upstream::with_mode("slow", Mode::Delay(Duration::from_millis(1500)));
+    let b = start(
+        &format!("http://{}", c.addr),
+        "",
+        &format!(
+            "[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"{}\"]\n\
+             [upstream.u.adaptive]\ninitial_limit = 1\nmin_limit = 1\nmax_limit = 1\nqueue_timeout = \"20s\"\nmax_queue = 1\n",
+            up.addr
+        ),
+    );
+    std::thread::scope(|s| {
+        let first = s.spawn(|| b.get("/first").status);
+        b.wait_metric(
+            &format!(
+                "brace_upstream_in_flight{{backend=\"{}\",upstream=\"u\"}}",
+                up.addr
+            ),
+            1.0,
+        );
+        let second = s.spawn(|| b.get("/second").status);
+        b.wait_metric("brace_upstream_queue_length{upstream=\"u\"}", 1.0);
+        assert_eq!(b.get("/third").status, 503, "the queue is full");
+        assert_eq!(first.join().unwrap(), 200);
+        assert_eq!(second.join().unwrap(), 200);
+    });
+    let mut servers = Vec::new();
+    wait_for("three server spans", Duration::from_secs(15), || {
+        servers = c
+            .spans()
+            .into_iter()
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .collect();
+        servers.len() == 3
+    });
+    let named = |name: &str| -> Vec<String> {
+        servers
+            .iter()
+            .filter(|s| s.events.iter().any(|e| e.name == name))
+            .map(|s| {
+                let e = s.events.iter().find(|e| e.name == name).unwrap();
+                assert_eq!(attr(&e.attributes, "brace.upstream").as_deref(), Some("u"));
+                attr(&s.attributes, "url.path").unwrap_or_default()
+            })
+            .collect()
+    };
+    assert_eq!(named("queued").len(), 1, "{servers:#?}");
+    assert_eq!(named("shed").len(), 1, "{servers:#?}");
+}
+
 /// The sum of every sample whose line starts with `prefix`.
 fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()

@@ -9,6 +9,7 @@ pub mod browser;
 mod config;
 pub mod dns;
 mod http;
+pub mod otel;
 pub mod pki;
 pub mod redis;
 mod upstream;
