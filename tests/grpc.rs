@@ -155,21 +155,22 @@ fn unary_and_streaming_calls_and_their_trailers_pass_through_h2c() {
     assert_eq!(code(&r[4]), "NOT_FOUND");
     assert_eq!(r[4]["details"], "no such thing");
     assert_eq!(code(&r[5]), "DEADLINE_EXCEEDED");
-    b.wait_metric(
-        &format!(
-            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"success\",upstream=\"pool\"}}",
+    // The client's own short deadline is the client's doing: it resets the stream
+    // (`client_abort`), unless the server, which knows the deadline too (`grpc-timeout`),
+    // answers DEADLINE_EXCEEDED first (`success`: that code is not a backend failure). Which
+    // comes first is a race on a busy machine; either way nothing is the backend's failure.
+    let outcome = |o: &str| {
+        b.metric(&format!(
+            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"{o}\",upstream=\"pool\"}}",
             server.addr()
-        ),
-        5.0,
+        ))
+    };
+    wait_for(
+        "six calls recorded",
+        std::time::Duration::from_secs(10),
+        || outcome("success") + outcome("client_abort") == 6.0,
     );
-    // The client's own short deadline (it resets the stream) is the client's doing.
-    b.wait_metric(
-        &format!(
-            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"client_abort\",upstream=\"pool\"}}",
-            server.addr()
-        ),
-        1.0,
-    );
+    assert!(outcome("success") >= 5.0);
     assert_no_backend_blamed(&b);
 }
 
