@@ -1,4 +1,6 @@
-//! Upstream pools: the backends' earned state (`backend`), choosing one (`pool`), active
+//! Upstream pools: the backends' earned state (`backend`), choosing one (`pool`, `select`),
+//! admission under adaptive concurrency limits (`concurrency`, `queue`, `admission`, `lag`),
+//! what attempts teach the pool (`feedback`), latency-relative outliers (`slow`), active
 //! health checks (`health`), the retry budget (`retry`) and naming what happened (`outcome`).
 
 pub mod admission;
@@ -6,6 +8,7 @@ pub mod backend;
 pub mod breaker;
 pub mod concurrency;
 pub mod dns;
+pub mod feedback;
 pub mod health;
 pub mod lag;
 pub mod latency;
