@@ -11,7 +11,6 @@ use super::queue::{Queue, ShedReason, Wake};
 use crate::config::Priority;
 use crate::events::{Event, Kind, Level};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,12 +52,12 @@ impl Pool {
         }
     }
 
-    /// True when an available backend not yet tried is held at its limit: the request may
-    /// wait for it (rather than get "no backend available").
-    pub fn at_limit(&self, tried: &[SocketAddr], now: u64) -> bool {
+    /// True when an available backend is held at its limit: a first attempt may wait for it
+    /// (rather than get "no backend available"). Retries never wait, so nothing is tried yet.
+    pub fn at_limit(&self, now: u64) -> bool {
         self.config.adaptive.enforced()
             && self.backends.iter().any(|b| {
-                let full = !tried.contains(&b.addr) && b.available(now) && !b.has_room();
+                let full = b.available(now) && !b.has_room();
                 if full {
                     b.limiter.full();
                 }
@@ -154,7 +153,7 @@ pub async fn admit(
         if let Some((p, i)) = super::select::choose(pools, primary, key, &[], now) {
             return Admitted::Backend(p, i, false);
         }
-        if !primary.at_limit(&[], now) {
+        if !primary.at_limit(now) {
             return Admitted::None;
         }
         if primary.grow(now) {
@@ -211,7 +210,7 @@ async fn wait(
                 .observe(start.elapsed().as_secs_f64());
             return Admitted::Backend(p, i, true);
         }
-        if !primary.at_limit(&[], now) {
+        if !primary.at_limit(now) {
             return Admitted::None;
         }
         front = true;
