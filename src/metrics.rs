@@ -192,6 +192,7 @@ pub struct Metrics {
     pub breaker_rejected_total: IntCounterVec,
     pub in_flight_rejected_total: IntCounterVec,
     pub shed_total: IntCounterVec,
+    pub hedges_total: IntCounterVec,
     pub queue_length: IntGaugeVec,
     pub queue_wait: HistogramVec,
     pub shedding: IntGaugeVec,
@@ -344,6 +345,11 @@ impl Metrics {
                 "brace_requests_shed_total",
                 "Requests answered 503 because every backend of the pool was at its adaptive limit, by route priority and reason (queue_full, queue_timeout, evicted)",
                 &["upstream", "priority", "reason"],
+            ),
+            hedges_total: r.counters(
+                "brace_upstream_hedges_total",
+                "Hedged requests' second attempts: sent, and won (answered before the first)",
+                &["upstream", "result"],
             ),
             queue_length: r.gauges(
                 "brace_upstream_queue_length",

@@ -23,6 +23,8 @@ pub struct Route {
     pub refuse_path_parameters: bool,
     /// Who is shed first when the pool is full (`upstream::queue`).
     pub priority: crate::config::Priority,
+    /// Hedged requests (`proxy::hedge`); `None` sends none.
+    pub hedge: Option<crate::config::hedge::HedgeConfig>,
     pub timeout: std::time::Duration,
     pub pool: Arc<Pool>,
     pub stats: RouteStats,

@@ -4,6 +4,7 @@
 
 pub mod adaptive;
 pub mod file;
+pub mod hedge;
 pub mod model;
 pub mod units;
 pub mod validate;

@@ -192,6 +192,8 @@ pub struct RouteConfig {
     pub refuse_path_parameters: bool,
     /// Who is shed first when the pool is full.
     pub priority: Priority,
+    /// Hedged requests (`upstream::hedge`); none by default.
+    pub hedge: Option<super::hedge::HedgeConfig>,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

@@ -78,8 +78,20 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     if let Some(t) = &mut ctx.trace {
         t.attempt(&pool.name, addr, ctx.tries);
     }
-    let mut peer = pool.peer(idx);
     ctx.attempt = AttemptState::Running(Attempt::new(&pool, idx, t, now));
+    let peer = peer_for(&pool, idx, &route, ctx);
+    ctx.pool = Some(pool);
+    Ok(Box::new(peer))
+}
+
+/// The peer for backend `idx` of `pool`, with the pool's and the route's timeouts.
+pub(super) fn peer_for(
+    pool: &crate::upstream::pool::Pool,
+    idx: usize,
+    route: &crate::route::Route,
+    ctx: &Ctx,
+) -> HttpPeer {
+    let mut peer = pool.peer(idx);
     let o = &mut peer.options;
     o.connection_timeout = Some(pool.config.connect_timeout);
     // pingora times each read, not the wait for headers as a whole: the route timeout caps
@@ -91,8 +103,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     o.no_header_case = !ctx.snapshot.config.server.preserve_header_case;
     // brace reads an upstream response's header only from what the session hands over.
     o.hand_over_response_header = true;
-    ctx.pool = Some(pool);
-    Ok(Box::new(peer))
+    peer
 }
 
 /// `fail_to_connect`: nothing reached the backend, so any method may be retried.
@@ -276,7 +287,14 @@ pub fn grpc_status(h: &http::HeaderMap) -> Option<u8> {
 /// Ends the current attempt: its outcome goes to metrics and outlier detection, and the
 /// backend's in-flight count drops.
 pub fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
-    if let (Some(a), Some(pool)) = (ctx.attempt.take(), &ctx.pool) {
+    if let Some(a) = ctx.attempt.take() {
+        record(ctx, a, outcome);
+    }
+}
+
+/// Records attempt `a`'s end (on the current pool) and drops it.
+pub(super) fn record(ctx: &mut Ctx, a: Attempt, outcome: Outcome) {
+    if let Some(pool) = &ctx.pool {
         let end = Instant::now();
         let seconds = end.saturating_duration_since(a.start).as_secs_f64();
         // The limit learns from the backend's time to answer (the whole attempt when it

@@ -31,6 +31,8 @@ pub struct Ctx {
     pub pool: Option<Arc<Pool>>,
     /// The attempt in progress; dropping it ends the backend's in-flight count.
     pub attempt: AttemptState,
+    /// A hedge racing `attempt` (`proxy::hedge`), until one of them answers.
+    pub hedge: Option<Box<Attempt>>,
     /// Backends already tried by this request (a retry goes elsewhere when it can). Inline:
     /// most requests try one backend and never allocate for this.
     pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
@@ -76,6 +78,7 @@ impl Ctx {
             request_id: http::HeaderValue::from_static(""),
             pool: None,
             attempt: AttemptState::Idle,
+            hedge: None,
             tried: smallvec::SmallVec::new(),
             tries: 0,
             shed: None,

@@ -15,8 +15,11 @@ pub fn upstream_request(
     req: &mut RequestHeader,
     ctx: &mut Ctx,
 ) -> Result<()> {
-    if let super::ctx::AttemptState::Running(a) = &mut ctx.attempt {
-        a.sent = Some(std::time::Instant::now());
+    // The attempt this copy is for: a hedge's, while one is being sent.
+    match (&mut ctx.hedge, &mut ctx.attempt) {
+        (Some(h), _) if h.sent.is_none() => h.sent = Some(std::time::Instant::now()),
+        (_, super::ctx::AttemptState::Running(a)) => a.sent = Some(std::time::Instant::now()),
+        _ => {}
     }
     req.remove_header(&http::header::EXPECT);
     if !req.headers.contains_key(http::header::HOST) {

@@ -11,6 +11,8 @@
 //! request_cache_filter …   cache phases: enable, key, hit, vary, store, stale (cache::policy)
 //! proxy_upstream_filter    only-if-cached on a miss: 504
 //! upstream_peer            pool (or backup) → backend → HttpPeer with timeouts (attempt)
+//! hedge_after / hedge_peer / hedge_ended: a bodyless idempotent request's second attempt
+//!                          when the first is slow to answer; the first answer wins (hedge)
 //! fail_to_connect          connect failure: record, retry elsewhere for free  (attempt)
 //! upstream_request_filter  forwarding headers, Host, target rewrite           (forward)
 //! error_while_proxy        broken exchange: record, retry if idempotent       (attempt)
@@ -30,6 +32,7 @@ mod downstream;
 mod finish;
 mod forward;
 pub mod headers;
+mod hedge;
 pub mod request;
 pub mod respond;
 
@@ -181,6 +184,18 @@ impl ProxyHttp for BraceProxy {
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         attempt::peer(session, ctx).await
+    }
+
+    fn hedge_after(&self, session: &Session, ctx: &Ctx) -> Option<std::time::Duration> {
+        hedge::after(session, ctx)
+    }
+
+    async fn hedge_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Option<Box<HttpPeer>> {
+        hedge::peer(session, ctx).await
+    }
+
+    fn hedge_ended(&self, _: &mut Session, ctx: &mut Ctx, hedge: bool, e: Option<&Error>) {
+        hedge::ended(ctx, hedge, e)
     }
 
     fn fail_to_connect(

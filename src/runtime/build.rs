@@ -79,6 +79,7 @@ pub fn build(
                 path_case_insensitive: r.path_case_insensitive,
                 refuse_path_parameters: r.refuse_path_parameters,
                 priority: r.priority,
+                hedge: r.hedge.clone(),
                 timeout: r.timeout,
                 // Validation guarantees every route's upstream exists.
                 pool: pools[&r.upstream].clone(),

@@ -144,6 +144,7 @@ impl Plan {
                 path_case_insensitive: _,
                 refuse_path_parameters: _,
                 priority: _,
+                hedge: _,
             } = y;
             diff_fields!(
                 &mut p.routes_changed,
@@ -160,7 +161,8 @@ impl Plan {
                     cache,
                     path_case_insensitive,
                     refuse_path_parameters,
-                    priority
+                    priority,
+                    hedge
                 ]
             );
             if x.access != y.access {

@@ -9,6 +9,11 @@ use crate::events::{Event, Kind, Level};
 use std::time::Duration;
 
 impl Pool {
+    /// Counts a hedge sent or won (`brace_upstream_hedges_total`).
+    pub fn count_hedge(&self, r: super::hedge::HedgeResult) {
+        self.stats.hedges.get(r).inc();
+    }
+
     /// Takes the right to send one request to backend `i` (a half-open trial permit, when its
     /// breaker is half-open). False when the breaker refuses.
     pub fn acquire(&self, i: usize, now: u64) -> bool {
@@ -89,11 +94,18 @@ impl Pool {
     pub fn record(&self, i: usize, outcome: Outcome, seconds: f64, now: u64, sample: Option<f64>) {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
+        if outcome == Outcome::Cancelled {
+            // Beaten by a hedge: how long it had taken is a lower bound on its latency.
+            b.latency.observe(true, seconds, now);
+        }
         if !outcome.blames_nobody() {
             let ok = outcome == Outcome::Success;
             b.latency.observe(ok, seconds, now);
             if let Some(sample) = sample {
                 self.learn(b, ok, sample, now);
+                if ok {
+                    self.hedging.record(Duration::from_secs_f64(sample), now);
+                }
             }
         }
         if let Some(cfg) = &self.config.circuit_breaker {
@@ -112,7 +124,8 @@ impl Pool {
             Outcome::ClientAbort
             | Outcome::ClientError
             | Outcome::ClientTimeout
-            | Outcome::LocalError => {}
+            | Outcome::LocalError
+            | Outcome::Cancelled => {}
             Outcome::Http5xx
             | Outcome::GrpcError
             | Outcome::ConnectError

@@ -1,7 +1,8 @@
 //! Upstream pools: the backends' earned state (`backend`), choosing one (`pool`, `select`),
 //! admission under adaptive concurrency limits (`concurrency`, `queue`, `admission`, `lag`),
 //! what attempts teach the pool (`feedback`), latency-relative outliers (`slow`), active
-//! health checks (`health`), the retry budget (`retry`) and naming what happened (`outcome`).
+//! health checks (`health`), the retry budget (`retry`), hedged requests' budget and measured
+//! time to answer (`hedge`) and naming what happened (`outcome`).
 
 pub mod admission;
 pub mod backend;
@@ -10,6 +11,7 @@ pub mod concurrency;
 pub mod dns;
 pub mod feedback;
 pub mod health;
+pub mod hedge;
 pub mod lag;
 pub mod latency;
 pub mod outcome;

@@ -40,6 +40,9 @@ crate::label_set! {
         /// brace ran out of a resource of its own before reaching the backend (open files,
         /// memory, local ports): answered 503; not the backend's fault.
         LocalError => "local_error",
+        /// A hedged request's other attempt answered first (or the client left during the
+        /// race), and brace closed this one: not the backend's fault.
+        Cancelled => "cancelled",
     }
 }
 
@@ -56,7 +59,7 @@ impl Outcome {
     /// True when the backend is not to blame: the client's outcomes and brace's own
     /// resource failures never feed ejection, breakers, health or the latency estimate.
     pub fn blames_nobody(self) -> bool {
-        self.is_client() || self == Outcome::LocalError
+        self.is_client() || matches!(self, Outcome::LocalError | Outcome::Cancelled)
     }
 
     /// The outcome of an upgraded (101) connection's end: only a backend that broke the
@@ -85,7 +88,8 @@ impl Outcome {
             | Outcome::ClientAbort
             | Outcome::ClientError
             | Outcome::ClientTimeout
-            | Outcome::LocalError => false,
+            | Outcome::LocalError
+            | Outcome::Cancelled => false,
         }
     }
 

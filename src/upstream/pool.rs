@@ -52,6 +52,9 @@ pub struct Pool {
     /// Shared with the pool this one replaced (same name): a reload that changes any setting
     /// keeps the retries already counted.
     pub(super) budget: Arc<super::retry::RetryBudget>,
+    /// Hedged requests' budget and the pool's time to answer (`upstream::hedge`); shared
+    /// with the pool this one replaced.
+    pub hedging: Arc<super::hedge::Hedging>,
     pub(super) stats: PoolStats,
     /// Requests in flight to the pool, for `max_in_flight`. Shared with the pool this one
     /// replaced, so requests still running on the old one keep counting (and leave it right).
@@ -188,6 +191,7 @@ impl Pool {
             backends,
             resolved,
             budget: old.map(|o| o.budget.clone()).unwrap_or_default(),
+            hedging: old.map(|o| o.hedging.clone()).unwrap_or_default(),
             stats: PoolStats::new(metrics, name),
             in_flight: old.map(|o| o.in_flight.clone()).unwrap_or_default(),
             queue: old.map(|o| o.queue.clone()).unwrap_or_default(),

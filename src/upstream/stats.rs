@@ -29,6 +29,7 @@ pub struct PoolStats {
     pub queue_length: IntGauge,
     pub queue_wait: Histogram,
     pub shedding: IntGauge,
+    pub hedges: ByLabel<super::hedge::HedgeResult>,
 }
 
 impl PoolStats {
@@ -47,6 +48,7 @@ impl PoolStats {
             queue_length: m.queue_length.with_label_values(u),
             queue_wait: m.queue_wait.with_label_values(u),
             shedding: m.shedding.with_label_values(u),
+            hedges: ByLabel::new(&m.hedges_total, u),
         }
     }
 }

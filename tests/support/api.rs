@@ -14,13 +14,15 @@ pub fn assert_no_backend_blamed(b: &Brace) {
     let text = b.metrics();
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let value = || l.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
-        // brace's own resource failures (local_error) blame nobody either.
+        // brace's own resource failures (local_error) and attempts a hedge beat (cancelled)
+        // blame nobody either.
         let clients = [
             "success",
             "client_abort",
             "client_error",
             "client_timeout",
             "local_error",
+            "cancelled",
         ]
         .iter()
         .any(|o| l.contains(&format!("outcome=\"{o}\"")));

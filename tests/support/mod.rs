@@ -8,6 +8,7 @@ mod brace;
 pub mod browser;
 mod config;
 pub mod dns;
+pub mod edge;
 mod http;
 pub mod otel;
 pub mod pki;

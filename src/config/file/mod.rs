@@ -402,6 +402,9 @@ pub struct FileRoute {
     /// Who is shed first when the pool is full.
     #[serde(default)]
     pub priority: FilePriority,
+    /// A second attempt for a request the first has not answered in time.
+    #[serde(default)]
+    pub hedge: Option<FileHedge>,
 }
 
 /// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`

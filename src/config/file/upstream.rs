@@ -71,6 +71,15 @@ pub enum FilePriority {
     Sheddable,
 }
 
+/// `[[route]] hedge = { after = "p95" | "50ms", max_extra_percent = 5 }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileHedge {
+    pub after: String,
+    #[serde(default)]
+    pub max_extra_percent: Option<u32>,
+}
+
 /// `adaptive = false` (off) or `[upstream.NAME.adaptive]`. Not `#[serde(untagged)]`, whose
 /// error ("did not match any variant") would hide which key of the table is wrong.
 #[derive(Debug)]

@@ -112,7 +112,11 @@ pub(super) fn validate_route(
         path_case_insensitive,
         refuse_path_parameters,
         priority,
+        hedge,
     } = r;
+    let hedge = hedge
+        .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
+        .transpose()?;
     let access = AccessConfig {
         allow: networks(&p.key("allow"), &allow)?,
         deny: networks(&p.key("deny"), &deny)?,
@@ -195,6 +199,7 @@ pub(super) fn validate_route(
         path_case_insensitive,
         refuse_path_parameters,
         priority: super::adaptive::priority(priority),
+        hedge,
     })
 }
 

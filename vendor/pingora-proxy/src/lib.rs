@@ -91,6 +91,7 @@ mod proxy_common;
 mod proxy_custom;
 mod proxy_h1;
 mod proxy_h2;
+mod proxy_hedge;
 mod proxy_purge;
 mod proxy_trait;
 pub mod subrequest;
@@ -422,12 +423,64 @@ where
         };
 
         let client_session = self.client_upstream.get_http_session(&*peer).await;
+        let mut peer = peer;
         match client_session {
-            Ok((client_session, client_reused)) => {
+            Ok((client_session, mut client_reused)) => {
                 let (server_reused, error) = match client_session {
                     ClientSession::H1(mut h1) => {
+                        // brace: a hedged request races a second attempt first
+                        // (`proxy_hedge`); the attempt that wins goes on from here.
+                        let mut sent = false;
+                        let hedge = if Self::may_hedge(session) {
+                            self.inner.hedge_after(session, ctx)
+                        } else {
+                            None
+                        };
+                        if let Some(delay) = hedge {
+                            match Box::pin(self.proxy_hedged_h1(
+                                session,
+                                h1,
+                                client_reused,
+                                peer,
+                                delay,
+                                ctx,
+                            ))
+                            .await
+                            {
+                                Ok(won) => {
+                                    (h1, client_reused, peer, sent) =
+                                        (won.session, won.reused, won.peer, won.sent);
+                                }
+                                Err(failed) => {
+                                    if failed.reuse {
+                                        self.client_upstream
+                                            .release_http_session(
+                                                ClientSession::H1(failed.session),
+                                                &*failed.peer,
+                                                failed.peer.idle_timeout(),
+                                            )
+                                            .await;
+                                    }
+                                    let e = self.inner.error_while_proxy(
+                                        &failed.peer,
+                                        session,
+                                        failed.error,
+                                        ctx,
+                                        client_reused,
+                                    );
+                                    return (false, Some(e));
+                                }
+                            }
+                        }
                         let (server_reused, client_reuse, error) = self
-                            .proxy_to_h1_upstream(session, &mut h1, client_reused, &peer, ctx)
+                            .proxy_to_h1_upstream(
+                                session,
+                                &mut h1,
+                                client_reused,
+                                &peer,
+                                sent,
+                                ctx,
+                            )
                             .await;
                         if client_reuse {
                             let session = ClientSession::H1(h1);

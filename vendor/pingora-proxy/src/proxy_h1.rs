@@ -29,22 +29,18 @@ impl<SV, C> HttpProxy<SV, C>
 where
     C: custom::Connector,
 {
-    pub(crate) async fn proxy_1to1(
+    /// brace: the request header as it goes to an HTTP/1 upstream, through the upstream
+    /// request filters; an error means nothing was sent (the connection may be reused).
+    pub(crate) async fn h1_upstream_request(
         &self,
         session: &mut Session,
-        client_session: &mut HttpSessionV1,
         peer: &HttpPeer,
         ctx: &mut SV::CTX,
-    ) -> (bool, bool, Option<Box<Error>>)
+    ) -> Result<RequestHeader>
     where
         SV: ProxyHttp + Send + Sync,
         SV::CTX: Send + Sync,
     {
-        client_session.read_timeout = peer.options.read_timeout;
-        client_session.write_timeout = peer.options.write_timeout;
-
-        // phase 2 send to upstream
-
         // brace: the header as read goes upstream and the session keeps the copy. The one read
         // was sized with room for the fields a proxy adds; a clone has none (its entries are
         // copied at their length), so inserting into it would regrow it.
@@ -62,7 +58,7 @@ where
                 AuthorityPolicy::Custom => set_h1_host_from_authority_if_absent(&mut req),
             };
             if let Err(e) = result {
-                return (false, true, Some(e.into_down()));
+                return Err(e.into_down());
             }
         }
 
@@ -71,7 +67,7 @@ where
             peer.options.http_upstream_request_policy,
             session.req_header().version == Version::HTTP_11,
         ) {
-            return (false, true, Some(e.into_down()));
+            return Err(e.into_down());
         }
 
         if session.cache.enabled() {
@@ -82,21 +78,14 @@ where
             session.mark_upstream_headers_mutated_for_cache();
         }
 
-        match self
-            .inner
+        self.inner
             .upstream_request_filter(session, &mut req, ctx)
-            .await
-        {
-            Ok(_) => { /* continue */ }
-            Err(e) => {
-                return (false, true, Some(e));
-            }
-        }
+            .await?;
 
         // Reconcile and revalidate after request filters, which can mutate Host, URI, or target.
         if authority_policy.is_standard() {
             if let Err(e) = reconcile_upstream_authority(&mut req) {
-                return (false, true, Some(e.into_in()));
+                return Err(e.into_in());
             }
             // A filter may delete Host. Restore it for requests that originally carried one or
             // whose URI or absolute-form target has an authority, without adding a new empty Host
@@ -104,28 +93,49 @@ where
             let target_has_authority = raw_target_authority(req.raw_path()).authority().is_some();
             if downstream_had_host || req.uri.authority().is_some() || target_has_authority {
                 if let Err(e) = set_h1_host_from_authority(&mut req) {
-                    return (false, true, Some(e.into_in()));
+                    return Err(e.into_in());
                 }
             }
             if let Err(e) = validate_request_authority(&req) {
                 // The final filter-produced request is invalid, so classify this as internal.
-                return (false, true, Some(e.into_in()));
+                return Err(e.into_in());
             }
         }
 
-        if let Err(e) = finalize_h1_upstream_request_framing(&mut req, !session.is_body_empty()) {
-            return (false, true, Some(e));
-        }
+        finalize_h1_upstream_request_framing(&mut req, !session.is_body_empty())?;
 
         session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
 
         session.upstream_compression.request_filter(&req);
 
         debug!("Sending header to upstream {:?}", req);
+        Ok(req)
+    }
 
-        match client_session.write_request_header(Box::new(req)).await {
-            Ok(_) => { /* Continue */ }
-            Err(e) => {
+    /// `sent`: the request header already went to `client_session` (brace: a hedged
+    /// request's race, `proxy_hedge`).
+    pub(crate) async fn proxy_1to1(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        peer: &HttpPeer,
+        sent: bool,
+        ctx: &mut SV::CTX,
+    ) -> (bool, bool, Option<Box<Error>>)
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        client_session.read_timeout = peer.options.read_timeout;
+        client_session.write_timeout = peer.options.write_timeout;
+
+        // phase 2 send to upstream
+        if !sent {
+            let req = match self.h1_upstream_request(session, peer, ctx).await {
+                Ok(req) => req,
+                Err(e) => return (false, true, Some(e)),
+            };
+            if let Err(e) = client_session.write_request_header(Box::new(req)).await {
                 return (false, false, Some(e.into_up()));
             }
         }
@@ -324,6 +334,7 @@ where
         client_session: &mut HttpSessionV1,
         reused: bool,
         peer: &HttpPeer,
+        sent: bool,
         ctx: &mut SV::CTX,
     ) -> (bool, bool, Option<Box<Error>>)
     // (reuse_server, reuse_client, error)
@@ -354,7 +365,7 @@ where
         }
 
         let (server_session_reuse, client_session_reuse, error) =
-            self.proxy_1to1(session, client_session, peer, ctx).await;
+            self.proxy_1to1(session, client_session, peer, sent, ctx).await;
 
         // Record upstream response body bytes received (payload only) for logging consumers.
         let upstream_bytes_total = client_session.body_bytes_received();

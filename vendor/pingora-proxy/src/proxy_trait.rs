@@ -543,6 +543,39 @@ pub trait ProxyHttp {
     ) {
     }
 
+    /// brace: hedged requests. Called once per attempt, after [Self::upstream_peer] when the
+    /// connection is HTTP/1 and the request has no body (not an upgrade, not a subrequest):
+    /// `Some(delay)` sends the request, and if no response header has come `delay` later,
+    /// [Self::hedge_peer] may start a second attempt; whichever answers first carries the
+    /// request and the other is closed. `None` (the default) proxies as usual.
+    fn hedge_after(&self, _session: &Session, _ctx: &Self::CTX) -> Option<Duration> {
+        None
+    }
+
+    /// brace: the peer for a hedge, asked when the first attempt has not answered within
+    /// [Self::hedge_after]'s delay; `None` sends no hedge (the first attempt goes on alone).
+    /// The request header goes through [Self::upstream_request_filter] again for it.
+    async fn hedge_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Option<Box<HttpPeer>> {
+        None
+    }
+
+    /// brace: one of a hedged request's two attempts is over before answering: the hedge when
+    /// `hedge` is true, else the first attempt (the hedge then carries the request, and later
+    /// phases see only it). `error` is why it failed, or `None` when it was cancelled because
+    /// the other answered first (or the client left). Called once per attempt that ends so.
+    fn hedge_ended(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        _hedge: bool,
+        _error: Option<&Error>,
+    ) {
+    }
+
     /// brace: called for each accepted connection before anything is read from it. `None`
     /// closes it at once (a connection limit); `Some(guard)` is held until it closes.
     fn admit_connection(&self) -> Option<pingora_core::apps::ConnectionGuard> {

@@ -73,6 +73,9 @@ pub struct HttpSession {
     keep_header_case: bool,
     /// brace: see `PeerOptions::hand_over_response_header`.
     hand_over_response_header: bool,
+    /// brace: a task already read (a hedged request's race read the response header), handed
+    /// out by the next `read_response_task`.
+    pushed_back: Option<HttpTask>,
 }
 
 /// brace: `Keep-Alive` as a parsed name (a `&str` name is parsed again on each lookup).
@@ -112,6 +115,7 @@ impl HttpSession {
             allow_h1_response_invalid_content_length: false,
             keep_header_case: true,
             hand_over_response_header: false,
+            pushed_back: None,
         }
     }
 
@@ -865,7 +869,16 @@ impl HttpSession {
         }
     }
 
+    /// brace: `task`, read by `read_response_task` elsewhere (a race between two sessions),
+    /// is what the next `read_response_task` returns.
+    pub fn push_back_task(&mut self, task: HttpTask) {
+        self.pushed_back = Some(task);
+    }
+
     pub async fn read_response_task(&mut self) -> Result<HttpTask> {
+        if let Some(task) = self.pushed_back.take() {
+            return Ok(task);
+        }
         if self.should_read_resp_header() {
             let resp_header = self.read_resp_header_parts().await?;
             let end_of_body = self.is_body_done();
