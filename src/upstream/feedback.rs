@@ -95,8 +95,12 @@ impl Pool {
         let b = &self.backends[i];
         b.stats.record(outcome, seconds);
         if outcome == Outcome::Cancelled {
-            // Beaten by a hedge: how long it had taken is a lower bound on its latency.
-            b.latency.observe(true, seconds, now);
+            // Beaten by a hedge: slower than the pool's p95 and another backend's answer put
+            // together, by how much is never known. Folded in as a failure (a 1 s sample
+            // without the peak) so the balancer steers from a backend whose tail hedges
+            // hide: taken as the time it had run, its 60 ms answers counted as 14 ms and
+            // `ewma` sent it more (benches/load/hedge).
+            b.latency.observe(false, seconds, now);
         }
         if !outcome.blames_nobody() {
             let ok = outcome == Outcome::Success;

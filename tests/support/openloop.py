@@ -66,6 +66,7 @@ def summary(rs, seconds):
         "errors": len(rs) - len(ok) - len(shed),
         "p50_ok_ms": pct(ok, 0.5),
         "p99_ok_ms": pct(ok, 0.99),
+        "p999_ok_ms": pct(ok, 0.999),
         "p99_shed_ms": pct(shed, 0.99),
         "statuses": {str(k): sum(1 for r in rs if r[1] == k) for k in sorted({r[1] for r in rs})},
     }
