@@ -467,7 +467,7 @@ fn upstreams_json(state: &State) -> String {
                     let last = b.health.last.lock().ok().and_then(|l| l.clone());
                     json!({
                         "addr": b.label,
-                        "weight": b.weight,
+                        "weight": b.weight(),
                         "available": b.available(now),
                         "health": b.health.status().as_str(),
                         "ejected": ejected,

@@ -16,7 +16,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// `ip:port`, the `backend` label value.
     pub label: String,
-    pub weight: u32,
+    /// A setting, not identity: a reload that changes only the weight keeps the backend.
+    weight: AtomicU32,
     pub stats: BackendStats,
     pub gauges: BackendGauges,
     pub health: Health,
@@ -46,7 +47,7 @@ impl Backend {
         Backend {
             label: addr.to_string(),
             addr,
-            weight,
+            weight: AtomicU32::new(weight),
             stats,
             gauges,
             health: Health::default(),
@@ -60,6 +61,16 @@ impl Backend {
     }
 
     /// Available = not marked unhealthy by checks, not ejected, and its breaker admits calls.
+    /// The backend's weight as configured now.
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+
+    /// A reload gave the backend a new weight (its identity, the address, is unchanged).
+    pub fn set_weight(&self, w: u32) {
+        self.weight.store(w, Relaxed);
+    }
+
     pub fn available(&self, now: u64) -> bool {
         self.health.status() != HealthStatus::Unhealthy
             && !self.outlier.ejected(now)

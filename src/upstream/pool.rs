@@ -119,8 +119,8 @@ where
 
 impl Pool {
     /// Builds a pool of the configured backends and `resolved` (found by DNS). A backend of
-    /// `old` with the same address and weight is reused as the same `Arc`, keeping its health,
-    /// ejection and in-flight state; a backend DNS found since `old` starts its slow start.
+    /// `old` with the same address is reused as the same `Arc`, keeping its health, ejection,
+    /// breaker and in-flight state (its weight is a setting, updated in place); a backend DNS found since `old` starts its slow start.
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
@@ -143,7 +143,8 @@ impl Pool {
             let reused = old.and_then(|o| {
                 o.backends
                     .iter()
-                    .find(|ob| ob.addr == b.addr && ob.weight == b.weight.get())
+                    .find(|ob| ob.addr == b.addr)
+                    .inspect(|ob| ob.set_weight(b.weight.get()))
                     .cloned()
             });
             let found_now = old.is_some() && i >= config.backends.len();
@@ -287,7 +288,7 @@ impl Pool {
             Selector::P2c => self.two_choices(accept, |i| self.load(i)),
             Selector::Ewma => self.two_choices(accept, |i| {
                 let b = &self.backends[i];
-                b.latency.cost(b.in_flight(), b.weight, now)
+                b.latency.cost(b.in_flight(), b.weight(), now)
             }),
         }
     }
@@ -309,7 +310,7 @@ impl Pool {
     /// In-flight requests per unit of weight, for least_requests and p2c.
     fn load(&self, i: usize) -> f64 {
         let b = &self.backends[i];
-        b.in_flight() as f64 / f64::from(b.weight)
+        b.in_flight() as f64 / f64::from(b.weight())
     }
 
     fn least_loaded(&self, candidates: impl Iterator<Item = usize>, n: usize) -> Option<usize> {
