@@ -12,8 +12,9 @@
 //! logging               metrics; unsafe methods invalidate (RFC 9111 §4.4)
 //! ```
 //!
-//! One store per process. pingora-cache wants `&'static` storage and lock, so a [`Store`] is
-//! leaked when built; a reload that changes `[cache]` builds a new one and empties the old.
+//! One store per process. pingora-cache wants `&'static` storage and lock: both are the
+//! process's own ([`MokaStorage::global`], one lock); a reload that changes `[cache]` installs
+//! a new, empty moka cache in the storage, and the replaced one is freed.
 
 pub mod date;
 pub mod key;
@@ -68,15 +69,16 @@ pub struct Store {
 /// a route's `lock_timeout` says.
 const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(30);
 
+static LOCK: std::sync::OnceLock<Box<CacheKeyLockImpl>> = std::sync::OnceLock::new();
+
 impl Store {
+    /// The store for `config`, with a new, empty cache in the process's storage (the one in
+    /// use before is freed once the requests using it end).
     pub fn new(config: &CacheConfig, metrics: &Metrics) -> Store {
-        // Leaked whole: the Arc (whose weak self-reference the eviction listener holds) lives
-        // as long as the process, so the reference through it is 'static.
-        let storage: &'static MokaStorage = Box::leak(Box::new(MokaStorage::new(
-            config.max_size,
-            metrics.cache_evictions_total.clone(),
-        )));
-        let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
+        let storage = MokaStorage::global();
+        storage.install(config.max_size, metrics.cache_evictions_total.clone());
+        let lock: &'static CacheKeyLockImpl =
+            &**LOCK.get_or_init(|| CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
         Store {
             config: config.clone(),
             storage,

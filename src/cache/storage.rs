@@ -66,8 +66,13 @@ impl Entry {
     }
 }
 
+type Entries = moka::sync::Cache<HashBinary, Arc<Entry>>;
+
+/// The process's one storage (pingora-cache wants it `&'static`: [`MokaStorage::global`]);
+/// the moka cache inside is replaced when `[cache]`'s size changes ([`MokaStorage::install`]),
+/// and a replaced one is freed, entries and all, when the last operation that loaded it ends.
 pub struct MokaStorage {
-    entries: moka::sync::Cache<HashBinary, Arc<Entry>>,
+    entries: arc_swap::ArcSwapOption<Entries>,
     /// URL → the keys of its stored variants, so that invalidating a URL (RFC 9111 §4.4, after
     /// every successful unsafe request) costs O(its variants), not a scan of the store.
     /// Sharded by the URL's hash; a shard is locked only to add or take a URL's list, never
@@ -103,31 +108,50 @@ fn url_of(key: &CacheKey) -> Box<str> {
     primary.split('\n').next().unwrap_or_default().into()
 }
 
+static GLOBAL: std::sync::OnceLock<MokaStorage> = std::sync::OnceLock::new();
+
 impl MokaStorage {
-    pub fn new(max_size: u64, evictions: IntCounter) -> Arc<MokaStorage> {
-        Arc::new_cyclic(|me: &std::sync::Weak<MokaStorage>| {
-            let me = me.clone();
-            let entries = moka::sync::Cache::builder()
-                .max_capacity(max_size)
-                .weigher(|_k: &HashBinary, v: &Arc<Entry>| v.weight())
-                .eviction_listener(move |k: Arc<HashBinary>, v: Arc<Entry>, cause| {
-                    use moka::notification::RemovalCause;
-                    if cause == RemovalCause::Size {
-                        evictions.inc();
-                    }
-                    // A replaced entry's key stays in the store under the same URL.
-                    if cause != RemovalCause::Replaced {
-                        if let Some(me) = me.upgrade() {
-                            me.unindex(&v.url, &k);
-                        }
-                    }
-                })
-                .build();
-            MokaStorage {
-                entries,
-                index: (0..INDEX_SHARDS).map(|_| Mutex::default()).collect(),
-            }
+    /// The process's storage, empty until a cache is [installed](Self::install).
+    pub fn global() -> &'static MokaStorage {
+        GLOBAL.get_or_init(|| MokaStorage {
+            entries: arc_swap::ArcSwapOption::empty(),
+            index: (0..INDEX_SHARDS).map(|_| Mutex::default()).collect(),
         })
+    }
+
+    /// An empty cache of `max_size` bytes takes the place of the one in use (if any), which
+    /// is freed once the operations that loaded it end.
+    pub fn install(&'static self, max_size: u64, evictions: IntCounter) {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_size)
+            .weigher(|_k: &HashBinary, v: &Arc<Entry>| v.weight())
+            .eviction_listener(move |k: Arc<HashBinary>, v: Arc<Entry>, cause| {
+                use moka::notification::RemovalCause;
+                if cause == RemovalCause::Size {
+                    evictions.inc();
+                }
+                // A replaced entry's key stays in the store under the same URL.
+                if cause != RemovalCause::Replaced {
+                    self.unindex(&v.url, &k);
+                }
+            })
+            .build();
+        let old = self.entries.swap(Some(Arc::new(entries)));
+        for shard in self.index.iter() {
+            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        drop(old);
+    }
+
+    /// The cache in use (`None` before one is installed).
+    fn entries(&self) -> arc_swap::Guard<Option<Arc<Entries>>> {
+        self.entries.load()
+    }
+
+    /// A weak handle on the cache in use, for tests of its release.
+    #[cfg(test)]
+    fn entries_weak(&self) -> std::sync::Weak<Entries> {
+        Arc::downgrade(self.entries.load_full().as_ref().expect("installed"))
     }
 
     fn index_shard(&self, url: &str) -> std::sync::MutexGuard<'_, IndexShard> {
@@ -145,7 +169,9 @@ impl MokaStorage {
                 keys.push(hash);
             }
         }
-        self.entries.insert(hash, Arc::new(entry));
+        if let Some(entries) = &*self.entries() {
+            entries.insert(hash, Arc::new(entry));
+        }
     }
 
     fn unindex(&self, url: &str, hash: &HashBinary) {
@@ -163,8 +189,9 @@ impl MokaStorage {
         let mut n = 0;
         for url in urls {
             let keys = self.index_shard(url).remove(url).unwrap_or_default();
+            let entries = self.entries();
             for k in keys {
-                if self.entries.remove(&k).is_some() {
+                if entries.as_ref().is_some_and(|e| e.remove(&k).is_some()) {
                     n += 1;
                 }
             }
@@ -174,33 +201,41 @@ impl MokaStorage {
 
     /// Bytes held (headers, bodies and keys), after moka's pending upkeep.
     pub fn stored_bytes(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.weighted_size()
+        self.entries().as_ref().map_or(0, |e| {
+            e.run_pending_tasks();
+            e.weighted_size()
+        })
     }
 
     pub fn entry_count(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.entries().as_ref().map_or(0, |e| {
+            e.run_pending_tasks();
+            e.entry_count()
+        })
     }
 
     /// Removes every entry (every variant) whose URL satisfies `matches`; returns how many.
     pub fn purge_where(&self, matches: impl Fn(&str) -> bool) -> u64 {
-        let keys: Vec<Arc<HashBinary>> = self
-            .entries
+        let Some(entries) = &*self.entries() else {
+            return 0;
+        };
+        let keys: Vec<Arc<HashBinary>> = entries
             .iter()
             .filter(|(_, e)| matches(&e.url))
             .map(|(k, _)| k)
             .collect();
         for k in &keys {
-            self.entries.invalidate(k.as_ref());
+            entries.invalidate(k.as_ref());
         }
         keys.len() as u64
     }
 
     pub fn clear(&self) -> u64 {
         let n = self.entry_count();
-        self.entries.invalidate_all();
-        self.entries.run_pending_tasks();
+        if let Some(e) = &*self.entries() {
+            e.invalidate_all();
+            e.run_pending_tasks();
+        }
         n
     }
 }
@@ -212,7 +247,11 @@ impl Storage for MokaStorage {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(e) = self.entries.get(&key.combined_bin()) else {
+        let Some(e) = self
+            .entries()
+            .as_ref()
+            .and_then(|c| c.get(&key.combined_bin()))
+        else {
             return Ok(None);
         };
         // pingora-cache takes ownership of the meta on a hit.
@@ -250,10 +289,12 @@ impl Storage for MokaStorage {
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
         let hash = target.key().combined_bin();
-        Ok(match self.entries.remove(&hash) {
-            Some(_) => PurgeOutcome::Purged(None),
-            None => PurgeOutcome::NotFound,
-        })
+        Ok(
+            match self.entries().as_ref().and_then(|e| e.remove(&hash)) {
+                Some(_) => PurgeOutcome::Purged(None),
+                None => PurgeOutcome::NotFound,
+            },
+        )
     }
 
     async fn update_meta(
@@ -263,7 +304,7 @@ impl Storage for MokaStorage {
         _trace: &SpanHandle,
     ) -> Result<bool> {
         let hash = key.combined_bin();
-        let Some(old) = self.entries.get(&hash) else {
+        let Some(old) = self.entries().as_ref().and_then(|e| e.get(&hash)) else {
             return Ok(false);
         };
         let entry = Entry::new(meta, old.body.clone(), old.url.clone());
@@ -355,5 +396,26 @@ impl HandleMiss for Miss {
         let size = entry.weight() as usize;
         storage.insert(hash, entry);
         Ok(MissFinishType::Created(size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MokaStorage;
+
+    /// A changed `[cache]` size replaces the cache, and the replaced one is freed (it was
+    /// leaked on every change before: issue 32).
+    #[test]
+    fn a_replaced_cache_is_freed() {
+        let s = MokaStorage::global();
+        let evictions = prometheus::IntCounter::new("e", "e").unwrap();
+        s.install(1 << 20, evictions.clone());
+        let first = s.entries_weak();
+        s.install(2 << 20, evictions);
+        assert!(
+            first.upgrade().is_none(),
+            "the replaced cache is still held"
+        );
+        assert!(s.entries_weak().upgrade().is_some());
     }
 }

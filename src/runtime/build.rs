@@ -1,7 +1,7 @@
 //! Config (+ the old snapshot) → new Snapshot, off the request path.
 //!
 //! Earned state survives a reload by identity, whatever else changed: a backend's health,
-//! ejection, breaker and latency by its address (and weight), a pool's in-flight count and
+//! ejection, breaker and latency by its address (its weight is a setting), a pool's in-flight count and
 //! retry budget by the pool's name, a limit's buckets by its name (when key and bucket size
 //! are the same). A section that is unchanged is reused whole, as the same `Arc`.
 
@@ -59,14 +59,10 @@ pub fn build(
         .cache
         .as_ref()
         .map(|c| match old.and_then(|o| o.cache.as_ref()) {
-            // The store and its entries outlive a reload unless its size settings change.
+            // The store and its entries outlive a reload unless its size settings change;
+            // then a new, empty cache replaces the old, which is freed.
             Some(prev) if prev.config == *c => prev.clone(),
-            prev => {
-                if let Some(p) = prev {
-                    p.storage.clear();
-                }
-                Arc::new(crate::cache::Store::new(c, metrics))
-            }
+            _ => Arc::new(crate::cache::Store::new(c, metrics)),
         });
     let routes: Vec<_> = config
         .routes
