@@ -50,3 +50,27 @@ fn a_reload_that_changes_only_a_weight_keeps_the_backends_state() {
         "the open breaker still keeps requests off it"
     );
 }
+
+/// An upstream's `keepalive` needs a restart: a reload keeps the running value in the
+/// snapshot, so the next reload still reports it pending (it forgot it before: issue 32).
+#[test]
+fn a_keepalive_change_stays_pending_across_reloads_until_a_restart() {
+    let up = Upstream::start("u");
+    let b = Brace::start(&simple_config("", &[&up], ""));
+    b.rewrite(&simple_config("", &[&up], "keepalive = 16"));
+    for round in 0..2 {
+        let r = b.reload();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v["not_applied_until_restart"][0]["key"], "upstream.pool.keepalive",
+            "reload {round}: {v}"
+        );
+        assert_eq!(
+            b.metric("brace_config_restart_required"),
+            1.0,
+            "reload {round}"
+        );
+    }
+    assert_eq!(b.get("/").status, 200);
+}

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod plan;
 pub mod reload;
+pub mod restart;
 pub mod snapshot;
 pub mod store;
 pub mod tasks;

@@ -76,19 +76,15 @@ fn keyed<T: PartialEq>(
     (added, removed, changed)
 }
 
-/// `[[server.tls]]`, by listener: a listener added or removed needs a restart (listening
-/// sockets are bound at start); its certificates and client authentication change live,
-/// including a renewed certificate in files whose names did not change.
+/// `[[server.tls]]`, by listener that stays: its certificates and client authentication
+/// change live, including a renewed certificate in files whose names did not change (a
+/// listener added or removed is `restart`'s).
 fn tls_listeners(old: &ServerConfig, new: &ServerConfig, p: &mut Plan) {
     let find = |c: &ServerConfig, a| c.tls.iter().find(|t| t.listen == a).cloned();
     for t in &new.tls {
         let key = format!("server.tls {}", t.listen);
         match find(old, t.listen) {
-            None => p.restart_required.push(Change {
-                key,
-                old: "absent".into(),
-                new: format!("{t:?}"),
-            }),
+            None => {}
             Some(o) if o != *t => {
                 let (old, mut new) = (format!("{o:?}"), format!("{t:?}"));
                 if old == new {
@@ -98,13 +94,6 @@ fn tls_listeners(old: &ServerConfig, new: &ServerConfig, p: &mut Plan) {
             }
             Some(_) => {}
         }
-    }
-    for o in old.tls.iter().filter(|o| find(new, o.listen).is_none()) {
-        p.restart_required.push(Change {
-            key: format!("server.tls {}", o.listen),
-            old: format!("{o:?}"),
-            new: "absent".into(),
-        });
     }
 }
 
@@ -222,8 +211,7 @@ impl Plan {
                 grpc_failure: _,
                 adaptive: _,
             } = y;
-            // pingora sizes its one upstream connection pool from the sum, at start.
-            diff_fields!(&mut p.restart_required, &prefix, x, y, [keepalive]);
+            // `keepalive` needs a restart (`restart`).
             diff_fields!(
                 &mut p.upstreams_changed,
                 &prefix,
@@ -346,28 +334,11 @@ impl Plan {
                 max_connections
             ]
         );
-        diff_fields!(
-            &mut p.restart_required,
-            "server.",
-            s,
-            t,
-            [
-                listen,
-                threads,
-                client_header_timeout,
-                max_request_header_size,
-                h2c,
-                preserve_header_case
-            ]
-        );
+        // listen, threads, client_header_timeout, max_request_header_size, h2c,
+        // preserve_header_case, TLS listeners added or removed, admin.listen, log.format,
+        // [tracing], [cluster] and upstream keepalive need a restart: `restart` lists them.
+        p.restart_required = super::restart::carry_over(old, &mut new.clone());
         tls_listeners(s, t, &mut p);
-        diff_fields!(
-            &mut p.restart_required,
-            "admin.",
-            old.admin,
-            new.admin,
-            [listen]
-        );
         diff_fields!(
             &mut p.settings_changed,
             "log.",
@@ -375,7 +346,6 @@ impl Plan {
             new.log,
             [level, access_log]
         );
-        diff_fields!(&mut p.restart_required, "log.", old.log, new.log, [format]);
         diff_fields!(
             &mut p.settings_changed,
             "admin.",
@@ -383,33 +353,6 @@ impl Plan {
             new.admin,
             [hosts]
         );
-        if old.tracing != new.tracing {
-            // The collector's headers may hold a key: never shown.
-            let show = |t: &Option<crate::config::TracingConfig>| {
-                t.as_ref().map_or_else(
-                    || "off".to_string(),
-                    |t| format!("{} (sample_ratio {})", t.endpoint, t.sample_ratio),
-                )
-            };
-            p.restart_required.push(Change {
-                key: "tracing".into(),
-                old: show(&old.tracing),
-                new: show(&new.tracing),
-            });
-        }
-        if old.cluster != new.cluster {
-            let show = |c: &Option<crate::config::ClusterConfig>| {
-                c.as_ref().map_or_else(
-                    || "off".to_string(),
-                    |c| format!("{} ({})", c.redis, c.instance_id),
-                )
-            };
-            p.restart_required.push(Change {
-                key: "cluster".into(),
-                old: show(&old.cluster),
-                new: show(&new.cluster),
-            });
-        }
         if old.admin.token != new.admin.token {
             p.settings_changed.push(Change {
                 key: "admin.token".into(),
@@ -513,7 +456,7 @@ mod tests {
         assert_eq!(keys(&p.upstreams_changed), ["upstream.u.read_timeout"]);
         assert_eq!(
             keys(&p.restart_required),
-            ["upstream.u.keepalive", "server.threads"]
+            ["server.threads", "upstream.u.keepalive"]
         );
     }
 }

@@ -2,9 +2,10 @@
 //! read → parse → validate → plan → build the new snapshot, reusing unchanged parts → swap the
 //! one `ArcSwap` → report. Any failure keeps the running snapshot untouched.
 //!
-//! Keys that only a restart can apply (listeners, threads, TLS listeners, the admin listener,
-//! the log format, `[tracing]`) are carried over from the running config, so the snapshot
-//! always says what is in force, and the plan lists them as not applied.
+//! Keys that only a restart can apply (`restart`: listeners, threads, TLS listeners, the admin
+//! listener, the log format, `[tracing]`, `[cluster]`, upstream `keepalive`) are carried over
+//! from the running config, so the snapshot always says what is in force, and the plan lists
+//! them as not applied.
 
 use super::build::build;
 use super::plan::Plan;
@@ -97,28 +98,8 @@ fn apply(state: &State) -> Result<Plan, String> {
     let plan = Plan::between(&old.config, &loaded.config);
 
     let mut cfg = loaded.config;
-    let running = &old.config;
-    cfg.server.listen = running.server.listen.clone();
-    cfg.server.threads = running.server.threads;
-    // Listeners are bound at start: a new one waits for a restart, a removed one keeps its
-    // running settings; the others take their new certificates and client authentication.
-    cfg.server.tls = running
-        .server
-        .tls
-        .iter()
-        .map(|r| {
-            let new = cfg.server.tls.iter().find(|t| t.listen == r.listen);
-            new.unwrap_or(r).clone()
-        })
-        .collect();
-    cfg.server.client_header_timeout = running.server.client_header_timeout;
-    cfg.server.max_request_header_size = running.server.max_request_header_size;
-    cfg.server.h2c = running.server.h2c;
-    cfg.server.preserve_header_case = running.server.preserve_header_case;
-    cfg.admin.listen = running.admin.listen;
-    cfg.log.format = running.log.format;
-    cfg.tracing = running.tracing.clone();
-    cfg.cluster = running.cluster.clone();
+    // What only a restart applies keeps its running value (`restart`).
+    super::restart::carry_over(&old.config, &mut cfg);
     if cfg.cluster.is_none() {
         if let Some((name, _)) = cfg
             .rate_limits
