@@ -25,7 +25,7 @@ fn config_text() -> String {
 fn bench_routing(c: &mut Criterion) {
     let loaded = config::parse(&config_text(), "bench", Path::new(".")).expect("valid config");
     let snap = build(
-        &loaded,
+        (&loaded).into(),
         &std::sync::Arc::new(Metrics::new()),
         &Default::default(),
         None,

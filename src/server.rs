@@ -84,7 +84,7 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     };
     crate::upstream::dns::resolve_at_start(config, &env.dns, Duration::from_secs(5));
     let mut state = State::new(
-        build(&loaded, &metrics, &env, None),
+        build((&loaded).into(), &metrics, &env, None),
         metrics,
         opts.config_path.clone(),
         Some(log),
@@ -200,7 +200,7 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     if config.upstreams.values().any(|u| u.dns.is_some()) {
         server.add_service(background_service(
             "dns",
-            crate::upstream::dns::Service {
+            crate::runtime::dns::Service {
                 state: state.clone(),
             },
         ));

@@ -264,3 +264,17 @@ pub fn redacted(text: &str) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// One hash over the config file and every file it names that a reload reads again
+/// ([`Config::watched_files`]); `None` when the config file cannot be read.
+pub fn inputs_hash(path: &std::path::Path, cfg: &Config) -> Option<String> {
+    let mut all = std::fs::read(path).ok()?;
+    for f in cfg.watched_files() {
+        all.extend_from_slice(f.as_os_str().as_encoded_bytes());
+        all.push(0);
+        // A file that went missing hashes as empty: its return is a change too.
+        all.extend(std::fs::read(f).unwrap_or_default());
+        all.push(0);
+    }
+    Some(fnv1a_hex(&all))
+}

@@ -16,15 +16,45 @@ use crate::upstream::pool::Pool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// What a snapshot is built from: a config and the file it came from.
+pub struct Input {
+    pub config: Arc<crate::config::Config>,
+    /// The file's hash, exported as `brace_config_info{hash}`.
+    pub hash: String,
+    /// The file's text, for `GET /api/config`.
+    pub source: Arc<str>,
+}
+
+impl From<&Loaded> for Input {
+    fn from(l: &Loaded) -> Input {
+        Input {
+            config: Arc::new(l.config.clone()),
+            hash: l.hash.clone(),
+            source: Arc::from(l.source.as_str()),
+        }
+    }
+}
+
+impl Input {
+    /// The running snapshot's own config and file, to build again (new DNS answers).
+    pub fn running(s: &Snapshot) -> Input {
+        Input {
+            config: s.config.clone(),
+            hash: s.hash.clone(),
+            source: s.source.clone(),
+        }
+    }
+}
+
 /// `env`: the fleet's store (global limits use it) and the DNS answers (pools add them).
 pub fn build(
-    loaded: &Loaded,
+    input: Input,
     metrics: &Arc<Metrics>,
     env: &super::Env,
     old: Option<&Snapshot>,
 ) -> Snapshot {
     let cluster = env.cluster.as_ref();
-    let config = Arc::new(loaded.config.clone());
+    let config = input.config;
     let mut pools = BTreeMap::new();
     for (name, u) in &config.upstreams {
         let prev = old.and_then(|o| o.pools.get(name));
@@ -100,8 +130,8 @@ pub fn build(
         .collect();
     Snapshot {
         router: Router::new(&routes),
-        hash: loaded.hash.clone(),
-        source: Arc::from(loaded.source.as_str()),
+        hash: input.hash,
+        source: input.source,
         pools,
         limiters,
         cluster: cluster.cloned(),
@@ -131,7 +161,7 @@ mod tests {
                     [upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n";
         let loaded = crate::config::parse(text, "t", std::path::Path::new(".")).unwrap();
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        build(&loaded, &metrics, &Default::default(), None)
+        build((&loaded).into(), &metrics, &Default::default(), None)
     }
 
     fn found(s: &Snapshot, host: &str, path: &str) -> String {

@@ -2,7 +2,10 @@
 //! place it is held ([`State::store`]).
 
 pub mod build;
+pub mod change;
+pub mod dns;
 pub mod plan;
+pub mod publish;
 pub mod reload;
 pub mod restart;
 pub mod snapshot;

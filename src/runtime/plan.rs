@@ -27,13 +27,7 @@ pub struct Plan {
     pub restart_required: Vec<Change>,
 }
 
-/// One key that changes, with its old and new values.
-#[derive(Debug, Serialize, PartialEq, Clone)]
-pub struct Change {
-    pub key: String,
-    pub old: String,
-    pub new: String,
-}
+pub use super::change::Change;
 
 fn fields<T: std::fmt::Debug>(pairs: &[(&str, &T, &T)], prefix: &str, out: &mut Vec<Change>) {
     for (k, a, b) in pairs {

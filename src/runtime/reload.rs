@@ -7,29 +7,29 @@
 //! from the running config, so the snapshot always says what is in force, and the plan lists
 //! them as not applied.
 
-use super::build::build;
 use super::plan::Plan;
 use super::State;
 use crate::config::{self, Loaded};
 use crate::events::{Event, Kind, Level};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Reloads the config file; returns the plan that was applied, or why nothing was.
 pub fn reload(state: &State, trigger: &str) -> Result<Plan, String> {
-    let _one_at_a_time = state.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let one_at_a_time = state.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
     // A panic while building is a failed reload like any other (the running snapshot is
     // untouched: it is swapped only at the end), never a success on the dashboard.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(state)))
-        .unwrap_or_else(|p| {
-            let why = p
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| p.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown");
-            Err(format!("internal error while applying the config: {why}"))
-        });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        apply(state, &one_at_a_time)
+    }))
+    .unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown");
+        Err(format!("internal error while applying the config: {why}"))
+    });
     let m = &state.metrics;
     if let Ok(mut last) = state.last_reload.lock() {
         *last = Some(super::store::LastReload {
@@ -84,7 +84,7 @@ pub fn reload(state: &State, trigger: &str) -> Result<Plan, String> {
     result
 }
 
-fn apply(state: &State) -> Result<Plan, String> {
+fn apply(state: &State, serial: &std::sync::MutexGuard<'_, ()>) -> Result<Plan, String> {
     let Some(path) = &state.config_path else {
         return Err(
             "this brace runs on the embedded demo config; there is no file to reload".into(),
@@ -127,35 +127,14 @@ fn apply(state: &State) -> Result<Plan, String> {
         config: cfg,
         ..loaded
     };
-    let snapshot = build(&next, &state.metrics, &state.env, Some(&old));
-
-    forget_removed_backends(state, &old, &snapshot);
-    state.metrics.set_config_hash(&snapshot.hash);
+    let snapshot = super::publish::publish(state, serial, (&next).into(), &old);
     for (t, loaded) in snapshot.config.server.tls.iter().zip(certs) {
         if let Some(l) = state.tls.iter().find(|l| l.listen == t.listen) {
             l.apply(loaded, &state.metrics);
         }
     }
-    state.store.store(Arc::new(snapshot));
     state.note_inputs();
     Ok(plan)
-}
-
-/// Series of backends that left (the config, or DNS) would otherwise report their last values
-/// forever.
-pub fn forget_removed_backends(state: &State, old: &super::Snapshot, new: &super::Snapshot) {
-    let kept: HashSet<(String, String)> = new
-        .pools
-        .iter()
-        .flat_map(|(n, p)| p.backends.iter().map(move |b| (n.clone(), b.label.clone())))
-        .collect();
-    for (n, p) in &old.pools {
-        for b in &p.backends {
-            if !kept.contains(&(n.clone(), b.label.clone())) {
-                crate::upstream::stats::forget_backend(&state.metrics, n, &b.label);
-            }
-        }
-    }
 }
 
 /// The background service behind two triggers: SIGHUP, and (with `[server] watch_config`) a
@@ -201,20 +180,6 @@ impl Debounce {
     }
 }
 
-/// One hash over the config file and every file it names that a reload reads again
-/// ([`config::Config::watched_files`]); `None` when the config file cannot be read.
-pub fn inputs_hash(path: &std::path::Path, cfg: &config::Config) -> Option<String> {
-    let mut all = std::fs::read(path).ok()?;
-    for f in cfg.watched_files() {
-        all.extend_from_slice(f.as_os_str().as_encoded_bytes());
-        all.push(0);
-        // A file that went missing hashes as empty: its return is a change too.
-        all.extend(std::fs::read(f).unwrap_or_default());
-        all.push(0);
-    }
-    Some(config::fnv1a_hex(&all))
-}
-
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Polls the content must stay the same for before it is applied (2 s at [`WATCH_POLL`]).
 const SETTLE_POLLS: u32 = 8;
@@ -253,7 +218,7 @@ impl pingora::services::background::BackgroundService for Reloader {
                     let (Some(path), true) = (&self.state.config_path, snap.config.server.watch_config) else {
                         continue;
                     };
-                    let Some(now) = inputs_hash(path, &snap.config) else { continue };
+                    let Some(now) = config::inputs_hash(path, &snap.config) else { continue };
                     let in_force = self.state.inputs_in_force();
                     if watch.poll(now, &in_force) {
                         let state = self.state.clone();

@@ -8,7 +8,7 @@
 //! `keepalive` (pingora sizes its one upstream connection pool from their sum at start). A TLS
 //! listener added or removed needs a restart; one that stays takes new certificates live.
 
-use super::plan::Change;
+use super::change::Change;
 use crate::config::{Config, TlsConfig};
 use std::fmt::Debug;
 

@@ -45,7 +45,7 @@ pub struct State {
     pub env: super::Env,
     /// The open client connections' idle handles, for `max_connections`.
     pub connections: Arc<crate::connections::Registry>,
-    /// [`super::reload::inputs_hash`] of what is in force: the file watcher reloads when the
+    /// [`crate::config::inputs_hash`] of what is in force: the file watcher reloads when the
     /// files differ from it.
     inputs: Mutex<String>,
     ready: AtomicBool,
@@ -92,7 +92,7 @@ impl State {
         let Some(path) = &self.config_path else {
             return;
         };
-        if let Some(h) = super::reload::inputs_hash(path, &self.snapshot().config) {
+        if let Some(h) = crate::config::inputs_hash(path, &self.snapshot().config) {
             *self.inputs.lock().unwrap_or_else(|e| e.into_inner()) = h;
         }
     }

@@ -2,9 +2,10 @@
 //! looked up while brace runs, every address becoming a backend.
 //!
 //! [`Resolved`] holds the last good answer per upstream and name; the snapshot build
-//! (`runtime::build`) adds those addresses to the pool's configured ones, and a [`Service`]
-//! looks names up again every `resolve` (sooner when the record's TTL ends sooner). When an
-//! answer changes, the snapshot is rebuilt: a backend whose address stays keeps its earned
+//! (`runtime::build`) adds those addresses to the pool's configured ones, and a [`Follower`]
+//! per name (started by `runtime::dns`) looks it up again every `resolve` (sooner when the
+//! record's TTL ends sooner). When an answer changes, `runtime::dns` publishes a new
+//! snapshot of the running config: a backend whose address stays keeps its earned
 //! state (health, ejections, breaker, latency) as on any reload, a new address starts with
 //! the pool's slow start, and an address that disappeared gets no new requests while the
 //! requests already sent to it finish (they hold the snapshot they started with). A failed
@@ -15,11 +16,10 @@
 //! `/etc/hosts`) or the upstream's `resolver`.
 
 use crate::config::{BackendAddr, DnsConfig};
-use crate::runtime::State;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -103,12 +103,12 @@ impl Resolved {
     }
 
     /// Forgets answers for upstreams and sources no longer configured.
-    fn retain(&self, live: &[(String, Source)]) {
+    pub fn retain(&self, live: &[(String, Source)]) {
         self.lock().retain(|k, _| live.contains(k));
     }
 }
 
-fn resolver(server: Option<SocketAddr>, every: Duration) -> Result<TokioResolver, String> {
+pub fn resolver(server: Option<SocketAddr>, every: Duration) -> Result<TokioResolver, String> {
     let provider = TokioRuntimeProvider::default();
     let mut builder = match server {
         None => TokioResolver::builder(provider).map_err(|e| e.to_string())?,
@@ -208,113 +208,26 @@ async fn lookup(r: &TokioResolver, s: &Source) -> Result<(Vec<BackendAddr>, Inst
     }
 }
 
-/// Rebuilds the snapshot from the running config with the current DNS answers.
-fn rebuild(state: &State) {
-    let _serial = state.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let old = state.snapshot();
-    let loaded = crate::config::Loaded {
-        config: (*old.config).clone(),
-        hash: old.hash.clone(),
-        origin: String::new(),
-        source: old.source.to_string(),
-    };
-    let snapshot = crate::runtime::build::build(&loaded, &state.metrics, &state.env, Some(&old));
-    crate::runtime::reload::forget_removed_backends(state, &old, &snapshot);
-    state.store.store(Arc::new(snapshot));
-}
-
 /// How long one lookup may take (the resolver's own timeout is 2 s and it tries twice);
 /// past it the lookup counts as failed and the last answer is kept.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one follower task follows: an upstream's source, through one resolver.
-type Key = (String, Source, Option<SocketAddr>, Duration);
-
-/// The background service: one task per DNS source follows its name (each with its own
-/// timeout, so a resolver that never answers delays no other upstream); the service starts
-/// and stops them as the config changes and rebuilds the snapshot when an answer changed.
-pub struct Service {
-    pub state: Arc<State>,
-}
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for Service {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let changed = Arc::new(tokio::sync::Notify::new());
-        let mut resolvers: HashMap<(Option<SocketAddr>, Duration), TokioResolver> = HashMap::new();
-        let mut followers: HashMap<Key, tokio::task::JoinHandle<()>> = HashMap::new();
-        loop {
-            let snap = self.state.snapshot();
-            let mut live = Vec::new();
-            let mut wanted: Vec<Key> = Vec::new();
-            for (name, pool) in &snap.pools {
-                let Some(cfg) = &pool.config.dns else {
-                    continue;
-                };
-                for s in sources(cfg) {
-                    live.push((name.clone(), s.clone()));
-                    wanted.push((name.clone(), s, cfg.resolver, cfg.every));
-                }
-            }
-            followers.retain(|k, task| {
-                let keep = wanted.contains(k);
-                if !keep {
-                    task.abort();
-                }
-                keep
-            });
-            for key in wanted {
-                if followers.contains_key(&key) {
-                    continue;
-                }
-                let (name, source, server, every) = key.clone();
-                let r = match resolvers.entry((server, every)) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => match resolver(server, every) {
-                        Ok(r) => e.insert(r),
-                        Err(err) => {
-                            tracing::error!(upstream = %name, "cannot set up DNS resolution: {err}");
-                            continue;
-                        }
-                    },
-                };
-                let follower = Follower {
-                    resolver: r.clone(),
-                    name,
-                    source,
-                    every,
-                    dns: self.state.env.dns.clone(),
-                    metrics: self.state.metrics.clone(),
-                    changed: changed.clone(),
-                };
-                followers.insert(key, tokio::spawn(follower.run()));
-            }
-            self.state.env.dns.retain(&live);
-            tokio::select! {
-                _ = changed.notified() => rebuild(&self.state),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => {
-                    followers.values().for_each(|t| t.abort());
-                    return;
-                }
-            }
-        }
-    }
-}
+pub type Key = (String, Source, Option<SocketAddr>, Duration);
 
 /// Follows one source: looks it up when due, records the answer, and says when it changed.
-struct Follower {
-    resolver: TokioResolver,
-    name: String,
-    source: Source,
-    every: Duration,
-    dns: Arc<Resolved>,
-    metrics: Arc<crate::metrics::Metrics>,
-    changed: Arc<tokio::sync::Notify>,
+pub struct Follower {
+    pub resolver: TokioResolver,
+    pub name: String,
+    pub source: Source,
+    pub every: Duration,
+    pub dns: Arc<Resolved>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Follower {
-    async fn run(self) {
+    pub async fn run(self) {
         let (name, s) = (&self.name, &self.source);
         let mut failing = 0u32;
         loop {

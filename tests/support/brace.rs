@@ -194,8 +194,19 @@ impl Brace {
         self.child.id()
     }
 
-    /// Stops brace and returns what it wrote to stderr (the process log).
+    /// Stops brace and returns what it wrote to stderr (the process log). SIGTERM first, so
+    /// that lines still queued in the log writer are flushed (a SIGKILL lost them on a busy
+    /// machine); SIGKILL if it has not exited within 30 s.
     pub fn stderr(&mut self) -> String {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let end = Instant::now() + Duration::from_secs(30);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10)); // allowed: poll interval inside a deadline loop
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let mut s = String::new();
