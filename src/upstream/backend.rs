@@ -263,6 +263,28 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The count the balancers decide by is the backend's own; the Prometheus gauge only
+    /// reports it (issue 32: they read the gauge, which a metrics reset would have moved).
+    #[test]
+    fn in_flight_is_the_backends_own_count_not_the_gauge() {
+        let m = crate::metrics::Metrics::new();
+        let b = Backend::new(
+            "127.0.0.1:1".parse().unwrap(),
+            1,
+            BackendStats::new(&m, "u", "127.0.0.1:1"),
+            BackendGauges::new(&m, "u", "127.0.0.1:1"),
+            10,
+        );
+        b.started(1);
+        b.started(1);
+        b.gauges.in_flight.set(0);
+        assert_eq!(b.in_flight(), 2);
+        assert!(b.has_room());
+        b.ended(true);
+        assert_eq!(b.in_flight(), 1);
+        assert_eq!(b.gauges.in_flight.get(), -1, "the gauge moves with it, nothing more");
+    }
+
     #[test]
     fn health_thresholds() {
         let h = Health::default();
