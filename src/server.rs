@@ -191,7 +191,7 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
     if let Some(cluster) = cluster {
         server.add_service(background_service(
             "cluster",
-            crate::cluster::Service {
+            crate::runtime::fleet::Service {
                 state: state.clone(),
                 cluster,
             },

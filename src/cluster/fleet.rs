@@ -12,7 +12,6 @@
 //! down to a rate or a timeout, is compared; comments and key order are not.
 
 use super::Cluster;
-use crate::runtime::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,7 +48,7 @@ pub struct Fleet {
     pub drift: bool,
 }
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -109,36 +108,9 @@ pub fn normalize(c: &mut crate::config::Config) {
     }
 }
 
-fn this(state: &State, snap: &crate::runtime::Snapshot, cluster: &Cluster) -> Beat {
-    let cfg = &snap.config;
-    let mut listen: Vec<String> = cfg.server.listen.iter().map(|a| a.to_string()).collect();
-    listen.extend(cfg.server.tls.iter().map(|t| format!("{} (tls)", t.listen)));
-    let last_reload = state
-        .last_reload
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(|r| format!("{} at {} ms", r.result, r.at_unix_ms));
-    Beat {
-        id: cluster.id().to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        config_hash: config_hash(cfg),
-        started_unix: state
-            .started
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        listen,
-        admin: cfg.admin.listen.to_string(),
-        last_reload,
-        seen_unix_ms: unix_ms(),
-    }
-}
-
-/// Writes this instance's heartbeat and config, then updates the fleet metrics from what
-/// the fleet wrote.
-pub async fn beat(state: &State, cluster: &Cluster) {
-    let snap = state.snapshot();
-    let me = this(state, &snap, cluster);
+/// Writes this instance's heartbeat `me` and its config's text (`source`), then updates the
+/// fleet metrics from what the fleet wrote.
+pub async fn beat(cluster: &Cluster, me: Beat, source: &str) {
     let ttl = cluster.config.heartbeat * 3;
     let lapse = me.seen_unix_ms + ttl.as_millis() as u64;
     let mut pipe = redis::pipe();
@@ -151,7 +123,7 @@ pub async fn beat(state: &State, cluster: &Cluster) {
     .set_options(
         cluster.key(&format!("config:{}", me.config_hash)),
         // What `GET /api/config` shows: secrets (the admin token) redacted.
-        crate::config::redacted(&snap.source),
+        crate::config::redacted(source),
         redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64)),
     )
     .ignore()

@@ -1,12 +1,14 @@
 //! The shared store of a fleet: one Redis (or Valkey) that brace instances use for global
-//! rate limits (`crate::limit::global`), cluster-wide purge ([`purge`]) and the fleet view
-//! ([`fleet`]). Optional: without `[cluster]` none of this exists and nothing waits on it.
+//! rate limits (the `limit` module's global scope), cluster-wide purge ([`purge`]) and the
+//! fleet view ([`fleet`]). Optional: without `[cluster]` none of this exists and nothing waits
+//! on it.
 //!
 //! The store is never in the way of a request. One multiplexed connection (the `redis`
 //! crate's `ConnectionManager`, which reconnects with backoff) carries every command; after a
 //! failed command the store counts as down for [`DOWN_FOR`], so requests decide by their
 //! fallback at once instead of each waiting out a timeout. A background service
-//! ([`Service`]) opens the connection, keeps the purge subscription and beats the heartbeat.
+//! (`runtime::fleet`) opens the connection, keeps the purge subscription and beats the
+//! heartbeat; this module knows nothing above it.
 
 pub mod fleet;
 pub mod purge;
@@ -24,7 +26,7 @@ use std::time::Duration;
 pub const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// GCRA over Redis, handing out up to `n` tokens at once: the same rule as a local limit's
-/// bucket (`crate::limit`), kept as one number, the theoretical arrival time (µs, on Redis's
+/// bucket (the `limit` module's), kept as one number, the theoretical arrival time (µs, on Redis's
 /// clock, so instances' clocks do not matter). Returns {granted, still available, µs until
 /// one more token}.
 const TAKE: &str = r#"
@@ -219,33 +221,5 @@ impl Cluster {
             .map_err(|e| e.to_string())?;
         self.conn.store(Some(Arc::new(conn)));
         Ok(())
-    }
-}
-
-/// The background side: connect, then keep the purge subscription and the heartbeat going
-/// until shutdown.
-pub struct Service {
-    pub state: Arc<crate::runtime::State>,
-    pub cluster: Arc<Cluster>,
-}
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for Service {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        if let Err(e) = self.cluster.connect() {
-            tracing::error!("cluster store: {e}; global limits use their fallback");
-            return;
-        }
-        let subscriber = tokio::spawn(purge::subscribe(self.state.clone(), self.cluster.clone()));
-        let mut tick = tokio::time::interval(self.cluster.config.heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => fleet::beat(&self.state, &self.cluster).await,
-                _ = shutdown.changed() => break,
-            }
-        }
-        fleet::leave(&self.cluster).await;
-        subscriber.abort();
     }
 }

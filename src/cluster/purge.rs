@@ -11,7 +11,6 @@
 
 use super::Cluster;
 use crate::cache::Store;
-use crate::runtime::State;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -144,9 +143,12 @@ pub fn notify(cluster: &Arc<Cluster>, op: Op) {
     });
 }
 
+/// The cache store in force now (`None` without `[cache]`), asked at each purge received.
+pub type CurrentCache = dyn Fn() -> Option<Arc<Store>> + Send + Sync;
+
 /// Keeps this instance subscribed until the task is aborted; after a lost subscription the
 /// cache is cleared (see the module doc).
-pub async fn subscribe(state: Arc<State>, cluster: Arc<Cluster>) {
+pub async fn subscribe(cluster: Arc<Cluster>, cache: Arc<CurrentCache>) {
     let purge = cluster.key("purge");
     let ack = cluster.key(&format!("ack:{}", cluster.id()));
     let mut lost = false;
@@ -163,7 +165,7 @@ pub async fn subscribe(state: Arc<State>, cluster: Arc<Cluster>) {
             Ok(Ok(p)) => {
                 backoff = Duration::from_millis(100);
                 if lost {
-                    resync(&state);
+                    resync(&cluster, cache());
                 }
                 tracing::info!("cluster: subscribed to {purge}");
                 let mut stream = p.into_on_message();
@@ -178,7 +180,7 @@ pub async fn subscribe(state: Arc<State>, cluster: Arc<Cluster>) {
                             }
                         }
                     } else if let Ok(msg) = serde_json::from_str::<Msg>(&body) {
-                        received(&state, &cluster, msg).await;
+                        received(&cluster, cache(), msg).await;
                     }
                 }
                 tracing::warn!("cluster: purge subscription lost; reconnecting (the cache will be cleared, a purge may have been missed)");
@@ -192,7 +194,7 @@ pub async fn subscribe(state: Arc<State>, cluster: Arc<Cluster>) {
     }
 }
 
-async fn received(state: &State, cluster: &Cluster, msg: Msg) {
+async fn received(cluster: &Cluster, cache: Option<Arc<Store>>, msg: Msg) {
     let removed = if msg.from == cluster.id() {
         0 // applied when it was sent
     } else {
@@ -201,12 +203,8 @@ async fn received(state: &State, cluster: &Cluster, msg: Msg) {
             .cluster_purges_total
             .with_label_values(&["received"])
             .inc();
-        let removed = state
-            .snapshot()
-            .cache
-            .as_ref()
-            .map_or(0, |c| msg.op.apply(c));
-        state.metrics.cache_purged_total.inc_by(removed);
+        let removed = cache.as_ref().map_or(0, |c| msg.op.apply(c));
+        cluster.metrics.cache_purged_total.inc_by(removed);
         tracing::debug!(
             from = msg.from,
             removed,
@@ -229,14 +227,10 @@ async fn received(state: &State, cluster: &Cluster, msg: Msg) {
 }
 
 /// After a lost subscription: forget everything cached (a purge may have been missed).
-fn resync(state: &State) {
-    let removed = state
-        .snapshot()
-        .cache
-        .as_ref()
-        .map_or(0, |c| c.storage.clear());
-    state.metrics.cluster_cache_resyncs_total.inc();
-    state.metrics.cache_purged_total.inc_by(removed);
+fn resync(cluster: &Cluster, cache: Option<Arc<Store>>) {
+    let removed = cache.as_ref().map_or(0, |c| c.storage.clear());
+    cluster.metrics.cluster_cache_resyncs_total.inc();
+    cluster.metrics.cache_purged_total.inc_by(removed);
     tracing::warn!(
         removed,
         "cluster: subscribed again after a loss; cache cleared in case a purge was missed"

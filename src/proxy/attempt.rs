@@ -311,11 +311,11 @@ pub(super) fn record(ctx: &mut Ctx, a: Attempt, outcome: Outcome) {
     }
 }
 
-/// True when one more attempt is allowed; counts it (`upstream::retry::may_retry`).
+/// True when one more attempt is allowed; counts it (`upstream::select::may_retry`).
 fn may_retry(ctx: &mut Ctx, reason: RetryReason) -> bool {
     let allowed = ctx.route.as_ref().is_some_and(|r| {
         let pools = &ctx.snapshot.pools;
-        retry::may_retry(&r.pool, pools, &ctx.tried, ctx.tries, reason, now_ms())
+        select::may_retry(&r.pool, pools, &ctx.tried, ctx.tries, reason, now_ms())
     });
     if let (true, Some(t)) = (allowed, &mut ctx.trace) {
         t.retried(reason.as_str());

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod change;
 pub mod dns;
+pub mod fleet;
 pub mod plan;
 pub mod publish;
 pub mod reload;

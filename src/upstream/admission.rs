@@ -317,7 +317,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retries_stop_while_the_pool_sheds() {
-        use crate::upstream::retry::{may_retry, RetryReason};
+        use crate::upstream::retry::RetryReason;
+        use crate::upstream::select::may_retry;
         let text = "[[route]]\nname = \"r\"\nupstream = \"p\"\n[upstream.p]\nbackends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n\
                     [upstream.p.retry]\nattempts = 2\n[upstream.p.adaptive]\ninitial_limit = 1\nmin_limit = 1\nmax_limit = 1\nqueue_timeout = \"0s\"\n";
         let loaded = crate::config::parse(text, "test", std::path::Path::new(".")).unwrap();

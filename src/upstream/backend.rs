@@ -282,7 +282,11 @@ mod tests {
         assert!(b.has_room());
         b.ended(true);
         assert_eq!(b.in_flight(), 1);
-        assert_eq!(b.gauges.in_flight.get(), -1, "the gauge moves with it, nothing more");
+        assert_eq!(
+            b.gauges.in_flight.get(),
+            -1,
+            "the gauge moves with it, nothing more"
+        );
     }
 
     #[test]

@@ -5,11 +5,7 @@
 //! Approximation: counts are kept per whole second of brace's clock, not as a sliding window;
 //! at the start of a second the allowance starts over. Two atomics per pool, no lock.
 
-use super::pool::Pool;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::*};
-use std::sync::Arc;
 use std::time::Duration;
 
 crate::label_set! {
@@ -22,52 +18,6 @@ crate::label_set! {
         Status503 => "503",
         Status504 => "504",
     }
-}
-
-/// True when one more attempt is allowed by `attempts` (`tries` were made) and the pool's
-/// retry budget; counts it. Like nginx's `proxy_next_upstream`, a retry goes to another
-/// backend: with none left (in the pool or its backup), the client gets the real error
-/// rather than a retry that could only fail.
-pub fn may_retry(
-    pool: &Pool,
-    pools: &BTreeMap<String, Arc<Pool>>,
-    tried: &[SocketAddr],
-    tries: u32,
-    reason: RetryReason,
-    now: u64,
-) -> bool {
-    let r = &pool.config.retry;
-    if tries > r.attempts {
-        return false;
-    }
-    // A retry never queues and never adds to a pool that is shedding: it goes only to a
-    // backend with room under its adaptive limit.
-    if pool.config.adaptive.enforced() && (pool.shedding(now) || !pool.queue().is_empty()) {
-        return false;
-    }
-    let untried = |p: &Pool| {
-        let limited = p.config.adaptive.enforced();
-        p.backends
-            .iter()
-            .any(|b| !tried.contains(&b.addr) && b.available(now) && (!limited || b.has_room()))
-    };
-    let backup = pool.config.backup.as_deref().and_then(|b| pools.get(b));
-    if !untried(pool) && !backup.is_some_and(|b| untried(b)) {
-        return false;
-    }
-    // A connection that was never made put no work on any backend, so retrying it elsewhere
-    // cannot amplify load: only retries of requests a backend received draw on the budget.
-    let free = reason == RetryReason::ConnectError;
-    if !free
-        && !pool
-            .budget
-            .try_retry(now, r.budget_percent, r.min_retries_per_second)
-    {
-        pool.stats.budget_exhausted.inc();
-        return false;
-    }
-    pool.stats.retries.get(reason).inc();
-    true
 }
 
 /// Waits before retry `tries`: [`backoff_delay`] with a random factor.
