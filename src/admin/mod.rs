@@ -4,6 +4,7 @@
 
 mod guard;
 mod status;
+mod upstreams;
 
 use crate::cluster::purge::{self, Op};
 use crate::runtime::State;
@@ -380,7 +381,7 @@ impl ServeHttp for Admin {
             "/api/upstreams" => text(
                 StatusCode::OK,
                 "application/json",
-                upstreams_json(&self.state).into_bytes(),
+                upstreams::json(&self.state).into_bytes(),
             ),
             "/api/config" => {
                 let snap = self.state.snapshot();
@@ -435,91 +436,6 @@ impl ServeHttp for Admin {
             _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
     }
-}
-
-/// Every pool and backend with its health, ejection, in-flight count and last check.
-fn upstreams_json(state: &State) -> String {
-    use crate::upstream::now_ms;
-    use serde_json::json;
-    let snap = state.snapshot();
-    let now = now_ms();
-    let wall = std::time::SystemTime::now();
-    let unix = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64())
-    };
-    let pools: serde_json::Map<String, serde_json::Value> = snap
-        .pools
-        .iter()
-        .map(|(name, p)| {
-            let backends: Vec<_> = p
-                .backends
-                .iter()
-                .map(|b| {
-                    let ejected = b.outlier.ejected(now);
-                    let until = ejected.then(|| {
-                        unix(
-                            wall + std::time::Duration::from_millis(
-                                b.outlier.ejected_until() - now,
-                            ),
-                        )
-                    });
-                    let last = b.health.last.lock().ok().and_then(|l| l.clone());
-                    json!({
-                        "addr": b.label,
-                        "weight": b.weight(),
-                        "available": b.available(now),
-                        "health": b.health.status().as_str(),
-                        "ejected": ejected,
-                        "ejected_until_unix": until,
-                        "ejections": b.outlier.ejections.load(std::sync::atomic::Ordering::Relaxed),
-                        "in_flight": b.in_flight(),
-                        "limit": p.config.adaptive.enabled.then(|| b.limiter.limit()),
-                        "breaker": {
-                            "state": b.breaker.state().as_str(),
-                            "open_until_unix": (!b.breaker.admits(now)).then(|| {
-                                unix(wall + std::time::Duration::from_millis(b.breaker.open_until().saturating_sub(now)))
-                            }),
-                        },
-                        "last_check": last.map(|l| json!({
-                            "at_unix": unix(l.at),
-                            "ok": l.ok,
-                            "detail": l.detail,
-                        })),
-                    })
-                })
-                .collect();
-            let value = json!({
-                "balance": p.config.balance.as_str(),
-                "backup": p.config.backup,
-                "shedding": p.shedding(now),
-                "queued": p.queue().len(),
-                "adaptive": if !p.config.adaptive.enabled { "off" } else if p.config.adaptive.shadow { "shadow" } else { "enforce" },
-                // The settings in force, defaults included, so an operator sees what a pool
-                // without tables does.
-                "outlier": p.config.outlier.as_ref().map(|o| json!({
-                    "consecutive_failures": o.consecutive_failures,
-                    "base_ejection_ms": o.base_ejection.as_millis() as u64,
-                    "max_ejection_ms": o.max_ejection.as_millis() as u64,
-                    "max_ejection_percent": o.max_ejection_percent,
-                    "latency_ratio": o.latency_ratio,
-                    "latency_ejection_after_ms": o.latency_ejection_after.as_millis() as u64,
-                })),
-                "retry": {
-                    "attempts": p.config.retry.attempts,
-                    "budget_percent": p.config.retry.budget_percent,
-                    "min_retries_per_second": p.config.retry.min_retries_per_second,
-                },
-                "connect_timeout_ms": p.config.connect_timeout.as_millis() as u64,
-                "read_timeout_ms": p.config.read_timeout.as_millis() as u64,
-                "upgrade_idle_timeout_ms": p.config.upgrade_idle_timeout.as_millis() as u64,
-                "health_check": p.config.health_check.is_some(),
-                "backends": backends,
-            });
-            (name.clone(), value)
-        })
-        .collect();
-    serde_json::to_string_pretty(&json!({ "upstreams": pools })).unwrap_or_default() + "\n"
 }
 
 #[cfg(test)]
