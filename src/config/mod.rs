@@ -6,6 +6,7 @@ pub mod adaptive;
 pub mod file;
 pub mod hedge;
 pub mod model;
+pub mod resilience;
 pub mod units;
 pub mod validate;
 

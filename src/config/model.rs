@@ -2,6 +2,7 @@
 //! bad value. `PartialEq` lets a reload tell which parts changed (`runtime::plan`).
 
 pub use super::adaptive::{AdaptiveConfig, Priority};
+pub use super::resilience::{CheckKind, HealthCheckConfig, OutlierConfig, RetryConfig, RetryOn};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -437,71 +438,6 @@ pub enum HashKey {
     Header(String),
     Cookie(String),
     Path,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HealthCheckConfig {
-    pub kind: CheckKind,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub healthy_threshold: u32,
-    pub unhealthy_threshold: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckKind {
-    Tcp,
-    Http {
-        path: String,
-        host: Option<String>,
-        /// Inclusive range of passing statuses.
-        expect: (u16, u16),
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutlierConfig {
-    pub consecutive_failures: u32,
-    pub base_ejection: Duration,
-    pub max_ejection: Duration,
-    pub max_ejection_percent: u32,
-    /// A backend this many times slower than its peers' median is slow (0 = off).
-    pub latency_ratio: f64,
-    /// Slow for this long: ejected.
-    pub latency_ejection_after: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryConfig {
-    /// Extra tries after the first.
-    pub attempts: u32,
-    pub on: RetryOn,
-    pub budget_percent: u32,
-    pub min_retries_per_second: u32,
-    pub backoff: Duration,
-}
-
-/// The failures a retry is allowed for.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct RetryOn {
-    pub connect_error: bool,
-    pub timeout: bool,
-    /// The connection broke after it was made (reset, closed, bad response).
-    pub error: bool,
-    pub status_502: bool,
-    pub status_503: bool,
-    pub status_504: bool,
-}
-
-impl RetryOn {
-    pub fn status(&self, code: u16) -> bool {
-        match code {
-            502 => self.status_502,
-            503 => self.status_503,
-            504 => self.status_504,
-            _ => false,
-        }
-    }
 }
 
 #[derive(Clone, PartialEq)]

@@ -6,6 +6,7 @@
 
 mod adaptive;
 mod hedge;
+mod resilience;
 mod route;
 mod server;
 mod upstream;

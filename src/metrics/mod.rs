@@ -6,153 +6,25 @@
 //! `limit`), so the hot path does an atomic add, not a label lookup.
 //!
 //! This module knows no other part of brace but `events`: the closed sets belong to their
-//! owners and reach it through [`LabelSet`].
+//! owners and reach it through [`LabelSet`] (`labels`). Per-route handles: `route`.
 
-use std::marker::PhantomData;
-use std::sync::OnceLock;
+mod labels;
+mod reg;
+mod route;
 
-use prometheus::core::Collector;
+pub use labels::{remove_by, remove_by2, ByLabel, LabelSet};
+pub use reg::Family;
+use reg::Reg;
+pub use route::RouteStats;
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
 };
 
 /// Buckets for request durations, in seconds (1 ms … 30 s).
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-
-/// Status codes that get a cached counter per route (created on first use, then read with one
-/// atomic load); others are looked up by label each time.
-const COMMON_CODES: &[u16] = &[
-    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504,
-];
-
-/// A closed set of label values: every value a label can take, so handles are resolved for
-/// all of them up front and a departed backend's series are removed for all of them.
-pub trait LabelSet: Copy + 'static {
-    /// Every value, in declaration order (`ALL[v.index()] == v`).
-    const ALL: &'static [Self];
-    fn as_str(self) -> &'static str;
-    fn index(self) -> usize;
-}
-
-/// Declares a closed set of label values: a fieldless enum, `ALL` in declaration order, the
-/// label text of each (`as_str`), and its [`LabelSet`] impl.
-#[macro_export]
-macro_rules! label_set {
-    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $var:ident => $s:literal,)+ }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vm])* $var,)+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$var,)+];
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$var => $s,)+ }
-            }
-        }
-
-        impl $crate::metrics::LabelSet for $name {
-            const ALL: &'static [Self] = $name::ALL;
-            fn as_str(self) -> &'static str {
-                $name::as_str(self)
-            }
-            fn index(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
-/// One counter per value of `L`, under fixed leading labels: `get(v)` is an index, not a
-/// label lookup.
-pub struct ByLabel<L> {
-    counters: Box<[IntCounter]>,
-    _set: PhantomData<L>,
-}
-
-impl<L: LabelSet> ByLabel<L> {
-    /// The counters `family{leading..., last=v}` for every `v` in `L`.
-    pub fn new(family: &IntCounterVec, leading: &[&str]) -> Self {
-        let counters = L::ALL
-            .iter()
-            .map(|v| {
-                let mut labels = leading.to_vec();
-                labels.push(v.as_str());
-                family.with_label_values(&labels)
-            })
-            .collect();
-        ByLabel {
-            counters,
-            _set: PhantomData,
-        }
-    }
-
-    pub fn get(&self, v: L) -> &IntCounter {
-        &self.counters[v.index()]
-    }
-}
-
-/// Removes `family{leading..., v}` for every `v` in `L`.
-pub fn remove_by<L: LabelSet>(family: &IntCounterVec, leading: &[&str]) {
-    for v in L::ALL {
-        let mut labels = leading.to_vec();
-        labels.push(v.as_str());
-        let _ = family.remove_label_values(&labels);
-    }
-}
-
-/// Removes `family{leading..., a, b}` for every `a` in `A` and `b` in `B`.
-pub fn remove_by2<A: LabelSet, B: LabelSet>(family: &IntCounterVec, leading: &[&str]) {
-    for a in A::ALL {
-        let mut labels = leading.to_vec();
-        labels.push(a.as_str());
-        remove_by::<B>(family, &labels);
-    }
-}
-
-/// A family's name and label names.
-pub struct Family {
-    pub name: String,
-    pub labels: Vec<String>,
-}
-
-/// Creates a family and registers it in one call, noting its name and labels.
-struct Reg<'a>(&'a Registry, std::cell::RefCell<Vec<Family>>);
-
-impl Reg<'_> {
-    fn add<C: Collector + Clone + 'static>(&self, c: C) -> C {
-        let mut families = self.1.borrow_mut();
-        families.extend(c.desc().iter().map(|d| Family {
-            name: d.fq_name.clone(),
-            labels: d.variable_labels.clone(),
-        }));
-        self.0
-            .register(Box::new(c.clone()))
-            .expect("each metric is registered once");
-        c
-    }
-    fn counter(&self, name: &str, help: &str) -> IntCounter {
-        self.add(IntCounter::new(name, help).expect("static metric definition"))
-    }
-    fn gauge(&self, name: &str, help: &str) -> IntGauge {
-        self.add(IntGauge::new(name, help).expect("static metric definition"))
-    }
-    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric"))
-    }
-    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric"))
-    }
-    fn histograms(&self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-        self.histograms_in(name, help, labels, LATENCY_BUCKETS)
-    }
-    fn histograms_in(&self, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
-        let opts = HistogramOpts::new(name, help).buckets(b.to_vec());
-        self.add(HistogramVec::new(opts, labels).expect("static metric definition"))
-    }
-}
 
 const UB: &[&str] = &["upstream", "backend"];
 
@@ -576,44 +448,16 @@ impl Metrics {
     }
 
     pub fn route_stats(&self, route: &str) -> RouteStats {
-        RouteStats {
-            codes: COMMON_CODES.iter().map(|_| OnceLock::new()).collect(),
-            requests_total: self.requests_total.clone(),
-            duration: self.request_duration.with_label_values(&[route]),
-            route: route.to_owned(),
-        }
+        RouteStats::new(
+            self.requests_total.clone(),
+            self.request_duration.with_label_values(&[route]),
+            route,
+        )
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Per-route handles, resolved at snapshot build.
-pub struct RouteStats {
-    /// Parallel to `COMMON_CODES`.
-    codes: Box<[OnceLock<IntCounter>]>,
-    requests_total: IntCounterVec,
-    duration: Histogram,
-    route: String,
-}
-
-impl RouteStats {
-    pub fn record(&self, code: u16, seconds: f64) {
-        match COMMON_CODES.iter().position(|c| *c == code) {
-            Some(i) => self.codes[i]
-                .get_or_init(|| {
-                    self.requests_total
-                        .with_label_values(&[&self.route, &code.to_string()])
-                })
-                .inc(),
-            None => self
-                .requests_total
-                .with_label_values(&[&self.route, &code.to_string()])
-                .inc(),
-        }
-        self.duration.observe(seconds);
     }
 }
