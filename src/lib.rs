@@ -70,6 +70,12 @@
 //! outlier ejection in `upstream::backend` (each is a few dozen lines beside the state it
 //! reads); purge is part of `cache::storage`; `config::file` is a directory.
 
+// The unsafe code brace has is in `main.rs` (the allocator shim and mimalloc's option, each
+// block with its SAFETY comment); the library has none.
+#![forbid(unsafe_code)]
+// A panic on the request path is a dropped request: `src` says what it expects instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod access;
 pub mod admin;
 pub mod cache;

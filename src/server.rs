@@ -237,31 +237,15 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
 /// that leaves too little room for `max_connections` client connections plus upstream
 /// connections and files: past the limit, accept fails for every listener.
 fn file_limit(max_connections: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    // Raises the soft limit to the hard one (rlimit's safe wrapper of getrlimit/setrlimit).
+    let Ok(current) = rlimit::increase_nofile_limit(u64::MAX) else {
+        return;
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
     // Each proxied request may hold an upstream connection too; keep some for files.
     let needed = max_connections.saturating_mul(2).saturating_add(256);
-    if lim.rlim_cur < needed {
+    if current < needed {
         tracing::warn!(
-            "open-file limit {} is below what max_connections = {max_connections} may need ({needed}); lower max_connections or raise the limit (ulimit -n, LimitNOFILE=)",
-            lim.rlim_cur
+            "open-file limit {current} is below what max_connections = {max_connections} may need ({needed}); lower max_connections or raise the limit (ulimit -n, LimitNOFILE=)"
         );
     }
 }
