@@ -74,7 +74,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster handle; connects later, when [`Service`] starts.
+    /// The cluster handle; connects later, when `runtime::fleet::Service` starts.
     pub fn new(config: &ClusterConfig, metrics: &Arc<Metrics>) -> Result<Arc<Cluster>, String> {
         let mut info = config
             .redis

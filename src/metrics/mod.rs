@@ -1,7 +1,7 @@
 //! One `Metrics` struct for the process, registered once in its own registry (no global
 //! default registry, so tests and reloads never collide). Label values are bounded: route and
 //! upstream names, backend addresses from the config, and closed sets declared with
-//! [`label_set!`]. Handles used per request are resolved when a snapshot is built, by the
+//! [`crate::label_set!`]. Handles used per request are resolved when a snapshot is built, by the
 //! module that owns the concern (`RouteStats` here; `upstream::stats`, `cache::stats`,
 //! `limit`), so the hot path does an atomic add, not a label lookup.
 //!
