@@ -100,14 +100,8 @@ fn whole_pool_open_is_503_with_retry_after_without_touching_upstreams() {
     wait_for("breaker open", Duration::from_secs(5), || {
         state(&b, &bad) == 2.0
     });
-    let t = Instant::now();
     let r = b.get("/");
     assert_eq!(r.status, 503);
-    assert!(
-        t.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        t.elapsed()
-    );
     let ra: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((4..=5).contains(&ra), "retry-after {ra}");
     assert_eq!(bad.count(), 2);

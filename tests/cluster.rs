@@ -295,11 +295,16 @@ fn a_store_that_accepts_and_never_answers_costs_requests_at_most_the_timeout() {
         .map(|i| get_key(&b, &format!("k{}", i % 4)).status)
         .collect();
     // Decided by the local fallback (one live instance known: the whole rate), never an error,
-    // and the stall is paid at most once per second of outage, not per request.
+    // and the stall is paid at most once per second of outage, not per request: the timed-out
+    // commands are counted, whatever the machine's speed.
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // Time spent waiting on the store, summed over all 40 requests: at most one `timeout`
+    // (100 ms) per second of the run, plus one.
+    let waited = b.metric("brace_rate_limit_store_wait_seconds_sum{limit=\"per_key\"}");
+    let allowed = 0.1 * (2.0 + t.elapsed().as_secs_f64().ceil()) + 0.05;
     assert!(
-        t.elapsed() < std::time::Duration::from_millis(1500),
-        "{:?}",
+        waited <= allowed,
+        "{waited} s waited on the store in {:?}",
         t.elapsed()
     );
     assert!(b.metric("brace_rate_limit_store_fallbacks_total{limit=\"per_key\"}") >= 40.0);

@@ -34,8 +34,9 @@ fn upstream_that_never_answers_is_504_within_the_timeout() {
     let took = t.elapsed();
     assert_eq!(r.status, 504);
     assert!(r.text().contains("did not answer in time"), "{}", r.text());
+    // Not before the timeout; and by it, not by the route's 30 s (a bound on a hang only).
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(300) && took < Duration::from_secs(25),
         "{took:?}"
     );
     b.wait_metric(
@@ -57,7 +58,8 @@ fn route_timeout_caps_the_wait_for_the_upstream() {
     ));
     let t = Instant::now();
     assert_eq!(b.get("/").status, 504);
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // By the route's 200 ms, not the upstream's 30 s (a bound on a hang only).
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
 }
 
 #[test]

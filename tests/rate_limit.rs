@@ -74,11 +74,10 @@ fn the_bucket_refills_at_rate_per_period() {
     wait_for("the next token", Duration::from_secs(3), || {
         b.get("/").status == 200
     });
+    // Not before the refill (its arithmetic is unit-tested on a stepped clock in `limit`);
+    // how soon after depends on the machine, so only `wait_for`'s deadline bounds it.
     let waited = refused.elapsed();
-    assert!(
-        waited >= Duration::from_millis(100) && waited < Duration::from_millis(1000),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
 }
 
 #[test]
