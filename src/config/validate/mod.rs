@@ -26,6 +26,8 @@ use std::time::Duration;
 
 mod net;
 mod pem;
+#[cfg(test)]
+mod tests_support;
 use net::networks;
 use pem::{cert_key, pem_certs};
 

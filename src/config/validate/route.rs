@@ -360,3 +360,6 @@ fn password_hash(h: &str) -> Result<PasswordHash, String> {
         "{kind} password hashes are not accepted (too fast to guess); {use_instead}"
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -438,3 +438,6 @@ fn host_name() -> String {
         .filter(|s| name_ok(s))
         .unwrap_or_else(|| "brace".into())
 }
+
+#[cfg(test)]
+mod tests;

@@ -397,3 +397,6 @@ fn dns_name_ok(name: &str) -> bool {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
+
+#[cfg(test)]
+mod tests;
