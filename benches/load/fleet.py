@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The fleet measurements of the README's "Running a fleet": three brace instances on one
+"""The fleet measurements of docs/fleet.md ("Running a fleet"): three brace instances on one
 redis-server, one key limited to 1,000 requests a second, 1,000 requests a second offered to
 each instance (3,000 in all) for SECS seconds with the open-loop generator.
 
