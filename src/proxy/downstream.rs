@@ -12,8 +12,39 @@ use pingora::proxy::Session;
 use pingora::{Error, Result};
 use std::sync::Arc;
 
-/// `request_filter`: `Ok(true)` when brace answered (refused, 404, rate-limited).
+/// What a step of [`admit_request`] decided: go on, or the request is answered.
+#[derive(PartialEq)]
+enum Flow {
+    Continue,
+    Answered,
+}
+
+/// `request_filter`: `Ok(true)` when brace answered (refused, 404, 403, 429, 401, 413).
+/// The steps, in order; each answers the request or lets the next one look at it.
 pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    macro_rules! step {
+        ($e:expr) => {
+            if $e == Flow::Answered {
+                return Ok(true);
+            }
+        };
+    }
+    let listener = identify(session, ctx);
+    step!(client_certificate(session, ctx).await);
+    step!(host(session, ctx, listener).await);
+    let Ok(length) = target_and_route(session, ctx).await? else {
+        return Ok(true);
+    };
+    step!(rate_limits(session, ctx).await);
+    step!(credentials(session, ctx).await);
+    declared_size(session, ctx, length).await?;
+    Ok(false)
+}
+
+/// The connection (its client, listener and TLS, once per connection), this request's
+/// client timeouts, its id, and the client's address (after trusted proxies). Returns the
+/// listener the request came in on.
+fn identify(session: &mut Session, ctx: &mut Ctx) -> crate::host::Listener {
     let conn = ctx.connection.get_or_insert_with(|| {
         let peer = session
             .client_addr()
@@ -40,17 +71,25 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         ctx.peer_trusted = snap.is_trusted(peer);
         ctx.client_ip = Some(headers::client_ip(peer, req, |ip| snap.is_trusted(ip)));
     }
+    listener
+}
 
+/// A TLS listener that asks for client certificates: a missing or untrusted one is 400.
+async fn client_certificate(session: &mut Session, ctx: &mut Ctx) -> Flow {
     match crate::tls::client_cert(session.digest()) {
         Some(crate::tls::ClientCert::Missing) => {
-            return refuse(session, ctx, "client certificate required").await;
+            refuse(session, ctx, "client certificate required").await
         }
         Some(crate::tls::ClientCert::Untrusted(why)) => {
             tracing::debug!(client = ?ctx.client_ip, "client certificate not trusted: {why}");
-            return refuse(session, ctx, "client certificate not trusted").await;
+            refuse(session, ctx, "client certificate not trusted").await
         }
-        _ => {}
+        _ => Flow::Continue,
     }
+}
+
+/// The request's host, derived once (`host::of`), and at most one `Authorization`.
+async fn host(session: &mut Session, ctx: &mut Ctx, listener: crate::host::Listener) -> Flow {
     let req = session.req_header();
     ctx.host = match crate::host::of(req, listener) {
         Ok(h) => h,
@@ -62,16 +101,27 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
     if authorization.next().is_some() && authorization.next().is_some() {
         return refuse(session, ctx, "several Authorization headers").await;
     }
+    Flow::Continue
+}
+
+/// The target (normalised path) and declared length, the route (404), path parameters, the
+/// route's networks (403), and the upstream's copy of the target and length. `Ok(Err(_))`:
+/// answered.
+async fn target_and_route(
+    session: &mut Session,
+    ctx: &mut Ctx,
+) -> Result<Result<Option<request::Length>, Flow>> {
+    let snap = ctx.snapshot.clone();
+    let req = session.req_header();
     let mode = snap.config.server.path_normalization;
     let target = match request::target(&req.method, req.raw_path(), mode) {
         Ok(t) => t,
-        Err(why) => return refuse(session, ctx, why).await,
+        Err(why) => return Ok(Err(refuse(session, ctx, why).await)),
     };
     let length = match request::content_length(&req.headers) {
         Ok(n) => n,
-        Err(why) => return refuse(session, ctx, why).await,
+        Err(why) => return Ok(Err(refuse(session, ctx, why).await)),
     };
-    let recode_length = length.filter(|l| !l.canonical).map(|l| l.n);
     // `OPTIONS *` asks about the server as a whole: it takes the route of `/`.
     let route_path = if target.path == "*" {
         "/"
@@ -82,16 +132,12 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         let (host, path) = (ctx.host.as_str(), &target.path);
         let body = format!("brace: no route for host \"{host}\" and path \"{path}\"\n");
         respond::text(session, 404, &ctx.request_id, &body, &[]).await;
-        return Ok(true);
+        return Ok(Err(Flow::Answered));
     };
     ctx.route = Some(route.clone());
     if route.refuse_path_parameters && target.path.contains(';') {
-        return refuse(
-            session,
-            ctx,
-            "path parameter (;) on a route that refuses them",
-        )
-        .await;
+        let why = "path parameter (;) on a route that refuses them";
+        return Ok(Err(refuse(session, ctx, why).await));
     }
     // Policies read the normalised path; in `forward_as_is` the upstream's copy keeps the
     // client's bytes, so the normalised one is kept here when they differ.
@@ -102,7 +148,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         if !access.network_allows(ctx.client_ip) {
             let body = "brace: access denied\n";
             respond::text(session, 403, &ctx.request_id, body, &[]).await;
-            return Ok(true);
+            return Ok(Err(Flow::Answered));
         }
     }
     if let Some(uri) = target.rewrite.then(|| target.origin_form()) {
@@ -111,17 +157,22 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
             .set_raw_path(uri.as_bytes())
             .map_err(|e| e.into_down())?;
     }
-    if let Some(n) = recode_length {
+    if let Some(n) = length.filter(|l| !l.canonical).map(|l| l.n) {
         // One canonical value upstream, whatever spelling the client used.
         session
             .req_header_mut()
             .insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
     }
-    let req = session.req_header();
+    Ok(Ok(length))
+}
 
-    // Rate limits, in the route's order; the first to refuse answers.
+/// The route's rate limits, in its order; the first to refuse answers (429 or its status).
+async fn rate_limits(session: &mut Session, ctx: &mut Ctx) -> Flow {
+    let Some(route) = ctx.route.as_deref() else {
+        return Flow::Continue;
+    };
+    let req = session.req_header();
     let now = crate::clock::now_us();
-    let headers = snap.rate_limit_headers;
     let facts = limit::Facts {
         client_ip: ctx.client_ip,
         route: &route.name,
@@ -129,6 +180,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         path: ctx.norm_path.as_deref().unwrap_or(req.uri.path()),
         req,
     };
+    let headers = ctx.snapshot.rate_limit_headers;
     match limit::check(&route.limits, &facts, headers, now).await {
         Verdict::Refuse {
             status,
@@ -145,46 +197,63 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
                 });
             }
             respond::text(session, status, &ctx.request_id, &body, &headers[..]).await;
-            return Ok(true);
+            Flow::Answered
         }
-        Verdict::Allow(header) => ctx.rate_limit_header = header,
-    }
-
-    if let Some(access) = &route.access {
-        let authorization = session
-            .req_header()
-            .headers
-            .get(http::header::AUTHORIZATION);
-        let credentials = access.credentials(authorization, ctx.client_ip).await;
-        if credentials == crate::access::Credentials::Throttled {
-            // The client's own guesses are queued: it waits behind itself, not others.
-            let body = "brace: too many password checks waiting from this address\n";
-            let extra = [(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            )];
-            respond::text(session, 429, &ctx.request_id, body, &extra).await;
-            return Ok(true);
-        }
-        if credentials == crate::access::Credentials::Refused {
-            let challenge = access
-                .challenge()
-                .filter(|c| c.to_str().is_ok())
-                .cloned()
-                .unwrap_or(http::HeaderValue::from_static("Basic"));
-            let body = "brace: authentication required\n";
-            let extra = [(http::header::WWW_AUTHENTICATE, challenge)];
-            respond::text(session, 401, &ctx.request_id, body, &extra).await;
-            return Ok(true);
-        }
-        if access.strips_authorization() {
-            session
-                .req_header_mut()
-                .remove_header(&http::header::AUTHORIZATION);
+        Verdict::Allow(header) => {
+            ctx.rate_limit_header = header;
+            Flow::Continue
         }
     }
+}
 
-    if length.is_some_and(|l| l.n > snap.client_max_body_size) {
+/// `basic_auth`: checked after the limits, which keep guessing cheap (401, or 429 while the
+/// client's own checks queue); `Authorization` stripped unless forwarded.
+async fn credentials(session: &mut Session, ctx: &mut Ctx) -> Flow {
+    let Some(access) = ctx.route.as_ref().and_then(|r| r.access.clone()) else {
+        return Flow::Continue;
+    };
+    let authorization = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION);
+    let credentials = access.credentials(authorization, ctx.client_ip).await;
+    if credentials == crate::access::Credentials::Throttled {
+        // The client's own guesses are queued: it waits behind itself, not others.
+        let body = "brace: too many password checks waiting from this address\n";
+        let extra = [(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        )];
+        respond::text(session, 429, &ctx.request_id, body, &extra).await;
+        return Flow::Answered;
+    }
+    if credentials == crate::access::Credentials::Refused {
+        let challenge = access
+            .challenge()
+            .filter(|c| c.to_str().is_ok())
+            .cloned()
+            .unwrap_or(http::HeaderValue::from_static("Basic"));
+        let body = "brace: authentication required\n";
+        let extra = [(http::header::WWW_AUTHENTICATE, challenge)];
+        respond::text(session, 401, &ctx.request_id, body, &extra).await;
+        return Flow::Answered;
+    }
+    if access.strips_authorization() {
+        session
+            .req_header_mut()
+            .remove_header(&http::header::AUTHORIZATION);
+    }
+    Flow::Continue
+}
+
+/// A declared length over `client_max_body_size` is 413 before any body is read; an accepted
+/// `Expect: 100-continue` is answered now.
+async fn declared_size(
+    session: &mut Session,
+    ctx: &Ctx,
+    length: Option<request::Length>,
+) -> Result<()> {
+    if length.is_some_and(|l| l.n > ctx.snapshot.client_max_body_size) {
         return Err(http_status(413, "content-length over client_max_body_size"));
     }
     if request::expects_continue(session.req_header()) {
@@ -193,7 +262,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         // 100 (as nginx does).
         session.write_continue_response().await?;
     }
-    Ok(false)
+    Ok(())
 }
 
 /// `request_body_filter`: counts the body against `client_max_body_size` as it streams.
@@ -255,7 +324,7 @@ pub fn refused_early(state: &State, session: &ServerSession, status: u16, e: &Er
 // Answers a malformed request with 400 and closes the connection (what follows it on the
 /// connection cannot be trusted to be framed as the client meant). The client caused it, so
 /// it is logged at debug only; it is counted by reason and written to the access log.
-async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Result<bool> {
+async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Flow {
     tracing::debug!(reason = why, "request refused");
     ctx.snapshot
         .metrics
@@ -266,7 +335,7 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, why: &'static str) -> Resu
     ctx.refused = true;
     let body = format!("brace: bad request: {why}\n");
     respond::text(session, 400, &ctx.request_id, &body, &[]).await;
-    Ok(true)
+    Flow::Answered
 }
 
 /// Applies the `[server]` client timeouts to this request's connection (a reload applies to
