@@ -215,8 +215,10 @@ impl RequestTrace {
     /// Replaces the request's `traceparent`/`tracestate` with this hop's: the attempt's span
     /// (or the server span) is the app's parent.
     pub fn inject(&self, req: &mut RequestHeader) {
-        req.remove_header("traceparent");
-        req.remove_header("tracestate");
+        static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+        static TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+        req.remove_header(&TRACEPARENT);
+        req.remove_header(&TRACESTATE);
         let cx = match &self.attempt {
             Some(a) => Context::new().with_remote_span_context(a.span_context().clone()),
             None => self.server.clone(),

@@ -14,6 +14,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorSource};
 use std::time::{Duration, SystemTime};
 
+static CDN_CACHE_CONTROL: http::HeaderName = http::HeaderName::from_static("cdn-cache-control");
+
 /// `request_cache_filter`: why a request on a caching route may not use the cache (`None`:
 /// it may): only GET and HEAD are cached, and a request's `no-store` keeps it out.
 pub fn bypass(req: &RequestHeader) -> Option<&'static str> {
@@ -110,7 +112,7 @@ fn rules(resp: &ResponseHeader, brace_cc: Option<&http::HeaderValue>) -> Option<
     }
     let targeted = resp
         .headers
-        .get_all("cdn-cache-control")
+        .get_all(&CDN_CACHE_CONTROL)
         .iter()
         .all(|v| valid_targeted_field(v.as_bytes()));
     targeted
@@ -283,7 +285,7 @@ pub fn cacheable(
         cc.strip_private_headers(&mut header);
     }
     if set_cookie && policy.cache_set_cookie == SetCookiePolicy::Strip {
-        header.remove_header("set-cookie");
+        header.remove_header(&http::header::SET_COOKIE);
     }
     RespCacheable::Cacheable(CacheMeta::new(
         fresh_until,

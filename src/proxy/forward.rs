@@ -111,6 +111,9 @@ pub fn upstream_request(
 }
 
 static X_CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("x-cache-status");
+static X_CACHE_REASON: http::HeaderName = http::HeaderName::from_static("x-cache-reason");
+static X_BRACE_UPSTREAM: http::HeaderName = http::HeaderName::from_static("x-brace-upstream");
+static X_BRACE_BACKEND: http::HeaderName = http::HeaderName::from_static("x-brace-backend");
 
 /// `response_filter`.
 pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
@@ -150,14 +153,18 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
                 http::HeaderValue::from_static(status.as_str()),
             );
             if let Some(r) = reason {
-                resp.insert_header("x-cache-reason", r)?;
+                resp.insert_header_name(&X_CACHE_REASON, http::HeaderValue::from_static(r));
             }
         }
     }
     if ctx.snapshot.debug_headers {
         if let (Some(pool), Some(a)) = (&ctx.pool, ctx.attempt.running()) {
-            resp.insert_header("x-brace-upstream", pool.name.as_str())?;
-            resp.insert_header("x-brace-backend", a.backend.label.as_str())?;
+            let value = |s: &str| {
+                http::HeaderValue::from_str(s)
+                    .map_err(|e| Error::because(ErrorType::InternalError, "debug header", e))
+            };
+            resp.insert_header_name(&X_BRACE_UPSTREAM, value(pool.name.as_str())?);
+            resp.insert_header_name(&X_BRACE_BACKEND, value(a.backend.label.as_str())?);
         }
     }
     Ok(())
