@@ -29,22 +29,26 @@ pub struct Plan {
 
 pub use super::change::Change;
 
-fn fields<T: std::fmt::Debug>(pairs: &[(&str, &T, &T)], prefix: &str, out: &mut Vec<Change>) {
-    for (k, a, b) in pairs {
-        let (a, b) = (format!("{a:?}"), format!("{b:?}"));
-        if a != b {
-            out.push(Change {
-                key: format!("{prefix}{k}"),
-                old: a,
-                new: b,
-            });
-        }
+/// One field, compared as a typed value; shown by its `Debug` form when it differs.
+fn field<T: PartialEq + std::fmt::Debug>(out: &mut Vec<Change>, key: String, old: &T, new: &T) {
+    if old != new {
+        out.push(Change {
+            key,
+            old: format!("{old:?}"),
+            new: format!("{new:?}"),
+        });
     }
 }
 
-macro_rules! diff_fields {
-    ($out:expr, $prefix:expr, $a:expr, $b:expr, [$($f:ident),* $(,)?]) => {{
-        $( fields(&[(stringify!($f), &$a.$f, &$b.$f)], $prefix, $out); )*
+/// Compares two values of a config struct field by field. Every field is listed: `live`
+/// ones are diffed into `$out` under `$prefix`, `apart` ones are compared elsewhere (by
+/// `restart`, or shown specially). The destructuring has no `..`: a field added to the
+/// struct and not listed does not compile, so none is left out of the plan unseen.
+macro_rules! compare {
+    ($ty:ident, $old:expr, $new:expr, $prefix:expr, $out:expr,
+     live [$($f:ident),* $(,)?], apart [$($g:ident),* $(,)?]) => {{
+        let $ty { $($f: _,)* $($g: _,)* } = $new;
+        $( field($out, format!("{}{}", $prefix, stringify!($f)), &$old.$f, &$new.$f); )*
     }};
 }
 
@@ -94,8 +98,8 @@ fn tls_listeners(old: &ServerConfig, new: &ServerConfig, p: &mut Plan) {
 impl Plan {
     pub fn between(old: &Config, new: &Config) -> Plan {
         let mut p = Plan::default();
-        // Every section is compared below. The destructurings name every field without `..`,
-        // so a field added to the config and forgotten here does not compile.
+        // Every section is compared: a section added to `Config` and not listed here does not
+        // compile.
         let Config {
             server: _,
             admin: _,
@@ -107,253 +111,12 @@ impl Plan {
             tracing: _,
             cluster: _,
         } = new;
-
-        let r_old: BTreeMap<String, _> = old.routes.iter().map(|r| (r.name.clone(), r)).collect();
-        let r_new: BTreeMap<String, _> = new.routes.iter().map(|r| (r.name.clone(), r)).collect();
-        let (a, r, c) = keyed(&r_old, &r_new);
-        (p.routes_added, p.routes_removed) = (a, r);
-        for name in c {
-            let (x, y) = (r_old[&name], r_new[&name]);
-            let RouteConfig {
-                name: _,
-                hosts: _,
-                path_prefix: _,
-                upstream: _,
-                strip_prefix: _,
-                timeout: _,
-                rate_limits: _,
-                cache: _,
-                access: _,
-                path_case_insensitive: _,
-                refuse_path_parameters: _,
-                priority: _,
-                hedge: _,
-            } = y;
-            diff_fields!(
-                &mut p.routes_changed,
-                &format!("route.{name}."),
-                x,
-                y,
-                [
-                    hosts,
-                    path_prefix,
-                    upstream,
-                    strip_prefix,
-                    timeout,
-                    rate_limits,
-                    cache,
-                    path_case_insensitive,
-                    refuse_path_parameters,
-                    priority,
-                    hedge
-                ]
-            );
-            if x.access != y.access {
-                // Summed up: the users' hashes are not shown anywhere.
-                let show = |a: &crate::config::AccessConfig| {
-                    let users = a.basic_auth.as_ref().map_or(String::new(), |b| {
-                        format!(", basic_auth {} users", b.users.len())
-                    });
-                    format!(
-                        "allow {:?}, deny {:?}{users}, forward_authorization {}",
-                        a.allow, a.deny, a.forward_authorization
-                    )
-                };
-                p.routes_changed.push(Change {
-                    key: format!("route.{name}.access"),
-                    old: show(&x.access),
-                    new: show(&y.access),
-                });
-            }
-        }
-        // Order matters too: the same routes in another order match the same way, so a pure
-        // reordering is not reported.
-
-        let (a, r, c) = keyed(&old.upstreams, &new.upstreams);
-        (p.upstreams_added, p.upstreams_removed) = (a, r);
-        for name in c {
-            let (x, y) = (&old.upstreams[&name], &new.upstreams[&name]);
-            let prefix = format!("upstream.{name}.");
-            let addrs = |u: &crate::config::UpstreamConfig| {
-                u.backends.iter().map(|b| b.addr).collect::<Vec<_>>()
-            };
-            for b in addrs(y).iter().filter(|b| !addrs(x).contains(b)) {
-                p.backends_added.push(format!("{name}/{b}"));
-            }
-            for b in addrs(x).iter().filter(|b| !addrs(y).contains(b)) {
-                p.backends_removed.push(format!("{name}/{b}"));
-            }
-            let UpstreamConfig {
-                backends: _,
-                dns: _,
-                connect_timeout: _,
-                read_timeout: _,
-                upgrade_idle_timeout: _,
-                keepalive: _,
-                keepalive_timeout: _,
-                balance: _,
-                backup: _,
-                slow_start: _,
-                panic_threshold: _,
-                health_check: _,
-                outlier: _,
-                retry: _,
-                circuit_breaker: _,
-                max_in_flight: _,
-                tls: _,
-                protocol: _,
-                grpc_failure: _,
-                adaptive: _,
-            } = y;
-            // `keepalive` needs a restart (`restart`).
-            diff_fields!(
-                &mut p.upstreams_changed,
-                &prefix,
-                x,
-                y,
-                [
-                    backends,
-                    dns,
-                    connect_timeout,
-                    read_timeout,
-                    upgrade_idle_timeout,
-                    keepalive_timeout,
-                    balance,
-                    backup,
-                    slow_start,
-                    panic_threshold,
-                    health_check,
-                    outlier,
-                    retry,
-                    circuit_breaker,
-                    max_in_flight,
-                    tls,
-                    protocol,
-                    grpc_failure,
-                    adaptive
-                ]
-            );
-        }
-
-        let (a, r, c) = keyed(&old.rate_limits, &new.rate_limits);
-        (p.rate_limits_added, p.rate_limits_removed) = (a, r);
-        for name in c {
-            let (x, y) = (&old.rate_limits[&name], &new.rate_limits[&name]);
-            let RateLimitConfig {
-                key: _,
-                rate: _,
-                per: _,
-                burst: _,
-                status: _,
-                shadow: _,
-                max_keys: _,
-                scope: _,
-                on_store_error: _,
-                lease: _,
-            } = y;
-            diff_fields!(
-                &mut p.rate_limits_changed,
-                &format!("rate_limit.{name}."),
-                x,
-                y,
-                [
-                    key,
-                    rate,
-                    per,
-                    burst,
-                    status,
-                    shadow,
-                    max_keys,
-                    scope,
-                    on_store_error,
-                    lease
-                ]
-            );
-        }
-
-        let (s, t) = (&old.server, &new.server);
-        let ServerConfig {
-            listen: _,
-            threads: _,
-            grace_period: _,
-            client_max_body_size: _,
-            trusted_proxies: _,
-            tls: _,
-            debug_headers: _,
-            rate_limit_headers: _,
-            watch_config: _,
-            path_normalization: _,
-            trust_forwarded_host: _,
-            client_keepalive_timeout: _,
-            client_header_timeout: _,
-            client_body_timeout: _,
-            client_send_timeout: _,
-            max_request_header_size: _,
-            max_connections: _,
-            h2c: _,
-            preserve_header_case: _,
-        } = t;
-        let AdminConfig {
-            listen: _,
-            token: _,
-            hosts: _,
-        } = &new.admin;
-        let LogConfig {
-            level: _,
-            access_log: _,
-            format: _,
-        } = &new.log;
-        fields(
-            &[("cache", &old.cache, &new.cache)],
-            "",
-            &mut p.settings_changed,
-        );
-        diff_fields!(
-            &mut p.settings_changed,
-            "server.",
-            s,
-            t,
-            [
-                grace_period,
-                client_max_body_size,
-                trusted_proxies,
-                debug_headers,
-                rate_limit_headers,
-                watch_config,
-                path_normalization,
-                trust_forwarded_host,
-                client_keepalive_timeout,
-                client_body_timeout,
-                client_send_timeout,
-                max_connections
-            ]
-        );
-        // listen, threads, client_header_timeout, max_request_header_size, h2c,
-        // preserve_header_case, TLS listeners added or removed, admin.listen, log.format,
-        // [tracing], [cluster] and upstream keepalive need a restart: `restart` lists them.
+        routes(old, new, &mut p);
+        upstreams(old, new, &mut p);
+        rate_limits(old, new, &mut p);
+        settings(old, new, &mut p);
+        // `[tracing]`, `[cluster]`, listeners and the other restart-only keys.
         p.restart_required = super::restart::carry_over(old, &mut new.clone());
-        tls_listeners(s, t, &mut p);
-        diff_fields!(
-            &mut p.settings_changed,
-            "log.",
-            old.log,
-            new.log,
-            [level, access_log]
-        );
-        diff_fields!(
-            &mut p.settings_changed,
-            "admin.",
-            old.admin,
-            new.admin,
-            [hosts]
-        );
-        if old.admin.token != new.admin.token {
-            p.settings_changed.push(Change {
-                key: "admin.token".into(),
-                old: "<redacted>".into(),
-                new: "<redacted>".into(),
-            });
-        }
         p
     }
 
@@ -419,6 +182,101 @@ impl Plan {
     }
 }
 
+/// Routes by name: added, removed, and each changed field. A pure reordering is not
+/// reported (the same routes match the same way).
+fn routes(old: &Config, new: &Config, p: &mut Plan) {
+    let r_old: BTreeMap<String, _> = old.routes.iter().map(|r| (r.name.clone(), r)).collect();
+    let r_new: BTreeMap<String, _> = new.routes.iter().map(|r| (r.name.clone(), r)).collect();
+    let (a, r, c) = keyed(&r_old, &r_new);
+    (p.routes_added, p.routes_removed) = (a, r);
+    for name in c {
+        let (x, y) = (r_old[&name], r_new[&name]);
+        compare!(RouteConfig, x, y, format!("route.{name}."), &mut p.routes_changed,
+            live [hosts, path_prefix, upstream, strip_prefix, timeout, rate_limits, cache,
+                  path_case_insensitive, refuse_path_parameters, priority, hedge],
+            apart [name, access]);
+        if x.access != y.access {
+            // Summed up: the users' hashes are not shown anywhere.
+            let show = |a: &crate::config::AccessConfig| {
+                let users = a.basic_auth.as_ref().map_or(String::new(), |b| {
+                    format!(", basic_auth {} users", b.users.len())
+                });
+                format!(
+                    "allow {:?}, deny {:?}{users}, forward_authorization {}",
+                    a.allow, a.deny, a.forward_authorization
+                )
+            };
+            p.routes_changed.push(Change {
+                key: format!("route.{name}.access"),
+                old: show(&x.access),
+                new: show(&y.access),
+            });
+        }
+    }
+}
+
+/// Upstreams by name, their backends by address, and each changed field (`keepalive` is
+/// restart-only: `restart`).
+fn upstreams(old: &Config, new: &Config, p: &mut Plan) {
+    let (a, r, c) = keyed(&old.upstreams, &new.upstreams);
+    (p.upstreams_added, p.upstreams_removed) = (a, r);
+    for name in c {
+        let (x, y) = (&old.upstreams[&name], &new.upstreams[&name]);
+        let addrs = |u: &crate::config::UpstreamConfig| {
+            u.backends.iter().map(|b| b.addr).collect::<Vec<_>>()
+        };
+        for b in addrs(y).iter().filter(|b| !addrs(x).contains(b)) {
+            p.backends_added.push(format!("{name}/{b}"));
+        }
+        for b in addrs(x).iter().filter(|b| !addrs(y).contains(b)) {
+            p.backends_removed.push(format!("{name}/{b}"));
+        }
+        compare!(UpstreamConfig, x, y, format!("upstream.{name}."), &mut p.upstreams_changed,
+            live [backends, dns, connect_timeout, read_timeout, upgrade_idle_timeout,
+                  keepalive_timeout, balance, backup, slow_start, panic_threshold, health_check,
+                  outlier, retry, circuit_breaker, max_in_flight, tls, protocol, grpc_failure,
+                  adaptive],
+            apart [keepalive]);
+    }
+}
+
+fn rate_limits(old: &Config, new: &Config, p: &mut Plan) {
+    let (a, r, c) = keyed(&old.rate_limits, &new.rate_limits);
+    (p.rate_limits_added, p.rate_limits_removed) = (a, r);
+    for name in c {
+        let (x, y) = (&old.rate_limits[&name], &new.rate_limits[&name]);
+        compare!(RateLimitConfig, x, y, format!("rate_limit.{name}."), &mut p.rate_limits_changed,
+            live [key, rate, per, burst, status, shadow, max_keys, scope, on_store_error, lease],
+            apart []);
+    }
+}
+
+/// `[server]`, `[admin]`, `[log]` and `[cache]` keys that change live.
+fn settings(old: &Config, new: &Config, p: &mut Plan) {
+    let out = &mut p.settings_changed;
+    field(out, "cache".into(), &old.cache, &new.cache);
+    compare!(ServerConfig, old.server, new.server, "server.", out,
+        live [grace_period, client_max_body_size, trusted_proxies, debug_headers,
+              rate_limit_headers, watch_config, path_normalization, trust_forwarded_host,
+              client_keepalive_timeout, client_body_timeout, client_send_timeout,
+              max_connections],
+        apart [listen, threads, tls, client_header_timeout, max_request_header_size, h2c,
+               preserve_header_case]);
+    tls_listeners(&old.server, &new.server, p);
+    let out = &mut p.settings_changed;
+    compare!(LogConfig, old.log, new.log, "log.", out,
+        live [level, access_log], apart [format]);
+    compare!(AdminConfig, old.admin, new.admin, "admin.", out,
+        live [hosts], apart [listen, token]);
+    if old.admin.token != new.admin.token {
+        out.push(Change {
+            key: "admin.token".into(),
+            old: "<redacted>".into(),
+            new: "<redacted>".into(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +310,59 @@ mod tests {
             keys(&p.restart_required),
             ["server.threads", "upstream.u.keepalive"]
         );
+    }
+
+    fn keys(v: &[Change]) -> Vec<String> {
+        v.iter().map(|c| c.key.clone()).collect()
+    }
+
+    #[test]
+    fn backends_are_listed_by_address_and_weights_as_a_field() {
+        let one = "[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\n";
+        let parse = |t: &str| {
+            crate::config::parse(t, "t", std::path::Path::new("."))
+                .unwrap()
+                .config
+        };
+        let old = parse(&format!(
+            "{one}backends = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n"
+        ));
+        let new = parse(&format!(
+            "{one}backends = [{{ addr = \"127.0.0.1:1\", weight = 5 }}, \"127.0.0.1:3\"]\n"
+        ));
+        let p = Plan::between(&old, &new);
+        assert_eq!(p.backends_added, ["u/127.0.0.1:3"]);
+        assert_eq!(p.backends_removed, ["u/127.0.0.1:2"]);
+        assert_eq!(keys(&p.upstreams_changed), ["upstream.u.backends"]);
+    }
+
+    #[test]
+    fn route_fields_and_the_admin_token_are_diffed_the_token_redacted() {
+        let old = config("", "[admin]\ntoken = \"a\"\n");
+        let mut new = config("", "[admin]\ntoken = \"b\"\n");
+        new.routes[0].hedge = Some(crate::config::hedge::HedgeConfig {
+            after: crate::config::hedge::HedgeAfter::Percentile(950),
+            max_extra_percent: 5,
+        });
+        let p = Plan::between(&old, &new);
+        assert_eq!(keys(&p.routes_changed), ["route.r.hedge"]);
+        let token = &p.settings_changed[0];
+        assert_eq!(token.key, "admin.token");
+        assert!(token.old == "<redacted>" && token.new == "<redacted>");
+    }
+
+    #[test]
+    fn routes_in_another_order_plan_nothing() {
+        let two = |a: &str, b: &str| {
+            let t = format!(
+                "[[route]]\nname = \"{a}\"\npath_prefix = \"/{a}/\"\nupstream = \"u\"\n\
+                 [[route]]\nname = \"{b}\"\npath_prefix = \"/{b}/\"\nupstream = \"u\"\n\
+                 [upstream.u]\nbackends = [\"127.0.0.1:1\"]\n"
+            );
+            crate::config::parse(&t, "t", std::path::Path::new("."))
+                .unwrap()
+                .config
+        };
+        assert!(Plan::between(&two("x", "y"), &two("y", "x")).is_empty());
     }
 }
