@@ -316,4 +316,42 @@ mod tests {
         assert_eq!(decode(b"bm9jb2xvbg=="), None, "no colon");
         assert_eq!(decode(b"!!!"), None, "not base64");
     }
+
+    fn access(allow: &[&str], deny: &[&str]) -> Arc<RouteAccess> {
+        let nets = |v: &[&str]| v.iter().map(|n| n.parse().unwrap()).collect();
+        let cfg = AccessConfig {
+            allow: nets(allow),
+            deny: nets(deny),
+            basic_auth: None,
+            forward_authorization: false,
+        };
+        RouteAccess::new("r", &cfg, &Metrics::new()).unwrap()
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_an_unknown_client_passes_only_without_allow() {
+        let a = access(&["10.0.0.0/8"], &["10.0.0.9/32"]);
+        assert!(a.network_allows(Some("10.1.2.3".parse().unwrap())));
+        assert!(!a.network_allows(Some("10.0.0.9".parse().unwrap())));
+        assert!(!a.network_allows(Some("192.0.2.1".parse().unwrap())));
+        assert!(!a.network_allows(None));
+        let open = access(&[], &["192.0.2.0/24"]);
+        assert!(open.network_allows(None));
+        assert!(!open.network_allows(Some("192.0.2.77".parse().unwrap())));
+    }
+
+    #[test]
+    fn an_ipv4_client_seen_on_a_dual_stack_listener_is_its_ipv4_address() {
+        let a = access(&["127.0.0.1/32"], &[]);
+        assert!(a.network_allows(Some("::ffff:127.0.0.1".parse().unwrap())));
+        assert!(!a.network_allows(Some("::1".parse().unwrap())));
+    }
+
+    #[test]
+    fn a_route_without_rules_has_no_access_check_and_the_admin_scheme_reads_any_case() {
+        let cfg = AccessConfig::default();
+        assert!(RouteAccess::new("r", &cfg, &Metrics::new()).is_none());
+        assert_eq!(credentials(b"BEARER  t0k ", b"bearer"), Some(&b"t0k"[..]));
+        assert_eq!(credentials(b"Basic x", b"bearer"), None);
+    }
 }

@@ -200,4 +200,28 @@ mod tests {
             [521, 522]
         );
     }
+
+    #[test]
+    fn an_event_says_what_moved_where_and_leaves_absent_fields_out() {
+        let e = Event::new(Kind::Shedding, Level::Warn, "shedding", "queue_full")
+            .upstream("app")
+            .from_state("admitting")
+            .message("upstream app is shedding");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["upstream"], "app");
+        assert_eq!(json["to"], "shedding");
+        assert_eq!(json["from"], "admitting");
+        assert!(json.get("backend").is_none() && json.get("limit").is_none());
+        let events = Events::default();
+        events.record(e);
+        events.record(Event::new(
+            Kind::Shedding,
+            Level::Info,
+            "admitting",
+            "drained",
+        ));
+        let seen = events.since(0, 10);
+        assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(events.since(1, 10)[0].to, "admitting");
+    }
 }

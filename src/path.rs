@@ -87,3 +87,54 @@ fn utf8_len(first: u8) -> usize {
         _ => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_normal_path_is_returned_as_it_is_without_a_copy() {
+        assert!(matches!(
+            normalize_path("/a/b.c/d"),
+            Ok(Cow::Borrowed("/a/b.c/d"))
+        ));
+        assert!(matches!(normalize_path(""), Ok(Cow::Borrowed(""))));
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_others_upper_cased_and_slashes_merged() {
+        assert_eq!(normalize_path("/%61%2d%7e").unwrap(), "/a-~");
+        assert_eq!(
+            normalize_path("/a%2fb").unwrap_err(),
+            "encoded slash or backslash in path"
+        );
+        assert_eq!(normalize_path("/%e2%82%ac").unwrap(), "/%E2%82%AC");
+        assert_eq!(normalize_path("//a///b").unwrap(), "/a/b");
+    }
+
+    #[test]
+    fn dot_segments_backslashes_and_bad_escapes_are_refused_in_any_spelling() {
+        for (p, why) in [
+            ("/a/../b", "dot segment in path"),
+            ("/a/%2e%2E/b", "dot segment in path"),
+            ("/a/..;x/b", "dot segment in path"),
+            ("/a/./b", "dot segment in path"),
+            ("/a\\b", "backslash in path"),
+            ("/a%5cb", "encoded slash or backslash in path"),
+            ("/a%zz", "malformed percent-encoding in path"),
+            ("/a%0a", "encoded control character in path"),
+        ] {
+            assert_eq!(normalize_path(p).unwrap_err(), why, "{p}");
+        }
+        // A dot inside a name is not a dot segment.
+        assert_eq!(
+            normalize_path("/a..b/.well-known").unwrap(),
+            "/a..b/.well-known"
+        );
+    }
+
+    #[test]
+    fn multi_byte_characters_are_copied_whole() {
+        assert_eq!(normalize_path("//caf\u{e9}/%41").unwrap(), "/caf\u{e9}/A");
+    }
+}

@@ -236,3 +236,38 @@ fn resync(cluster: &Cluster, cache: Option<Arc<Store>>) {
         "cluster: subscribed again after a loss; cache cleared in case a purge was missed"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire form other instances (and other versions) read: the op's name beside its
+    /// fields, one flat JSON object.
+    #[test]
+    fn a_purge_message_is_one_flat_json_object_that_reads_back() {
+        let m = Msg {
+            id: 7,
+            from: "a".into(),
+            op: Op::Prefix {
+                prefix: "http://shop.test/img/".into(),
+            },
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":7,"from":"a","op":"prefix","prefix":"http://shop.test/img/"}"#
+        );
+        let back: Msg = serde_json::from_str(&text).unwrap();
+        assert_eq!((back.id, back.from.as_str()), (7, "a"));
+        assert_eq!(back.op, m.op);
+        let clear: Msg = serde_json::from_str(r#"{"id":0,"from":"b","op":"clear"}"#).unwrap();
+        assert_eq!(clear.op, Op::Clear);
+    }
+
+    #[test]
+    fn an_unknown_op_is_not_read_as_another() {
+        assert!(serde_json::from_str::<Msg>(r#"{"id":0,"from":"b","op":"nuke"}"#).is_err());
+        let ack: Ack = serde_json::from_str(r#"{"id":3,"instance":"c","removed":12}"#).unwrap();
+        assert_eq!((ack.id, ack.instance.as_str(), ack.removed), (3, "c", 12));
+    }
+}

@@ -85,4 +85,24 @@ mod tests {
         assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
         assert!(parse_size("lots").is_err());
     }
+
+    #[test]
+    fn sizes_in_decimal_and_binary_units_and_bare_bytes() {
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("1 KiB").unwrap(), 1024);
+        assert_eq!(parse_size(" 100 ").unwrap(), 100);
+        assert!(parse_size("-1MiB").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn compound_durations_and_refusals() {
+        assert_eq!(
+            parse_duration("1h30m").unwrap(),
+            Duration::from_secs(90 * 60)
+        );
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
 }

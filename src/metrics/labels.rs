@@ -88,3 +88,34 @@ pub fn remove_by2<A: LabelSet, B: LabelSet>(family: &IntCounterVec, leading: &[&
         remove_by::<B>(family, &labels);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Opts;
+
+    crate::label_set! {
+        pub enum Colour {
+            Red => "red",
+            Blue => "blue",
+        }
+    }
+
+    #[test]
+    fn a_counter_per_value_and_all_of_them_removed_together() {
+        let family = IntCounterVec::new(Opts::new("t", "t"), &["who", "colour"]).unwrap();
+        let by = ByLabel::<Colour>::new(&family, &["a"]);
+        by.get(Colour::Blue).inc();
+        by.get(Colour::Blue).inc();
+        assert_eq!(family.with_label_values(&["a", "blue"]).get(), 2);
+        assert_eq!(family.with_label_values(&["a", "red"]).get(), 0);
+        assert_eq!(Colour::ALL, [Colour::Red, Colour::Blue]);
+        assert_eq!(Colour::Blue.as_str(), "blue");
+        remove_by::<Colour>(&family, &["a"]);
+        assert_eq!(
+            family.with_label_values(&["a", "blue"]).get(),
+            0,
+            "a fresh series"
+        );
+    }
+}

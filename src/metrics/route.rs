@@ -46,3 +46,25 @@ impl RouteStats {
         self.duration.observe(seconds);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_and_uncommon_codes_are_counted_under_the_route() {
+        let m = crate::metrics::Metrics::new();
+        let s = m.route_stats("r");
+        s.record(200, 0.01);
+        s.record(200, 0.02);
+        s.record(418, 0.03);
+        let count = |code: &str| m.requests_total.with_label_values(&["r", code]).get();
+        assert_eq!((count("200"), count("418")), (2, 1));
+        assert_eq!(
+            m.request_duration
+                .with_label_values(&["r"])
+                .get_sample_count(),
+            3
+        );
+    }
+}

@@ -182,4 +182,38 @@ mod tests {
         assert_eq!(found(&s, "[::1]:8080", "/"), "any");
         assert_eq!(found(&s, "", "/"), "any");
     }
+
+    fn snapshot_of(text: &str) -> Snapshot {
+        let loaded = crate::config::parse(text, "t", std::path::Path::new(".")).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        build((&loaded).into(), &metrics, &Default::default(), None)
+    }
+
+    #[test]
+    fn a_case_insensitive_prefix_matches_any_case_and_the_others_do_not() {
+        let s = snapshot_of(
+            "[[route]]\nname = \"ci\"\npath_prefix = \"/Docs/\"\npath_case_insensitive = true\nupstream = \"u\"\n\
+             [[route]]\nname = \"cs\"\npath_prefix = \"/api/\"\nupstream = \"u\"\n\
+             [[route]]\nname = \"rest\"\nupstream = \"u\"\n\
+             [upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n",
+        );
+        assert_eq!(found(&s, "", "/docs/a"), "ci");
+        assert_eq!(found(&s, "", "/DOCS/a"), "ci");
+        assert_eq!(found(&s, "", "/API/x"), "rest");
+        assert_eq!(found(&s, "", "/api/x"), "cs");
+    }
+
+    /// As nginx picks a server block by host and then a location in it: a host that has
+    /// routes of its own never falls through to another host's (or any host's) routes.
+    #[test]
+    fn a_host_with_its_own_routes_does_not_fall_through_to_any_host() {
+        let s = snapshot_of(
+            "[[route]]\nname = \"shop\"\nhosts = [\"shop.test\"]\npath_prefix = \"/cart/\"\nupstream = \"u\"\n\
+             [[route]]\nname = \"any\"\nupstream = \"u\"\n\
+             [upstream.u]\nbackends = [\"127.0.0.1:9001\"]\n",
+        );
+        assert_eq!(found(&s, "shop.test", "/cart/1"), "shop");
+        assert_eq!(found(&s, "shop.test", "/other"), "-");
+        assert_eq!(found(&s, "else.test", "/other"), "any");
+    }
 }

@@ -175,4 +175,42 @@ mod tests {
         // Carried over, the new config has nothing left that needs a restart.
         assert!(carry_over(&running, &mut new.clone()).is_empty());
     }
+
+    #[test]
+    fn tracing_cluster_admin_and_log_format_wait_for_a_restart() {
+        let running = config("", "");
+        let text = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\
+                    [admin]\nlisten = \"127.0.0.1:9999\"\n[log]\nformat = \"json\"\n\
+                    [tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n\
+                    [tracing.headers]\nauthorization = \"Bearer secret\"\n\
+                    [[route]]\nname = \"r\"\nupstream = \"u\"\n\
+                    [upstream.u]\nbackends = [\"127.0.0.1:9000\"]\n";
+        let mut new = parse(text, "t.toml", Path::new(".")).unwrap().config;
+        let changes = carry_over(&running, &mut new);
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["admin.listen", "log.format", "tracing"]);
+        assert_eq!(new.admin.listen, running.admin.listen);
+        assert_eq!(new.log.format, running.log.format);
+        assert!(new.tracing.is_none());
+        // The collector's headers may hold a key: the change shows the endpoint only.
+        let tracing = &changes[2];
+        assert_eq!(tracing.old, "off");
+        assert!(
+            tracing.new.starts_with("http://127.0.0.1:4318"),
+            "{}",
+            tracing.new
+        );
+        assert!(!tracing.new.contains("secret"));
+    }
+
+    #[test]
+    fn a_new_upstreams_keepalive_is_not_a_change_and_nothing_is_listed_twice() {
+        let running = config("", "");
+        let text = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\
+                    [[route]]\nname = \"r\"\nupstream = \"v\"\n\
+                    [upstream.v]\nbackends = [\"127.0.0.1:9000\"]\nkeepalive = 4\n";
+        let mut new = parse(text, "t.toml", Path::new(".")).unwrap().config;
+        assert!(carry_over(&running, &mut new).is_empty());
+        assert_eq!(new.upstreams["v"].keepalive, 4);
+    }
 }

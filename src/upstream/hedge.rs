@@ -244,4 +244,18 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn each_percentile_is_its_own_and_an_empty_pool_has_none() {
+        let h = Hedging::default();
+        assert_eq!(h.percentile(950, 5), None);
+        for i in 0..200u64 {
+            h.record(Duration::from_micros(1000 + i * 100), 5);
+        }
+        let p50 = h.percentile(500, 5).unwrap();
+        let p99 = h.percentile(990, 5).unwrap();
+        assert!(p50 < p99, "{p50:?} {p99:?}");
+        // Asking another percentile at once recomputes rather than reusing the last answer.
+        assert_eq!(h.percentile(500, 6).unwrap(), p50);
+    }
 }

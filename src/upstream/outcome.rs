@@ -203,4 +203,21 @@ mod tests {
         assert!(Outcome::ClientError.is_client() && Outcome::ClientAbort.is_client());
         assert!(Outcome::ALL.iter().filter(|o| o.is_client()).count() == 3);
     }
+
+    /// The attempt a hedge beat is nobody's failure: no breaker counts it, whatever it is
+    /// set to count.
+    #[test]
+    fn a_cancelled_attempt_blames_nobody() {
+        let all = crate::config::FailureOn {
+            connect_error: true,
+            timeout: true,
+            error: true,
+            http_5xx: true,
+        };
+        assert!(Outcome::Cancelled.blames_nobody());
+        assert!(!Outcome::Cancelled.is_client());
+        assert!(!Outcome::Cancelled.fails(&all));
+        assert!(Outcome::Timeout.fails(&all));
+        assert_eq!(Outcome::Cancelled.as_str(), "cancelled");
+    }
 }

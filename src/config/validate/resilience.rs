@@ -163,3 +163,6 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<RetryConfig> 
         backoff: within(p.key("backoff"), backoff.0, Duration::ZERO, MINUTE)?,
     })
 }
+
+#[cfg(test)]
+mod tests;
