@@ -49,8 +49,6 @@ impl RouteStats {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn common_and_uncommon_codes_are_counted_under_the_route() {
         let m = crate::metrics::Metrics::new();
