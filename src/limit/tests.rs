@@ -164,3 +164,55 @@ fn keys_by_path_header_and_client_with_header() {
         Some(KeyValue::Text("h.test".into()))
     );
 }
+
+/// Issue 27: a request could wait on the store up to three times `[cluster] timeout` (once
+/// per lease it waited for). Against a store that accepts and never answers, on tokio's
+/// paused clock (so the machine's speed does not matter), one request waits `timeout` at
+/// most, then asks its fallback.
+#[tokio::test(start_paused = true)]
+async fn a_request_waits_on_a_silent_store_at_most_the_timeout_in_all() {
+    // Never accepted: the kernel completes the handshake into the backlog, then silence.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let metrics = Arc::new(Metrics::new());
+    let timeout = Duration::from_millis(100);
+    let cluster = crate::cluster::Cluster::new(
+        &crate::config::ClusterConfig {
+            redis: format!("redis://127.0.0.1:{port}/0"),
+            password_env: None,
+            instance_id: "a".into(),
+            namespace: "t".into(),
+            timeout,
+            connect_timeout: timeout,
+            heartbeat: Duration::from_secs(1),
+            expected_instances: None,
+        },
+        &metrics,
+    )
+    .unwrap();
+    cluster.connect().unwrap();
+    let cfg = RateLimitConfig {
+        key: LimitKey::ClientIp,
+        rate: 10,
+        per: Duration::from_secs(1),
+        burst: 10,
+        status: 429,
+        shadow: false,
+        max_keys: 1000,
+        scope: crate::config::Scope::Global,
+        on_store_error: StoreFallback::Local,
+        lease: 1,
+    };
+    let g = global::Global::new("l", &cluster, &cfg, 100_000, 1_000_000, &metrics, None);
+    let key = KeyValue::Text("k".into());
+    let start = tokio::time::Instant::now();
+    let decision = g.check(&key, crate::clock::now_us()).await;
+    assert!(decision.is_none(), "the fallback decides: {decision:?}");
+    let waited = start.elapsed();
+    // It did ask the store (the key had no lease), and gave up at the timeout, not later.
+    assert!(
+        waited > Duration::ZERO && waited <= timeout,
+        "waited {waited:?} on the store"
+    );
+    drop(hole);
+}
