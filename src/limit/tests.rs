@@ -2,8 +2,9 @@
 
 use super::*;
 
-fn limiter(rate: u32, per_ms: u64, burst: u32, shadow: bool) -> Limiter {
-    let cfg = RateLimitConfig {
+/// A local limit on the client's address.
+fn config(rate: u32, per_ms: u64, burst: u32, shadow: bool) -> RateLimitConfig {
+    RateLimitConfig {
         key: LimitKey::ClientIp,
         rate,
         per: Duration::from_millis(per_ms),
@@ -14,7 +15,11 @@ fn limiter(rate: u32, per_ms: u64, burst: u32, shadow: bool) -> Limiter {
         scope: crate::config::Scope::Local,
         on_store_error: StoreFallback::Local,
         lease: 1,
-    };
+    }
+}
+
+fn limiter(rate: u32, per_ms: u64, burst: u32, shadow: bool) -> Limiter {
+    let cfg = config(rate, per_ms, burst, shadow);
     Limiter::new("t", &cfg, &Arc::new(Metrics::new()), None, None)
 }
 
@@ -22,16 +27,8 @@ fn limiter(rate: u32, per_ms: u64, burst: u32, shadow: bool) -> Limiter {
 fn a_full_key_table_is_counted_and_reported_once_a_minute() {
     let metrics = Arc::new(Metrics::new());
     let cfg = RateLimitConfig {
-        key: LimitKey::ClientIp,
-        rate: 10,
-        per: Duration::from_secs(1),
-        burst: 10,
-        status: 429,
-        shadow: false,
         max_keys: 8,
-        scope: crate::config::Scope::Local,
-        on_store_error: StoreFallback::Local,
-        lease: 1,
+        ..config(10, 1000, 10, false)
     };
     let l = Limiter::new("t", &cfg, &metrics, None, None);
     for n in 0..=255u8 {
@@ -192,16 +189,8 @@ async fn a_request_waits_on_a_silent_store_at_most_the_timeout_in_all() {
     .unwrap();
     cluster.connect().unwrap();
     let cfg = RateLimitConfig {
-        key: LimitKey::ClientIp,
-        rate: 10,
-        per: Duration::from_secs(1),
-        burst: 10,
-        status: 429,
-        shadow: false,
-        max_keys: 1000,
         scope: crate::config::Scope::Global,
-        on_store_error: StoreFallback::Local,
-        lease: 1,
+        ..config(10, 1000, 10, false)
     };
     let g = global::Global::new("l", &cluster, &cfg, 100_000, 1_000_000, &metrics, None);
     let key = KeyValue::Text("k".into());

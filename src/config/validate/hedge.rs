@@ -71,19 +71,13 @@ fn percentile(q: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests_support;
     use super::percentile;
     use crate::config::hedge::HedgeAfter;
-    use crate::config::parse;
-    use std::path::Path;
     use std::time::Duration;
 
     fn load(route_extra: &str, upstream_extra: &str) -> Result<crate::config::Config, String> {
-        let text = format!(
-            "[[route]]\nname = \"r\"\nupstream = \"p\"\n{route_extra}\n[upstream.p]\nbackends = [\"127.0.0.1:1\"]\n{upstream_extra}"
-        );
-        parse(&text, "t.toml", Path::new("."))
-            .map(|l| l.config)
-            .map_err(|e| e.to_string())
+        tests_support::load(&tests_support::text("", route_extra, upstream_extra))
     }
 
     #[test]
