@@ -26,13 +26,13 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         ctx.client_ip,
         &route.pool.config.balance,
     );
-    let chosen = if ctx.tries == 0 {
+    let chosen = if ctx.upstream.tries == 0 {
         let Some(slot) = route.pool.admit(crate::clock::ms_at(t)) else {
             trace_event(ctx, "pool_full", &route.pool.name);
-            ctx.retry_after = Some(Duration::from_secs(1));
+            ctx.upstream.retry_after = Some(Duration::from_secs(1));
             return Err(http_status(503, "pool at max_in_flight"));
         };
-        ctx.pool_slot = Some(slot);
+        ctx.upstream.pool_slot = Some(slot);
         let pools = &ctx.snapshot.pools;
         match admission::admit(pools, &route.pool, &key, route.priority, t).await {
             Admitted::Backend(pool, idx, waited) => {
@@ -44,8 +44,8 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
             }
             Admitted::Shed(reason) => {
                 trace_event(ctx, "shed", &route.pool.name);
-                ctx.shed = Some(reason);
-                ctx.retry_after = Some(Duration::from_secs(1));
+                ctx.upstream.shed = Some(reason);
+                ctx.upstream.retry_after = Some(Duration::from_secs(1));
                 return Err(http_status(
                     503,
                     "shed: every backend at its concurrency limit",
@@ -54,13 +54,19 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
             Admitted::None => None,
         }
     } else {
-        retry::backoff(route.pool.config.retry.backoff, ctx.tries).await;
+        retry::backoff(route.pool.config.retry.backoff, ctx.upstream.tries).await;
         t = Instant::now();
         let now = crate::clock::ms_at(t);
-        select::choose(&ctx.snapshot.pools, &route.pool, &key, &ctx.tried, now)
+        select::choose(
+            &ctx.snapshot.pools,
+            &route.pool,
+            &key,
+            &ctx.upstream.tried,
+            now,
+        )
     };
     let now = crate::clock::ms_at(t);
-    ctx.tries += 1;
+    ctx.upstream.tries += 1;
     let Some((pool, idx)) = chosen else {
         if ctx.trace.is_some() {
             let event = if route.pool.breakers_open(now) {
@@ -70,17 +76,17 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
             };
             trace_event(ctx, event, &route.pool.name);
         }
-        ctx.retry_after = Some(route.pool.none_available(now));
+        ctx.upstream.retry_after = Some(route.pool.none_available(now));
         return Err(http_status(503, "no backend available"));
     };
     let addr = pool.backends[idx].addr;
-    ctx.tried.push(addr);
+    ctx.upstream.tried.push(addr);
     if let Some(t) = &mut ctx.trace {
-        t.attempt(&pool.name, addr, ctx.tries);
+        t.attempt(&pool.name, addr, ctx.upstream.tries);
     }
-    ctx.attempt = AttemptState::Running(Attempt::new(&pool, idx, t, now));
+    ctx.upstream.attempt = AttemptState::Running(Attempt::new(&pool, idx, t, now));
     let peer = peer_for(&pool, idx, &route, ctx);
-    ctx.pool = Some(pool);
+    ctx.upstream.pool = Some(pool);
     Ok(Box::new(peer))
 }
 
@@ -130,12 +136,12 @@ pub fn broke(
     client_reused: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("Peer: {peer}"));
-    if let AttemptState::StatusRetry = ctx.attempt {
-        ctx.attempt = AttemptState::Idle;
+    if let AttemptState::StatusRetry = ctx.upstream.attempt {
+        ctx.upstream.attempt = AttemptState::Idle;
         return e;
     }
     let mut outcome = Outcome::from_error(&e).unwrap_or(Outcome::Error);
-    if ctx.upgraded {
+    if ctx.upstream.upgraded {
         // A tunnel's end: an idle timeout is not the backend's failure, and nothing is
         // replayed.
         finish_attempt(ctx, outcome.after_upgrade());
@@ -159,15 +165,15 @@ pub fn broke(
     let replayable = session.req_header().method.is_idempotent()
         && !session.as_ref().retry_buffer_truncated()
         && session.response_written().is_none();
-    if replayable && client_reused && outcome == Outcome::Error && ctx.upstream_status.is_none() {
+    if replayable && client_reused && outcome == Outcome::Error && ctx.upstream.status.is_none() {
         // A pooled connection the backend had already closed (its idle timeout raced our
         // reuse): pingora retries once on a fresh connection. Not the backend's failure, so
         // not recorded; and the same backend may be chosen again, even as a pool's only one.
-        drop(ctx.attempt.take());
+        drop(ctx.upstream.attempt.take());
         if let Some(t) = &mut ctx.trace {
             t.attempt_ended("stale_pooled_connection", None, false);
         }
-        ctx.tried.pop();
+        ctx.upstream.tried.pop();
         e.retry.decide_reuse(true);
         return e;
     }
@@ -204,16 +210,16 @@ pub fn response_header(
 ) -> Result<()> {
     let code = resp.status.as_u16();
     if code == 101 {
-        ctx.upgraded = true;
-        ctx.upstream_status = Some(code);
-        if let AttemptState::Running(a) = &mut ctx.attempt {
+        ctx.upstream.upgraded = true;
+        ctx.upstream.status = Some(code);
+        if let AttemptState::Running(a) = &mut ctx.upstream.attempt {
             a.tunnelled();
         }
     }
     if resp.status.is_informational() {
         return Ok(());
     }
-    if let AttemptState::Running(a) = &mut ctx.attempt {
+    if let AttemptState::Running(a) = &mut ctx.upstream.attempt {
         a.answered = a.sent.map(|t| t.elapsed());
     }
     // Brace-Cache-Control is for brace alone: read it, never store or forward it.
@@ -221,15 +227,16 @@ pub fn response_header(
     if code == 304 && session.cache.enabled() {
         ctx.cache.revalidation_headers = Some(resp.headers.clone());
     }
-    ctx.upstream_status = Some(code);
+    ctx.upstream.status = Some(code);
     // A trailers-only gRPC answer carries its status in the header (gRPC is HTTP/2 only:
     // an HTTP/1.1 upstream's responses are not looked at).
     if ctx
+        .upstream
         .pool
         .as_ref()
         .is_some_and(|p| p.config.protocol != crate::config::Protocol::Http1)
     {
-        ctx.grpc_status = grpc_status(&resp.headers);
+        ctx.upstream.grpc_status = grpc_status(&resp.headers);
     }
     let retry_on = ctx
         .route
@@ -246,8 +253,8 @@ pub fn response_header(
         };
         if may_retry(ctx, reason) {
             finish_attempt(ctx, Outcome::Http5xx);
-            ctx.attempt = AttemptState::StatusRetry;
-            ctx.upstream_status = None;
+            ctx.upstream.attempt = AttemptState::StatusRetry;
+            ctx.upstream.status = None;
             let mut e = Error::explain(ErrorType::HTTPStatus(code), "retrying an upstream 5xx");
             e.set_retry(true);
             return Err(e);
@@ -287,14 +294,14 @@ pub fn grpc_status(h: &http::HeaderMap) -> Option<u8> {
 /// Ends the current attempt: its outcome goes to metrics and outlier detection, and the
 /// backend's in-flight count drops.
 pub fn finish_attempt(ctx: &mut Ctx, outcome: Outcome) {
-    if let Some(a) = ctx.attempt.take() {
+    if let Some(a) = ctx.upstream.attempt.take() {
         record(ctx, a, outcome);
     }
 }
 
 /// Records attempt `a`'s end (on the current pool) and drops it.
 pub(super) fn record(ctx: &mut Ctx, a: Attempt, outcome: Outcome) {
-    if let Some(pool) = &ctx.pool {
+    if let Some(pool) = &ctx.upstream.pool {
         let end = Instant::now();
         let seconds = end.saturating_duration_since(a.start).as_secs_f64();
         // The limit learns from the backend's time to answer (the whole attempt when it
@@ -304,7 +311,7 @@ pub(super) fn record(ctx: &mut Ctx, a: Attempt, outcome: Outcome) {
         if let Some(t) = &mut ctx.trace {
             t.attempt_ended(
                 outcome.as_str(),
-                ctx.upstream_status,
+                ctx.upstream.status,
                 outcome != Outcome::Success,
             );
         }
@@ -315,7 +322,14 @@ pub(super) fn record(ctx: &mut Ctx, a: Attempt, outcome: Outcome) {
 fn may_retry(ctx: &mut Ctx, reason: RetryReason) -> bool {
     let allowed = ctx.route.as_ref().is_some_and(|r| {
         let pools = &ctx.snapshot.pools;
-        select::may_retry(&r.pool, pools, &ctx.tried, ctx.tries, reason, now_ms())
+        select::may_retry(
+            &r.pool,
+            pools,
+            &ctx.upstream.tried,
+            ctx.upstream.tries,
+            reason,
+            now_ms(),
+        )
     });
     if let (true, Some(t)) = (allowed, &mut ctx.trace) {
         t.retried(reason.as_str());

@@ -27,34 +27,12 @@ pub struct Ctx {
     pub peer_trusted: bool,
     /// Kept as a header value: sent upstream, returned, and logged without further copies.
     pub request_id: http::HeaderValue,
-    /// The pool of the current attempt: the route's, or its backup.
-    pub pool: Option<Arc<Pool>>,
-    /// The attempt in progress; dropping it ends the backend's in-flight count.
-    pub attempt: AttemptState,
-    /// A hedge racing `attempt` (`proxy::hedge`), until one of them answers.
-    pub hedge: Option<Box<Attempt>>,
-    /// Backends already tried by this request (a retry goes elsewhere when it can). Inline:
-    /// most requests try one backend and never allocate for this.
-    pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
-    /// Attempts started (1 = the first).
-    pub tries: u32,
-    /// Shed because every backend was at its adaptive limit (`upstream::admission`): the 503
-    /// keeps the connection, and the request is logged at DEBUG (the pool's event says it).
-    pub shed: Option<crate::upstream::queue::ShedReason>,
-    /// For a 503 because no backend is available: when to come back.
-    pub retry_after: Option<Duration>,
-    /// The request's place under the pool's `max_in_flight`, held until the request ends.
-    pub pool_slot: Option<crate::upstream::select::PoolSlot>,
+    /// Where the request went upstream: its attempts and what came back.
+    pub upstream: Upstream,
     /// `RateLimit` header for the response (`rate_limit_headers = true`): the tightest limit.
     pub rate_limit_header: Option<(u32, http::HeaderValue)>,
     /// What the cache phases learn (on a caching route).
     pub cache: CacheCtx,
-    pub upstream_status: Option<u16>,
-    /// The `grpc-status` the backend ended a gRPC call with (in its trailers, or in the
-    /// header of a trailers-only answer).
-    pub grpc_status: Option<u8>,
-    /// The backend answered 101: the connection is now a tunnel (WebSocket).
-    pub upgraded: bool,
     /// brace refused the request before routing (it is counted under `route="-"`).
     pub refused: bool,
     pub body_bytes: u64,
@@ -76,19 +54,9 @@ impl Ctx {
             norm_path: None,
             peer_trusted: false,
             request_id: http::HeaderValue::from_static(""),
-            pool: None,
-            attempt: AttemptState::Idle,
-            hedge: None,
-            tried: smallvec::SmallVec::new(),
-            tries: 0,
-            shed: None,
-            retry_after: None,
-            pool_slot: None,
+            upstream: Upstream::default(),
             rate_limit_header: None,
             cache: CacheCtx::default(),
-            upstream_status: None,
-            grpc_status: None,
-            upgraded: false,
             refused: false,
             body_bytes: 0,
             connection: None,
@@ -105,11 +73,11 @@ impl Ctx {
     }
 
     pub fn outcome(&self, error: Option<&pingora::Error>) -> Outcome {
-        let o = Outcome::classify(self.upstream_status, error);
-        if self.upgraded {
+        let o = Outcome::classify(self.upstream.status, error);
+        if self.upstream.upgraded {
             return o.after_upgrade();
         }
-        match (o, self.grpc_status, &self.pool) {
+        match (o, self.upstream.grpc_status, &self.upstream.pool) {
             (Outcome::Success, Some(code), Some(pool))
                 if pool.config.grpc_failure.contains(&code) =>
             {
@@ -120,9 +88,43 @@ impl Ctx {
     }
 }
 
+/// What a request's trip upstream learns: the pool and attempt in progress (and a hedge
+/// racing it), the backends tried, why it was shed or when to come back, and what the
+/// backend answered.
+#[derive(Default)]
+pub struct Upstream {
+    /// The pool of the current attempt: the route's, or its backup.
+    pub pool: Option<Arc<Pool>>,
+    /// The attempt in progress; dropping it ends the backend's in-flight count.
+    pub attempt: AttemptState,
+    /// A hedge racing `attempt` (`proxy::hedge`), until one of them answers.
+    pub hedge: Option<Box<Attempt>>,
+    /// Backends already tried by this request (a retry goes elsewhere when it can). Inline:
+    /// most requests try one backend and never allocate for this.
+    pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
+    /// Attempts started (1 = the first).
+    pub tries: u32,
+    /// Shed because every backend was at its adaptive limit (`upstream::admission`): the 503
+    /// keeps the connection, and the request is logged at DEBUG (the pool's event says it).
+    pub shed: Option<crate::upstream::queue::ShedReason>,
+    /// For a 503 because no backend is available: when to come back.
+    pub retry_after: Option<Duration>,
+    /// The request's place under the pool's `max_in_flight`, held until the request ends.
+    pub pool_slot: Option<crate::upstream::select::PoolSlot>,
+    /// The backend's status (the final one; a 5xx being retried is cleared).
+    pub status: Option<u16>,
+    /// The `grpc-status` the backend ended a gRPC call with (in its trailers, or in the
+    /// header of a trailers-only answer).
+    pub grpc_status: Option<u8>,
+    /// The backend answered 101: the connection is now a tunnel (WebSocket).
+    pub upgraded: bool,
+}
+
 /// Where the current attempt stands.
+#[derive(Default)]
 pub enum AttemptState {
     /// None started yet, or the last one's outcome is recorded.
+    #[default]
     Idle,
     /// Under way on a backend.
     Running(Attempt),

@@ -22,7 +22,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
     // A shed request broke nothing: its connection stays open when nothing of a request body
     // is left unread on it. After any other error the connection is not reused (below), and
     // the response says so, so a client does not send its next request into a closing one.
-    let reuse = ctx.shed.is_some() && (session.is_body_empty() || session.is_body_done());
+    let reuse = ctx.upstream.shed.is_some() && (session.is_body_empty() || session.is_body_done());
     if !reuse {
         session.set_keepalive(None);
     }
@@ -37,7 +37,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
         let upstream = ctx.route.as_ref().map(|r| r.pool.name.as_str());
         let body = if local {
             "brace: out of local resources (open files, memory or ports); try again\n".into()
-        } else if ctx.shed.is_some() {
+        } else if ctx.upstream.shed.is_some() {
             format!(
                 "brace: upstream \"{}\" is at capacity; request shed, try again\n",
                 upstream.unwrap_or("-")
@@ -46,7 +46,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
             respond::message(code, upstream)
         };
         let mut extra = Vec::new();
-        if let (503, Some(d)) = (code, ctx.retry_after) {
+        if let (503, Some(d)) = (code, ctx.upstream.retry_after) {
             // Rounded up: coming back a little late is fine, early is not.
             let secs = (d.as_millis() as u64).div_ceil(1000).max(1);
             extra.push((http::header::RETRY_AFTER, http::HeaderValue::from(secs)));
@@ -107,11 +107,16 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
 fn log_failure(ctx: &Ctx, e: &Error, outcome: Outcome, status: u16) {
     let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
     let backend = ctx
+        .upstream
         .tried
         .last()
         .map_or_else(|| "-".to_string(), |a| a.to_string());
     // A shed request is the pool's state, reported once by its shedding event.
-    if outcome.is_client() || ctx.upgraded || ctx.pool.is_none() || ctx.shed.is_some() {
+    if outcome.is_client()
+        || ctx.upstream.upgraded
+        || ctx.upstream.pool.is_none()
+        || ctx.upstream.shed.is_some()
+    {
         tracing::debug!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request ended: {e}");
     } else {
         tracing::warn!(request_id = ctx.request_id_str(), route, backend = %backend, status, outcome = outcome.as_str(), "request failed: {e}");

@@ -16,7 +16,7 @@ pub fn upstream_request(
     ctx: &mut Ctx,
 ) -> Result<()> {
     // The attempt this copy is for: a hedge's, while one is being sent.
-    match (&mut ctx.hedge, &mut ctx.attempt) {
+    match (&mut ctx.upstream.hedge, &mut ctx.upstream.attempt) {
         (Some(h), _) if h.sent.is_none() => h.sent = Some(std::time::Instant::now()),
         (_, super::ctx::AttemptState::Running(a)) => a.sent = Some(std::time::Instant::now()),
         _ => {}
@@ -26,11 +26,12 @@ pub fn upstream_request(
         // An HTTP/1.0 request may come without Host; HTTP/1.1, which brace speaks
         // upstream, requires one (RFC 9112 §3.2): the target's authority, else the
         // backend's address (nginx sends its upstream's name).
-        let host = req
-            .uri
-            .authority()
-            .map(|a| a.to_string())
-            .or_else(|| ctx.attempt.running().map(|a| a.backend.label.clone()));
+        let host = req.uri.authority().map(|a| a.to_string()).or_else(|| {
+            ctx.upstream
+                .attempt
+                .running()
+                .map(|a| a.backend.label.clone())
+        });
         if let Some(h) = host {
             req.insert_header(http::header::HOST, h)?;
         }
@@ -132,8 +133,8 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
         _ => {}
     }
     resp.insert_header_name(&headers::X_REQUEST_ID, ctx.request_id.clone());
-    if ctx.upgraded {
-        if let Some(pool) = &ctx.pool {
+    if ctx.upstream.upgraded {
+        if let Some(pool) = &ctx.upstream.pool {
             // The client side of the tunnel idles as long as the backend side may.
             session.set_read_timeout(Some(pool.config.upgrade_idle_timeout));
         }
@@ -158,7 +159,7 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
         }
     }
     if ctx.snapshot.debug_headers {
-        if let (Some(pool), Some(a)) = (&ctx.pool, ctx.attempt.running()) {
+        if let (Some(pool), Some(a)) = (&ctx.upstream.pool, ctx.upstream.attempt.running()) {
             let value = |s: &str| {
                 http::HeaderValue::from_str(s)
                     .map_err(|e| Error::because(ErrorType::InternalError, "debug header", e))

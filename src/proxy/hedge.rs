@@ -20,8 +20,11 @@ use std::time::{Duration, Instant};
 pub fn after(session: &Session, ctx: &Ctx) -> Option<Duration> {
     let route = ctx.route.as_ref()?;
     let hedge = route.hedge.as_ref()?;
-    let pool = ctx.pool.as_ref()?;
-    if ctx.tries != 1 || ctx.hedge.is_some() || !session.req_header().method.is_idempotent() {
+    let pool = ctx.upstream.pool.as_ref()?;
+    if ctx.upstream.tries != 1
+        || ctx.upstream.hedge.is_some()
+        || !session.req_header().method.is_idempotent()
+    {
         return None;
     }
     if !std::ptr::eq(pool.as_ref(), route.pool.as_ref()) {
@@ -38,7 +41,7 @@ pub fn after(session: &Session, ctx: &Ctx) -> Option<Duration> {
 /// budget holds a hedge.
 pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Option<Box<HttpPeer>> {
     let route = ctx.route.clone()?;
-    let pool = ctx.pool.clone()?;
+    let pool = ctx.upstream.pool.clone()?;
     let t = Instant::now();
     let now = crate::clock::ms_at(t);
     let limited = pool.config.adaptive.enforced();
@@ -50,7 +53,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Option<Box<HttpPeer>>
         ctx.client_ip,
         &pool.config.balance,
     );
-    let idx = pool.pick(&key, &ctx.tried, now)?;
+    let idx = pool.pick(&key, &ctx.upstream.tried, now)?;
     let b = &pool.backends[idx];
     if (limited && !b.has_room()) || !pool.hedging.try_hedge() {
         return None;
@@ -58,7 +61,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Option<Box<HttpPeer>>
     if !pool.acquire(idx, now) {
         return None;
     }
-    ctx.tried.push(b.addr);
+    ctx.upstream.tried.push(b.addr);
     pool.count_hedge(HedgeResult::Sent);
     if let Some(tr) = &ctx.trace {
         let addr = b.addr.to_string();
@@ -66,7 +69,7 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Option<Box<HttpPeer>>
             vec![opentelemetry::KeyValue::new("server.address", addr)]
         });
     }
-    ctx.hedge = Some(Box::new(Attempt::new(&pool, idx, t, now)));
+    ctx.upstream.hedge = Some(Box::new(Attempt::new(&pool, idx, t, now)));
     Some(Box::new(peer_for(&pool, idx, &route, ctx)))
 }
 
@@ -76,7 +79,7 @@ pub fn ended(ctx: &mut Ctx, hedge: bool, error: Option<&Error>) {
     let outcome = error.map_or(Outcome::Cancelled, |e| {
         Outcome::from_error(e).unwrap_or(Outcome::Error)
     });
-    let Some(h) = ctx.hedge.take() else {
+    let Some(h) = ctx.upstream.hedge.take() else {
         return;
     };
     if hedge {
@@ -84,12 +87,12 @@ pub fn ended(ctx: &mut Ctx, hedge: bool, error: Option<&Error>) {
         return;
     }
     if let AttemptState::Running(first) =
-        std::mem::replace(&mut ctx.attempt, AttemptState::Running(*h))
+        std::mem::replace(&mut ctx.upstream.attempt, AttemptState::Running(*h))
     {
         attempt::record(ctx, first, outcome);
     }
     if error.is_none() {
-        if let Some(pool) = &ctx.pool {
+        if let Some(pool) = &ctx.upstream.pool {
             pool.count_hedge(HedgeResult::Won);
         }
         if let Some(tr) = &ctx.trace {

@@ -295,7 +295,7 @@ impl ProxyHttp for BraceProxy {
     ) -> Result<()> {
         // A gRPC call's status: its outcome is decided when the request is logged.
         if let Some(code) = attempt::grpc_status(trailers) {
-            ctx.grpc_status = Some(code);
+            ctx.upstream.grpc_status = Some(code);
         }
         Ok(())
     }
