@@ -115,3 +115,37 @@ fn a_percentile_hedge_goes_out_once_the_pool_has_measured_itself() {
     );
     assert_no_backend_blamed(&b);
 }
+
+/// A client that leaves while both attempts are out: both are ended, neither backend is
+/// blamed, and nothing stays counted in flight.
+#[test]
+fn a_client_that_leaves_during_the_race_ends_both_attempts_and_blames_nobody() {
+    let (a, c) = (
+        Upstream::with_mode("a", Mode::Hang),
+        Upstream::with_mode("c", Mode::Hang),
+    );
+    let b = Brace::start(&route(
+        &[&a, &c],
+        "{ after = \"20ms\", max_extra_percent = 100 }",
+    ));
+    let mut client = std::net::TcpStream::connect(b.addr()).unwrap();
+    std::io::Write::write_all(&mut client, b"GET /race HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+    wait_for(
+        "both attempts to reach their backends",
+        std::time::Duration::from_secs(10),
+        || a.count() == 1 && c.count() == 1,
+    );
+    assert_eq!(hedges(&b, "sent"), 1.0);
+    drop(client);
+    for u in [&a, &c] {
+        b.wait_metric(
+            &format!(
+                "brace_upstream_in_flight{{backend=\"{}\",upstream=\"u\"}}",
+                u.addr
+            ),
+            0.0,
+        );
+    }
+    assert_eq!(hedges(&b, "won"), 0.0);
+    assert_no_backend_blamed(&b);
+}
