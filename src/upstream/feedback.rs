@@ -108,7 +108,8 @@ impl Pool {
             if let Some(sample) = sample {
                 self.learn(b, ok, sample, now);
                 if ok {
-                    self.hedging.record(Duration::from_secs_f64(sample), now);
+                    self.hedging
+                        .record(Duration::try_from_secs_f64(sample).unwrap_or_default(), now);
                 }
             }
         }
