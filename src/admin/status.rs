@@ -12,7 +12,8 @@
 use crate::metrics::Metrics;
 use crate::runtime::State;
 use prometheus::core::Collector;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -163,17 +164,70 @@ impl Window {
     }
 }
 
-fn ratio(part: u64, whole: u64) -> Value {
-    if whole == 0 {
-        Value::Null
-    } else {
-        json!(part as f64 / whole as f64)
-    }
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `GET /api/status`: rates and percentiles are `null` until the sampler has a window.
+#[derive(Serialize)]
+struct StatusView<'a> {
+    version: &'static str,
+    started_unix_ms: u64,
+    uptime_seconds: u64,
+    ready: bool,
+    draining: bool,
+    window_seconds: Option<f64>,
+    connections_active: i64,
+    requests_in_flight: i64,
+    config: ConfigView<'a>,
+    routes: Vec<RouteView<'a>>,
+    rate_limits: Vec<LimitView<'a>>,
+    cache: Option<CacheView>,
+}
+
+#[derive(Serialize)]
+struct ConfigView<'a> {
+    hash: &'a str,
+    path: Option<&'a std::path::Path>,
+    last_reload: Option<crate::runtime::store::LastReload>,
+    restart_required: bool,
+}
+
+#[derive(Serialize)]
+struct RouteView<'a> {
+    name: &'a str,
+    requests_total: u64,
+    requests_per_second: Option<f64>,
+    error_share: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct LimitView<'a> {
+    name: &'a str,
+    limited_total: u64,
+    limited_per_second: Option<f64>,
+    keys: i64,
+    max_keys: u64,
+    keys_evicted_total: u64,
+    shadow: bool,
+}
+
+#[derive(Serialize)]
+struct CacheView {
+    hit_ratio: Option<f64>,
+    hit_ratio_since_start: Option<f64>,
+    requests_total: u64,
+    entries: u64,
+    stored_bytes: u64,
+    max_bytes: u64,
+    evictions_total: u64,
 }
 
 /// The body of `GET /api/status`.
@@ -188,96 +242,92 @@ pub fn status(state: &State, window: &Window) -> Value {
         .map(|(a, b)| b.at.duration_since(a.at).as_secs_f64())
         .filter(|s| *s > 0.0);
     let empty = RouteSample::default();
-    let routes: Vec<Value> = snap
+    let routes = snap
         .config
         .routes
         .iter()
         .map(|r| r.name.as_str())
         .chain([crate::runtime::snapshot::UNMATCHED])
         .map(|name| {
-            let total = now.routes.get(name).map_or(0, |r| r.requests);
-            // (requests/s, 5xx share, p50 ms, p99 ms); nulls until there is a window.
-            let (rps, share, p50, p99) = match ends.as_ref().zip(secs) {
-                Some(((a, b), secs)) => {
-                    let (a, b) = (
-                        a.routes.get(name).unwrap_or(&empty),
-                        b.routes.get(name).unwrap_or(&empty),
-                    );
-                    let n = b.requests.saturating_sub(a.requests);
-                    let ms = |q| quantile(q, &a.buckets, &b.buckets).map(|s| s * 1000.0);
-                    let share = ratio(b.errors.saturating_sub(a.errors), n);
-                    (Some(n as f64 / secs), share, ms(0.5), ms(0.99))
-                }
-                None => (None, Value::Null, None, None),
+            let mut view = RouteView {
+                name,
+                requests_total: now.routes.get(name).map_or(0, |r| r.requests),
+                requests_per_second: None,
+                error_share: None,
+                p50_ms: None,
+                p99_ms: None,
             };
-            json!({
-                "name": name,
-                "requests_total": total,
-                "requests_per_second": rps,
-                "error_share": share,
-                "p50_ms": p50,
-                "p99_ms": p99,
-            })
+            if let Some(((a, b), secs)) = ends.as_ref().zip(secs) {
+                let (a, b) = (
+                    a.routes.get(name).unwrap_or(&empty),
+                    b.routes.get(name).unwrap_or(&empty),
+                );
+                let n = b.requests.saturating_sub(a.requests);
+                let ms = |q| quantile(q, &a.buckets, &b.buckets).map(|s| s * 1000.0);
+                view.requests_per_second = Some(n as f64 / secs);
+                view.error_share = ratio(b.errors.saturating_sub(a.errors), n);
+                (view.p50_ms, view.p99_ms) = (ms(0.5), ms(0.99));
+            }
+            view
         })
         .collect();
-    let limits: Vec<Value> = snap
+    let rate_limits = snap
         .limiters
         .iter()
         .map(|(name, l)| {
             l.refresh_gauge();
-            let per_second = ends.as_ref().zip(secs).map(|((a, b), secs)| {
-                let n = |s: &Sample| s.limited.get(name).copied().unwrap_or(0);
-                n(b).saturating_sub(n(a)) as f64 / secs
-            });
-            json!({
-                "name": name,
-                "limited_total": now.limited.get(name).copied().unwrap_or(0),
-                "limited_per_second": per_second,
-                "keys": l.keys_gauge.get(),
-                "max_keys": l.config.max_keys,
-                "keys_evicted_total": m.rate_limit_keys_evicted_total.with_label_values(&[name]).get(),
-                "shadow": l.config.shadow,
-            })
+            let limited = |s: &Sample| s.limited.get(name).copied().unwrap_or(0);
+            LimitView {
+                name,
+                limited_total: limited(&now),
+                limited_per_second: ends
+                    .as_ref()
+                    .zip(secs)
+                    .map(|((a, b), secs)| limited(b).saturating_sub(limited(a)) as f64 / secs),
+                keys: l.keys_gauge.get(),
+                max_keys: l.config.max_keys,
+                keys_evicted_total: m
+                    .rate_limit_keys_evicted_total
+                    .with_label_values(&[name])
+                    .get(),
+                shadow: l.config.shadow,
+            }
         })
         .collect();
-    let cache = snap.cache.as_ref().map(|c| {
-        let recent = ends.as_ref().map(|(a, b)| {
+    let cache = snap.cache.as_ref().map(|c| CacheView {
+        hit_ratio: ends.as_ref().and_then(|(a, b)| {
             ratio(
                 b.cache.0 - a.cache.0.min(b.cache.0),
                 b.cache.1.saturating_sub(a.cache.1),
             )
-        });
-        json!({
-            "hit_ratio": recent.unwrap_or(Value::Null),
-            "hit_ratio_since_start": ratio(now.cache.0, now.cache.1),
-            "requests_total": now.cache.1,
-            "entries": c.storage.entry_count(),
-            "stored_bytes": c.storage.stored_bytes(),
-            "max_bytes": c.config.max_size,
-            "evictions_total": m.cache_evictions_total.get(),
-        })
+        }),
+        hit_ratio_since_start: ratio(now.cache.0, now.cache.1),
+        requests_total: now.cache.1,
+        entries: c.storage.entry_count(),
+        stored_bytes: c.storage.stored_bytes(),
+        max_bytes: c.config.max_size,
+        evictions_total: m.cache_evictions_total.get(),
     });
-    let last_reload = state.last_reload.lock().ok().and_then(|l| l.clone());
-    let uptime = state.started.elapsed().map_or(0, |d| d.as_secs());
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "started_unix_ms": unix_ms(state.started),
-        "uptime_seconds": uptime,
-        "ready": state.is_ready(),
-        "draining": state.is_draining(),
-        "window_seconds": secs,
-        "connections_active": m.connections_active.get(),
-        "requests_in_flight": m.requests_in_flight.get(),
-        "config": {
-            "hash": snap.hash,
-            "path": state.config_path,
-            "last_reload": last_reload,
-            "restart_required": m.config_restart_required.get() == 1,
+    let view = StatusView {
+        version: env!("CARGO_PKG_VERSION"),
+        started_unix_ms: unix_ms(state.started),
+        uptime_seconds: state.started.elapsed().map_or(0, |d| d.as_secs()),
+        ready: state.is_ready(),
+        draining: state.is_draining(),
+        window_seconds: secs,
+        connections_active: m.connections_active.get(),
+        requests_in_flight: m.requests_in_flight.get(),
+        config: ConfigView {
+            hash: &snap.hash,
+            path: state.config_path.as_deref(),
+            last_reload: state.last_reload.lock().ok().and_then(|l| l.clone()),
+            restart_required: m.config_restart_required.get() == 1,
         },
-        "routes": routes,
-        "rate_limits": limits,
-        "cache": cache,
-    })
+        routes,
+        rate_limits,
+        cache,
+    };
+    serde_json::to_value(view).unwrap_or_default()
 }
 
 #[cfg(test)]
