@@ -174,16 +174,7 @@ fn unchanged_parts_keep_their_state() {
         )
     };
     let b = Brace::start(&cfg("", ""));
-    let state = format!(
-        "brace_circuit_breaker_state{{backend=\"{}\",upstream=\"pool\"}}",
-        bad.addr
-    );
-    for _ in 0..4 {
-        b.get("/");
-    }
-    wait_for("breaker open", Duration::from_secs(5), || {
-        b.metric(&state) == 2.0
-    });
+    let state = trip_breaker(&b, "pool", bad.addr, 4);
     for _ in 0..2 {
         assert_eq!(b.get("/limited/x").status, 200);
     }

@@ -2,7 +2,6 @@
 //! keeps its breaker, ejection and health (issue 32's review found them reset).
 
 mod support;
-use std::time::Duration;
 use support::*;
 
 #[test]
@@ -22,16 +21,7 @@ fn a_reload_that_changes_only_a_weight_keeps_the_backends_state() {
         )
     };
     let b = Brace::start(&cfg(1));
-    let state = format!(
-        "brace_circuit_breaker_state{{backend=\"{}\",upstream=\"pool\"}}",
-        bad.addr
-    );
-    for _ in 0..4 {
-        b.get("/");
-    }
-    wait_for("breaker open", Duration::from_secs(5), || {
-        b.metric(&state) == 2.0
-    });
+    let state = trip_breaker(&b, "pool", bad.addr, 4);
     b.rewrite(&cfg(3));
     let r = b.reload();
     assert_eq!(r.status, 200, "{}", r.text());

@@ -74,3 +74,17 @@ pub fn load(b: &Brace, threads: usize, n: usize, path: &'static str) -> Vec<u16>
         .flat_map(|h| h.join().unwrap())
         .collect()
 }
+
+/// Sends `GET /` until `backend`'s breaker in `upstream` is open (state 2), at most
+/// `requests` times first; returns the state's sample name, for checking it later.
+pub fn trip_breaker(b: &Brace, upstream: &str, backend: SocketAddr, requests: usize) -> String {
+    let state =
+        format!("brace_circuit_breaker_state{{backend=\"{backend}\",upstream=\"{upstream}\"}}");
+    for _ in 0..requests {
+        b.get("/");
+    }
+    wait_for("breaker open", Duration::from_secs(5), || {
+        b.metric(&state) == 2.0
+    });
+    state
+}
