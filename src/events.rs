@@ -24,6 +24,8 @@ pub enum Kind {
     RateLimit,
     /// A pool starts or stops shedding (`upstream::admission`).
     Shedding,
+    /// An operator drains or undrains a backend (`runtime::drain`).
+    Drain,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Reload => "reload",
             Kind::RateLimit => "rate_limit",
             Kind::Shedding => "shedding",
+            Kind::Drain => "drain",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! API. Separate from the proxy listeners so operator endpoints are never reachable through a
 //! route. Reading needs no token; anything that changes state needs `admin.token` when set.
 
+mod drain;
 mod guard;
 mod status;
 mod upstreams;
@@ -272,15 +273,21 @@ impl ServeHttp for Admin {
         }
         let req = s.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
-        match ENDPOINTS.iter().find(|(p, _)| *p == path) {
+        let drain = drain::target(&path);
+        let methods = ENDPOINTS
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, m)| *m)
+            .or(drain.as_ref().map(|_| &[Method::POST][..]));
+        match methods {
             None => {
                 return text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
-                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, /api/fleet, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear\n".to_vec(),
+                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, /api/fleet, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear, POST /api/upstreams/NAME/backends/ADDR/drain (or undrain)\n".to_vec(),
                 )
             }
-            Some((_, methods)) if !methods.contains(&method) => {
+            Some(methods) if !methods.contains(&method) => {
                 return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
             }
             Some(_) => {}
@@ -297,6 +304,24 @@ impl ServeHttp for Admin {
         if let Err(why) = refusal {
             tracing::debug!("admin request refused: {why}");
             return json(StatusCode::FORBIDDEN, &serde_json::json!({ "error": why }));
+        }
+        let mutating = drain.is_some()
+            || matches!(
+                path.as_str(),
+                "/api/reload" | "/api/cache/purge" | "/api/cache/clear"
+            );
+        if mutating && !self.authorized(s) {
+            let mut r = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "missing or wrong bearer token (admin.token)"}),
+            );
+            r.headers_mut()
+                .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        if let Some(t) = drain {
+            let (status, answer) = drain::apply(&self.state, t, &body).await;
+            return json(status, &answer);
         }
         match path.as_str() {
             "/status.js" => text(
@@ -393,15 +418,6 @@ impl ServeHttp for Admin {
                         "toml": crate::config::redacted(&snap.source),
                     }),
                 )
-            }
-            "/api/reload" | "/api/cache/purge" | "/api/cache/clear" if !self.authorized(s) => {
-                let mut r = json(
-                    StatusCode::UNAUTHORIZED,
-                    &serde_json::json!({"error": "missing or wrong bearer token (admin.token)"}),
-                );
-                r.headers_mut()
-                    .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
-                r
             }
             "/api/cache/purge" | "/api/cache/clear" => self.purge(&path, &body).await,
             "/api/fleet" => self.fleet().await,

@@ -32,12 +32,14 @@ function fill(tbody, rows) { tbody.replaceChildren(...rows); }
 // One word and a colour per backend; the word alone says it all.
 // "ok" and "idle" count as up.
 function backendState(b, checked) {
+  if (b.draining) return [b.in_flight > 0 ? `draining, ${b.in_flight} in flight` : "drained", "warn"];
   if (b.health === "unhealthy") return ["down", "bad"];
   if (b.ejected) return ["ejected", "bad"];
   // An open breaker whose time is over lets the next request through as a probe.
   if (b.breaker.state === "open" && b.breaker.open_until_unix) return ["breaker open", "bad"];
   if (b.breaker.state === "open") return ["breaker open, probe due", "warn"];
   if (b.breaker.state === "half_open") return ["breaker half-open", "warn"];
+  if (b.awaiting_first_check) return ["new, no traffic until its first check passes", "idle"];
   if (!b.available) return ["unavailable", "warn"];
   if (checked && b.health === "unknown") return ["up, first check pending", "idle"];
   return ["up", "ok"];

@@ -54,7 +54,11 @@ struct BackendView<'a> {
     addr: &'a str,
     weight: u32,
     available: bool,
+    /// Drained by an operator: no new requests.
+    draining: bool,
     health: &'static str,
+    /// Added while the pool served: no traffic until its first check passes.
+    awaiting_first_check: bool,
     ejected: bool,
     ejected_until_unix: Option<f64>,
     ejections: u32,
@@ -145,7 +149,9 @@ fn backend<'a>(p: &Pool, b: &'a Backend, now: u64, wall: SystemTime) -> BackendV
         addr: &b.label,
         weight: b.weight(),
         available: b.available(now),
+        draining: b.draining(),
         health: b.health.status().as_str(),
+        awaiting_first_check: b.health.awaiting_first_check(),
         ejected,
         ejected_until_unix: ejected.then(|| later(b.outlier.ejected_until())),
         ejections: b.outlier.ejections.load(Relaxed),

@@ -146,10 +146,15 @@ pub fn notify(cluster: &Arc<Cluster>, op: Op) {
 /// The cache store in force now (`None` without `[cache]`), asked at each purge received.
 pub type CurrentCache = dyn Fn() -> Option<Arc<Store>> + Send + Sync;
 
+/// Called on every message on `NAMESPACE:control` (shared state changed: read it again), and
+/// after each (re)subscription, since a change may have been missed meanwhile.
+pub type OnControl = dyn Fn() + Send + Sync;
+
 /// Keeps this instance subscribed until the task is aborted; after a lost subscription the
 /// cache is cleared (see the module doc).
-pub async fn subscribe(cluster: Arc<Cluster>, cache: Arc<CurrentCache>) {
+pub async fn subscribe(cluster: Arc<Cluster>, cache: Arc<CurrentCache>, control: Arc<OnControl>) {
     let purge = cluster.key("purge");
+    let ctl = cluster.key("control");
     let ack = cluster.key(&format!("ack:{}", cluster.id()));
     let mut lost = false;
     let mut backoff = Duration::from_millis(100);
@@ -158,6 +163,7 @@ pub async fn subscribe(cluster: Arc<Cluster>, cache: Arc<CurrentCache>) {
             let mut p = cluster.client.get_async_pubsub().await?;
             p.subscribe(&purge).await?;
             p.subscribe(&ack).await?;
+            p.subscribe(&ctl).await?;
             Ok::<_, redis::RedisError>(p)
         })
         .await;
@@ -167,13 +173,16 @@ pub async fn subscribe(cluster: Arc<Cluster>, cache: Arc<CurrentCache>) {
                 if lost {
                     resync(&cluster, cache());
                 }
-                tracing::info!("cluster: subscribed to {purge}");
+                control();
+                tracing::info!("cluster: subscribed to {purge} and {ctl}");
                 let mut stream = p.into_on_message();
                 while let Some(m) = stream.next().await {
                     let Ok(body) = m.get_payload::<String>() else {
                         continue;
                     };
-                    if m.get_channel_name() == ack {
+                    if m.get_channel_name() == ctl {
+                        control();
+                    } else if m.get_channel_name() == ack {
                         if let Ok(a) = serde_json::from_str::<Ack>(&body) {
                             if let Some(tx) = acks(&cluster).get(&a.id) {
                                 let _ = tx.send((a.instance, a.removed));

@@ -77,6 +77,7 @@ pub struct Metrics {
     pub backend_healthy: IntGaugeVec,
     pub backend_ejected: IntGaugeVec,
     pub backend_slow: IntGaugeVec,
+    pub backend_draining: IntGaugeVec,
     pub ejections_total: IntCounterVec,
     pub health_checks_total: IntCounterVec,
     pub breaker_state: IntGaugeVec,
@@ -272,6 +273,11 @@ impl Metrics {
             backend_slow: r.gauges(
                 "brace_upstream_backend_slow",
                 "1 while the backend is much slower than its peers' median (latency_ratio): it gets a small share of requests",
+                UB,
+            ),
+            backend_draining: r.gauges(
+                "brace_upstream_backend_draining",
+                "1 while an operator drains the backend: it gets no new requests",
                 UB,
             ),
             ejections_total: r.counters(

@@ -1,5 +1,6 @@
 //! The fleet's background service: connect to the `[cluster]` store, keep the purge
-//! subscription (purges apply to the cache in force) and beat this instance's heartbeat
+//! subscription (purges apply to the cache in force), apply the fleet's drains
+//! (`runtime::drain`) and beat this instance's heartbeat
 //! (built from the running snapshot and the process's state) until shutdown. It acts on the
 //! whole state, so it lives here and calls down into `cluster`.
 
@@ -23,15 +24,25 @@ impl pingora::services::background::BackgroundService for Service {
         }
         let state = self.state.clone();
         let cache: Arc<purge::CurrentCache> = Arc::new(move || state.snapshot().cache.clone());
-        let subscriber = tokio::spawn(purge::subscribe(self.cluster.clone(), cache));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let control: Arc<purge::OnControl> = Arc::new({
+            let changed = changed.clone();
+            move || changed.notify_one()
+        });
+        let subscriber = tokio::spawn(purge::subscribe(self.cluster.clone(), cache, control));
         let mut tick = tokio::time::interval(self.cluster.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drained = Default::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let snap = self.state.snapshot();
                     let me = this(&self.state, &snap, &self.cluster);
                     fleet::beat(&self.cluster, me, &snap.source).await;
+                    super::drain::sync(&self.state, &self.cluster, &mut drained).await;
+                }
+                _ = changed.notified() => {
+                    super::drain::sync(&self.state, &self.cluster, &mut drained).await;
                 }
                 _ = shutdown.changed() => break,
             }

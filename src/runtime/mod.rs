@@ -4,6 +4,7 @@
 pub mod build;
 pub mod change;
 pub mod dns;
+pub mod drain;
 pub mod fleet;
 pub mod plan;
 pub mod publish;

@@ -32,6 +32,8 @@ pub struct Backend {
     active: AtomicU32,
     /// Its adaptive concurrency limit.
     pub limiter: super::concurrency::Limiter,
+    /// Drained by an operator (`runtime::drain`): no new requests, in-flight ones finish.
+    draining: AtomicBool,
 }
 
 impl Backend {
@@ -57,10 +59,10 @@ impl Backend {
             available_since_ms: AtomicU64::new(0),
             active: AtomicU32::new(0),
             limiter: super::concurrency::Limiter::new(initial_limit),
+            draining: AtomicBool::new(false),
         }
     }
 
-    /// Available = not marked unhealthy by checks, not ejected, and its breaker admits calls.
     /// The backend's weight as configured now.
     pub fn weight(&self) -> u32 {
         self.weight.load(Relaxed)
@@ -71,10 +73,25 @@ impl Backend {
         self.weight.store(w, Relaxed);
     }
 
+    /// Available = not drained, not marked unhealthy by checks (nor waiting for its first
+    /// check, see [`Health::await_first_check`]), not ejected, and its breaker admits calls.
     pub fn available(&self, now: u64) -> bool {
-        self.health.status() != HealthStatus::Unhealthy
+        !self.draining()
+            && self.health.admits()
             && !self.outlier.ejected(now)
             && self.breaker.admits(now)
+    }
+
+    /// True while an operator drains the backend.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
+    /// Drains (`true`) or undrains the backend; true when that changed it.
+    pub fn set_draining(&self, on: bool) -> bool {
+        let changed = self.draining.swap(on, Relaxed) != on;
+        self.gauges.draining.set(i64::from(on));
+        changed
     }
 
     pub fn in_flight(&self) -> i64 {
@@ -132,6 +149,9 @@ impl HealthStatus {
 #[derive(Default)]
 pub struct Health {
     status: AtomicU8,
+    /// A backend added to a pool that is already serving gets nothing until its first check
+    /// passes (`unknown` otherwise counts as available, so a fresh brace serves at once).
+    awaiting_first: AtomicBool,
     passes: AtomicU32,
     fails: AtomicU32,
     pub next_check_ms: AtomicU64,
@@ -155,6 +175,26 @@ impl Health {
             2 => HealthStatus::Unhealthy,
             _ => HealthStatus::Unknown,
         }
+    }
+
+    /// True unless the checks say unhealthy, or no check has passed yet on a backend that
+    /// must wait for one.
+    pub fn admits(&self) -> bool {
+        match self.status() {
+            HealthStatus::Healthy => true,
+            HealthStatus::Unhealthy => false,
+            HealthStatus::Unknown => !self.awaiting_first.load(Relaxed),
+        }
+    }
+
+    /// Makes an unknown backend wait for its first passing check (`on`), or not.
+    pub fn await_first_check(&self, on: bool) {
+        self.awaiting_first.store(on, Relaxed);
+    }
+
+    /// True while the backend waits for its first check.
+    pub fn awaiting_first_check(&self) -> bool {
+        self.status() == HealthStatus::Unknown && self.awaiting_first.load(Relaxed)
     }
 
     /// Records one check result; returns the new status when it changed. The first result

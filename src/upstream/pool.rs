@@ -120,7 +120,9 @@ where
 impl Pool {
     /// Builds a pool of the configured backends and `resolved` (found by DNS). A backend of
     /// `old` with the same address is reused as the same `Arc`, keeping its health, ejection,
-    /// breaker and in-flight state (its weight is a setting, updated in place); a backend DNS found since `old` starts its slow start.
+    /// breaker, drain and in-flight state (its weight is a setting, updated in place); a
+    /// backend DNS found since `old` starts its slow start, and a backend added while the pool
+    /// serves with health checks waits for its first passing check.
     pub fn new(
         name: &str,
         config: &UpstreamConfig,
@@ -148,6 +150,11 @@ impl Pool {
                     .cloned()
             });
             let found_now = old.is_some() && i >= config.backends.len();
+            if let Some(r) = &reused {
+                if config.health_check.is_none() {
+                    r.health.await_first_check(false);
+                }
+            }
             backends.push(reused.unwrap_or_else(|| {
                 let label = b.addr.to_string();
                 let backend = Backend::new(
@@ -161,6 +168,11 @@ impl Pool {
                     backend
                         .available_since_ms
                         .store(crate::clock::now_ms(), std::sync::atomic::Ordering::Relaxed);
+                }
+                // Added while the pool serves: no traffic before a check has passed.
+                if old.is_some() && config.health_check.is_some() {
+                    backend.health.await_first_check(true);
+                    backend.gauges.healthy.set(0);
                 }
                 Arc::new(backend)
             }));
@@ -224,12 +236,17 @@ impl Pool {
         if n == 0 {
             return None; // DNS has found none yet (or none any more)
         }
+        // A drained backend is out even in panic mode, and does not count towards it: the
+        // operator took it out on purpose.
+        let serving = n - self.backends.iter().filter(|b| b.draining()).count();
         let available = self.backends.iter().filter(|b| b.available(now)).count();
-        let panic = (available as f64) < self.config.panic_threshold * n as f64;
+        let panic = (available as f64) < self.config.panic_threshold * serving as f64;
         let limited = self.config.adaptive.enforced();
         let ok = |i: usize| {
             let b = &self.backends[i];
-            !tried.contains(&b.addr) && (panic || b.available(now)) && (!limited || b.has_room())
+            !tried.contains(&b.addr)
+                && (b.available(now) || (panic && !b.draining()))
+                && (!limited || b.has_room())
         };
         // A first pass keeps to the ramp of slow start and sends a slow backend
         // (`upstream::slow`) only its small share; a second, when those left nobody, does not.

@@ -79,6 +79,7 @@ pub struct BackendGauges {
     pub healthy: IntGauge,
     pub ejected: IntGauge,
     pub slow: IntGauge,
+    pub draining: IntGauge,
     pub ejections: IntCounter,
     pub checks: ByLabel<CheckResult>,
     /// Also the backend's in-flight count used by least_requests, p2c and ewma.
@@ -95,6 +96,7 @@ impl BackendGauges {
             healthy: m.backend_healthy.with_label_values(ub),
             ejected: m.backend_ejected.with_label_values(ub),
             slow: m.backend_slow.with_label_values(ub),
+            draining: m.backend_draining.with_label_values(ub),
             ejections: m.ejections_total.with_label_values(ub),
             checks: ByLabel::new(&m.health_checks_total, ub),
             in_flight: m.upstream_in_flight.with_label_values(ub),
@@ -113,6 +115,7 @@ pub fn forget_backend(m: &Metrics, upstream: &str, backend: &str) {
         &m.backend_healthy,
         &m.backend_ejected,
         &m.backend_slow,
+        &m.backend_draining,
         &m.upstream_in_flight,
         &m.concurrency_limit,
         &m.breaker_state,
@@ -151,6 +154,7 @@ mod tests {
             stats.record(o, 0.01);
         }
         gauges.healthy.set(1);
+        gauges.draining.set(1);
         gauges.ejections.inc();
         for t in TripReason::ALL {
             m.breaker_shadow_trips_total

@@ -1,4 +1,7 @@
-//! The command line: `run` (default), `check`, `demo`, `--version`.
+//! The command line: `run` (default), `check`, `drain`/`undrain`, `demo`, `--version`.
+
+mod admin;
+mod drain;
 
 use crate::config::{self, Loaded};
 use crate::server::{self, RunOptions};
@@ -39,6 +42,11 @@ enum Command {
     },
     /// Start brace on the embedded demo config with three demo app servers on loopback.
     Demo,
+    /// Take a backend out of rotation on a running brace (and, with [cluster], the whole
+    /// fleet): it gets no new requests while those in flight finish.
+    Drain(drain::DrainArgs),
+    /// Put a drained backend back into rotation.
+    Undrain(drain::DrainArgs),
 }
 
 #[derive(Args)]
@@ -66,6 +74,8 @@ pub fn main() -> i32 {
             admin,
         }) => check(&config, against.as_deref(), admin.as_deref()),
         Some(Command::Demo) => demo(),
+        Some(Command::Drain(args)) => drain::run(args, true),
+        Some(Command::Undrain(args)) => drain::run(args, false),
     }
 }
 
@@ -244,24 +254,10 @@ fn check_fleet(path: &Path, new: &Loaded) -> i32 {
 
 /// Fetches and parses the running config from a brace admin listener (`GET /api/config`).
 fn running_config(addr: &str) -> Result<Loaded, String> {
-    use std::io::{Read, Write};
+    let admin = admin::Admin::new(addr, None);
     let fail = |e: &dyn std::fmt::Display| format!("asking the running brace at {addr}: {e}");
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| fail(&e))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .map_err(|e| fail(&e))?;
-    write!(
-        s,
-        "GET /api/config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| fail(&e))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| fail(&e))?;
-    let text = String::from_utf8_lossy(&raw);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .ok_or_else(|| fail(&"no HTTP response"))?;
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| fail(&e))?;
+    let answer = admin.request("GET", "/api/config", None)?;
+    let v: serde_json::Value = serde_json::from_str(&answer.body).map_err(|e| fail(&e))?;
     let toml = v["toml"]
         .as_str()
         .ok_or_else(|| fail(&"no config in the answer"))?;
