@@ -7,6 +7,7 @@ pub mod file;
 pub mod hedge;
 pub mod model;
 pub mod resilience;
+pub mod sticky;
 pub mod units;
 pub mod validate;
 

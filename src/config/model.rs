@@ -266,6 +266,8 @@ pub struct UpstreamConfig {
     pub grpc_failure: Vec<u8>,
     /// Adaptive concurrency limits per backend and the pool's wait queue.
     pub adaptive: AdaptiveConfig,
+    /// Sticky sessions by a cookie brace sets; `None` = off.
+    pub sticky: Option<super::sticky::StickyConfig>,
 }
 
 /// What brace speaks to an upstream's backends.

@@ -34,7 +34,13 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         };
         ctx.upstream.pool_slot = Some(slot);
         let pools = &ctx.snapshot.pools;
-        match admission::admit(pools, &route.pool, &key, route.priority, t).await {
+        let now = crate::clock::ms_at(t);
+        // A sticky client's backend, when it may take the request (`upstream::sticky`).
+        let admitted = match route.pool.pinned(session.req_header(), now) {
+            Some(i) => Admitted::Backend(route.pool.clone(), i, false),
+            None => admission::admit(pools, &route.pool, &key, route.priority, t).await,
+        };
+        match admitted {
             Admitted::Backend(pool, idx, waited) => {
                 if waited {
                     trace_event(ctx, "queued", &route.pool.name);

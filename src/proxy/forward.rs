@@ -139,6 +139,14 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
             session.set_read_timeout(Some(pool.config.upgrade_idle_timeout));
         }
     }
+    if let (Some(pool), Some(a)) = (&ctx.upstream.pool, ctx.upstream.attempt.running()) {
+        let tls = ctx.connection.as_ref().is_some_and(|c| c.listener.tls);
+        if let Some(c) = pool.sticky_cookie(session.req_header(), a.idx, tls) {
+            let v = http::HeaderValue::try_from(c)
+                .map_err(|e| Error::because(ErrorType::InternalError, "sticky cookie", e))?;
+            resp.append_header(http::header::SET_COOKIE, v)?;
+        }
+    }
     if let Some((_, v)) = &ctx.rate_limit_header {
         resp.insert_header_name(&crate::limit::RATELIMIT, v.clone());
     }

@@ -235,7 +235,7 @@ fn upstreams(old: &Config, new: &Config, p: &mut Plan) {
             live [backends, dns, connect_timeout, read_timeout, upgrade_idle_timeout,
                   keepalive_timeout, balance, backup, slow_start, panic_threshold, health_check,
                   outlier, retry, circuit_breaker, max_in_flight, tls, protocol, grpc_failure,
-                  adaptive],
+                  adaptive, sticky],
             apart [keepalive]);
     }
 }

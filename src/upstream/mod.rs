@@ -22,5 +22,6 @@ pub mod retry;
 pub mod select;
 pub mod slow;
 pub mod stats;
+pub mod sticky;
 
 pub use crate::clock::now_ms;

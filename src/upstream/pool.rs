@@ -67,6 +67,8 @@ pub struct Pool {
     pub(super) slow_marked: AtomicUsize,
     pub(super) metrics: Arc<Metrics>,
     selector: Selector,
+    /// Each backend's sticky-cookie value (`upstream::sticky`); empty when not sticky.
+    pub(super) sticky_ids: Vec<String>,
     /// TLS to the backends, when the upstream has `tls`.
     tls: Option<super::peer::PeerTls>,
 }
@@ -212,6 +214,13 @@ impl Pool {
             slow_marked: Default::default(),
             metrics: metrics.clone(),
             selector,
+            sticky_ids: match config.sticky {
+                Some(_) => all
+                    .iter()
+                    .map(|b| super::sticky::backend_id(name, b.addr))
+                    .collect(),
+                None => Vec::new(),
+            },
             tls: config
                 .tls
                 .as_ref()

@@ -106,15 +106,8 @@ pub fn hash_key(req: &RequestHeader, client_ip: Option<IpAddr>, balance: &Balanc
             .get(name.as_str())
             .map(|v| v.as_bytes().to_vec())
             .unwrap_or_default(),
-        HashKey::Cookie(name) => req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec())
+        HashKey::Cookie(name) => super::sticky::cookie(req, name)
+            .map(|v| v.as_bytes().to_vec())
             .unwrap_or_default(),
     }
 }

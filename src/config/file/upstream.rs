@@ -59,6 +59,19 @@ pub struct FileUpstream {
     /// `adaptive = false`, or a table of adaptive-concurrency settings.
     #[serde(default)]
     pub adaptive: Option<FileAdaptive>,
+    /// `sticky = { cookie = "brace_srv", ttl = "1h" }`.
+    #[serde(default)]
+    pub sticky: Option<FileSticky>,
+}
+
+/// `[upstream.NAME] sticky = { cookie = "brace_srv", ttl = "1h" }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileSticky {
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<Dur>,
 }
 
 /// `[[route]] priority`: who is shed first when the route's upstream is full (`adaptive`).

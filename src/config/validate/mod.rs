@@ -9,6 +9,7 @@ mod hedge;
 mod resilience;
 mod route;
 mod server;
+mod sticky;
 mod upstream;
 
 use route::{validate_rate_limit, validate_route};

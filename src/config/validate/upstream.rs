@@ -36,6 +36,7 @@ pub(super) fn validate_upstream(
         protocol,
         grpc_failure,
         adaptive,
+        sticky,
     } = u;
     let alpn = match &tls {
         Some(FileUpstreamTls::Options(o)) => Some(o.alpn.clone()),
@@ -232,7 +233,6 @@ pub(super) fn validate_upstream(
         )?,
         keepalive,
         keepalive_timeout: within(p.key("keepalive_timeout"), keepalive_timeout.0, MS, HOUR)?,
-        balance,
         backup,
         slow_start: within(p.key("slow_start"), slow_start.0, Duration::ZERO, HOUR)?,
         panic_threshold,
@@ -245,6 +245,10 @@ pub(super) fn validate_upstream(
         protocol,
         grpc_failure: grpc,
         adaptive: super::adaptive::validate_adaptive(adaptive, &p.key("adaptive"))?,
+        sticky: sticky
+            .map(|s| super::sticky::validate_sticky(s, &p.key("sticky"), &balance))
+            .transpose()?,
+        balance,
     })
 }
 
