@@ -26,6 +26,8 @@ pub enum Kind {
     Shedding,
     /// An operator drains or undrains a backend (`runtime::drain`).
     Drain,
+    /// A backend asked for a pause with `Retry-After` (`upstream::pause`).
+    Pause,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::RateLimit => "rate_limit",
             Kind::Shedding => "shedding",
             Kind::Drain => "drain",
+            Kind::Pause => "pause",
         }
     }
 }

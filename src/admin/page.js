@@ -35,6 +35,7 @@ function backendState(b, checked) {
   if (b.draining) return [b.in_flight > 0 ? `draining, ${b.in_flight} in flight` : "drained", "warn"];
   if (b.health === "unhealthy") return ["down", "bad"];
   if (b.ejected) return ["ejected", "bad"];
+  if (b.paused_until_unix) return ["paused at its request (Retry-After)", "warn"];
   // An open breaker whose time is over lets the next request through as a probe.
   if (b.breaker.state === "open" && b.breaker.open_until_unix) return ["breaker open", "bad"];
   if (b.breaker.state === "open") return ["breaker open, probe due", "warn"];

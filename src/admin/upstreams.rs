@@ -47,6 +47,9 @@ struct RetryView {
     attempts: u32,
     budget_percent: u32,
     min_retries_per_second: u32,
+    idempotency_key: bool,
+    /// The longest pause a `Retry-After` gets (0: not honoured).
+    max_pause_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -61,6 +64,8 @@ struct BackendView<'a> {
     awaiting_first_check: bool,
     ejected: bool,
     ejected_until_unix: Option<f64>,
+    /// Until when the backend asked for no requests (`Retry-After`).
+    paused_until_unix: Option<f64>,
     ejections: u32,
     in_flight: i64,
     /// The adaptive limit, when adaptive concurrency is on.
@@ -128,6 +133,8 @@ fn pool(p: &Pool, now: u64, wall: SystemTime) -> PoolView<'_> {
             attempts: c.retry.attempts,
             budget_percent: c.retry.budget_percent,
             min_retries_per_second: c.retry.min_retries_per_second,
+            idempotency_key: c.retry.idempotency_key,
+            max_pause_ms: ms(c.retry.max_pause),
         },
         connect_timeout_ms: ms(c.connect_timeout),
         read_timeout_ms: ms(c.read_timeout),
@@ -154,6 +161,7 @@ fn backend<'a>(p: &Pool, b: &'a Backend, now: u64, wall: SystemTime) -> BackendV
         awaiting_first_check: b.health.awaiting_first_check(),
         ejected,
         ejected_until_unix: ejected.then(|| later(b.outlier.ejected_until())),
+        paused_until_unix: b.paused(now).then(|| later(b.paused_until())),
         ejections: b.outlier.ejections.load(Relaxed),
         in_flight: b.in_flight(),
         limit: p.config.adaptive.enabled.then(|| b.limiter.limit()),

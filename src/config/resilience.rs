@@ -43,6 +43,25 @@ pub struct RetryConfig {
     pub budget_percent: u32,
     pub min_retries_per_second: u32,
     pub backoff: Duration,
+    /// A POST or PATCH with an `Idempotency-Key` field may be retried like a GET.
+    pub idempotency_key: bool,
+    /// A 503 (and a 429) whose `Retry-After` pauses the backend.
+    pub pause_on_503: bool,
+    pub pause_on_429: bool,
+    /// The longest pause a `Retry-After` gets; zero: `Retry-After` is not honoured.
+    pub max_pause: Duration,
+}
+
+impl RetryConfig {
+    /// True when a `status` answer's `Retry-After` pauses its backend.
+    pub fn pauses_on(&self, status: u16) -> bool {
+        !self.max_pause.is_zero()
+            && match status {
+                503 => self.pause_on_503,
+                429 => self.pause_on_429,
+                _ => false,
+            }
+    }
 }
 
 /// The failures a retry is allowed for.

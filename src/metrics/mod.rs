@@ -78,6 +78,7 @@ pub struct Metrics {
     pub backend_ejected: IntGaugeVec,
     pub backend_slow: IntGaugeVec,
     pub backend_draining: IntGaugeVec,
+    pub pauses_total: IntCounterVec,
     pub ejections_total: IntCounterVec,
     pub health_checks_total: IntCounterVec,
     pub breaker_state: IntGaugeVec,
@@ -278,6 +279,11 @@ impl Metrics {
             backend_draining: r.gauges(
                 "brace_upstream_backend_draining",
                 "1 while an operator drains the backend: it gets no new requests",
+                UB,
+            ),
+            pauses_total: r.counters(
+                "brace_upstream_pauses_total",
+                "Pauses a backend asked for with Retry-After (on a 503, or a 429 when retry.pause_on has it)",
                 UB,
             ),
             ejections_total: r.counters(

@@ -168,7 +168,7 @@ pub fn broke(
         )
         .into_down();
     }
-    let replayable = session.req_header().method.is_idempotent()
+    let replayable = super::replay::replayable(session.req_header(), ctx)
         && !session.as_ref().retry_buffer_truncated()
         && session.response_written().is_none();
     if replayable && client_reused && outcome == Outcome::Error && ctx.upstream.status.is_none() {
@@ -244,12 +244,15 @@ pub fn response_header(
     {
         ctx.upstream.grpc_status = grpc_status(&resp.headers);
     }
+    if code == 503 || code == 429 {
+        paused(resp, ctx, code);
+    }
     let retry_on = ctx
         .route
         .as_ref()
         .is_some_and(|r| r.pool.config.retry.on.status(code));
     if retry_on
-        && session.req_header().method.is_idempotent()
+        && super::replay::replayable(session.req_header(), ctx)
         && !session.as_ref().retry_buffer_truncated()
     {
         let reason = match code {
@@ -258,7 +261,12 @@ pub fn response_header(
             _ => RetryReason::Status504,
         };
         if may_retry(ctx, reason) {
-            finish_attempt(ctx, Outcome::Http5xx);
+            let outcome = if std::mem::take(&mut ctx.upstream.backpressure) {
+                Outcome::Backpressure
+            } else {
+                Outcome::Http5xx
+            };
+            finish_attempt(ctx, outcome);
             ctx.upstream.attempt = AttemptState::StatusRetry;
             ctx.upstream.status = None;
             let mut e = Error::explain(ErrorType::HTTPStatus(code), "retrying an upstream 5xx");
@@ -281,6 +289,20 @@ pub fn response_header(
         Ok(_) => {}
     }
     Ok(())
+}
+
+/// A 503 or 429 with `Retry-After`: the backend may have asked for a pause
+/// (`upstream::pause`); the attempt's outcome is then backpressure, not a failure.
+fn paused(resp: &ResponseHeader, ctx: &mut Ctx, code: u16) {
+    let (Some(pool), Some(a)) = (&ctx.upstream.pool, ctx.upstream.attempt.running()) else {
+        return;
+    };
+    let Some(v) = resp.headers.get(http::header::RETRY_AFTER) else {
+        return;
+    };
+    if pool.pause(a.idx, code, v.as_bytes(), now_ms()) {
+        ctx.upstream.backpressure = true;
+    }
 }
 
 /// `grpc-status` as gRPC's `PROTOCOL-HTTP2.md` reads it: a code outside 0-16, or a value that

@@ -77,6 +77,9 @@ impl Ctx {
         if self.upstream.upgraded {
             return o.after_upgrade();
         }
+        if self.upstream.backpressure && matches!(o, Outcome::Http5xx | Outcome::Success) {
+            return Outcome::Backpressure;
+        }
         match (o, self.upstream.grpc_status, &self.upstream.pool) {
             (Outcome::Success, Some(code), Some(pool))
                 if pool.config.grpc_failure.contains(&code) =>
@@ -107,6 +110,8 @@ pub struct Upstream {
     /// Shed because every backend was at its adaptive limit (`upstream::admission`): the 503
     /// keeps the connection, and the request is logged at DEBUG (the pool's event says it).
     pub shed: Option<crate::upstream::queue::ShedReason>,
+    /// The backend answered with a `Retry-After` brace honoured (`upstream::pause`).
+    pub backpressure: bool,
     /// For a 503 because no backend is available: when to come back.
     pub retry_after: Option<Duration>,
     /// The request's place under the pool's `max_in_flight`, held until the request ends.

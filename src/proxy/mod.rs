@@ -41,6 +41,7 @@ mod finish;
 mod forward;
 pub mod headers;
 mod hedge;
+mod replay;
 pub mod request;
 pub mod respond;
 

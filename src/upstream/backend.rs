@@ -34,6 +34,8 @@ pub struct Backend {
     pub limiter: super::concurrency::Limiter,
     /// Drained by an operator (`runtime::drain`): no new requests, in-flight ones finish.
     draining: AtomicBool,
+    /// Until when the backend asked for no requests (`Retry-After`, `upstream::pause`).
+    paused_until_ms: AtomicU64,
 }
 
 impl Backend {
@@ -60,6 +62,7 @@ impl Backend {
             active: AtomicU32::new(0),
             limiter: super::concurrency::Limiter::new(initial_limit),
             draining: AtomicBool::new(false),
+            paused_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -79,7 +82,25 @@ impl Backend {
         !self.draining()
             && self.health.admits()
             && !self.outlier.ejected(now)
+            && !self.paused(now)
             && self.breaker.admits(now)
+    }
+
+    /// True while the backend's own `Retry-After` pause lasts.
+    pub fn paused(&self, now: u64) -> bool {
+        self.paused_until_ms.load(Relaxed) > now
+    }
+
+    /// When the pause ends (brace-clock ms; in the past when there is none).
+    pub fn paused_until(&self) -> u64 {
+        self.paused_until_ms.load(Relaxed)
+    }
+
+    /// Pauses the backend until `until` (a later pause already set is kept); true when it
+    /// was not paused before.
+    pub fn pause(&self, now: u64, until: u64) -> bool {
+        let was = self.paused_until_ms.fetch_max(until, Relaxed);
+        was <= now
     }
 
     /// True while an operator drains the backend.
@@ -126,6 +147,12 @@ impl Backend {
     pub fn tunnelled(&self) {
         self.active.fetch_sub(1, Relaxed);
     }
+}
+
+/// An opaque name for backend `addr` of pool `pool` (the sticky cookie's value,
+/// `upstream::sticky`): the same on every instance, never the address itself.
+pub fn backend_id(pool: &str, addr: SocketAddr) -> String {
+    crate::config::fnv1a_hex(format!("{pool}\0{addr}").as_bytes())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -130,7 +130,8 @@ impl Pool {
             | Outcome::ClientError
             | Outcome::ClientTimeout
             | Outcome::LocalError
-            | Outcome::Cancelled => {}
+            | Outcome::Cancelled
+            | Outcome::Backpressure => {}
             Outcome::Http5xx
             | Outcome::GrpcError
             | Outcome::ConnectError

@@ -15,6 +15,7 @@ pub mod hedge;
 pub mod lag;
 pub mod latency;
 pub mod outcome;
+pub mod pause;
 pub mod peer;
 pub mod pool;
 pub mod queue;

@@ -9,6 +9,10 @@ crate::label_set! {
         Success => "success",
         /// The backend answered 5xx.
         Http5xx => "http_5xx",
+        /// The backend answered 503 (or 429) with a `Retry-After` that brace honoured: it
+        /// asked for a pause (`upstream::pause`). Not a failure for breakers and outlier
+        /// detection; the adaptive limit and the latency estimate take it as an overload.
+        Backpressure => "backpressure",
         /// The backend ended a gRPC call with a `grpc-status` in its upstream's
         /// `grpc_failure` (by default unknown, internal, unavailable, data_loss). Counted as a
         /// 5xx by breakers (`failure_on = ["5xx"]`) and outlier detection.
@@ -85,6 +89,7 @@ impl Outcome {
             Outcome::Error => on.error,
             Outcome::Http5xx | Outcome::GrpcError => on.http_5xx,
             Outcome::Success
+            | Outcome::Backpressure
             | Outcome::ClientAbort
             | Outcome::ClientError
             | Outcome::ClientTimeout

@@ -217,7 +217,7 @@ impl Pool {
             sticky_ids: match config.sticky {
                 Some(_) => all
                     .iter()
-                    .map(|b| super::sticky::backend_id(name, b.addr))
+                    .map(|b| super::backend::backend_id(name, b.addr))
                     .collect(),
                 None => Vec::new(),
             },
@@ -376,7 +376,8 @@ impl Pool {
             .filter_map(|b| {
                 let ejected = b.outlier.ejected(now).then(|| b.outlier.ejected_until());
                 let open = (!b.breaker.admits(now)).then(|| b.breaker.open_until());
-                [ejected, open].into_iter().flatten().max()
+                let paused = b.paused(now).then(|| b.paused_until());
+                [ejected, open, paused].into_iter().flatten().max()
             })
             .map(|until| until.saturating_sub(now))
             .min();

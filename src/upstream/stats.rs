@@ -81,6 +81,7 @@ pub struct BackendGauges {
     pub slow: IntGauge,
     pub draining: IntGauge,
     pub ejections: IntCounter,
+    pub pauses: IntCounter,
     pub checks: ByLabel<CheckResult>,
     /// Also the backend's in-flight count used by least_requests, p2c and ewma.
     pub in_flight: IntGauge,
@@ -98,6 +99,7 @@ impl BackendGauges {
             slow: m.backend_slow.with_label_values(ub),
             draining: m.backend_draining.with_label_values(ub),
             ejections: m.ejections_total.with_label_values(ub),
+            pauses: m.pauses_total.with_label_values(ub),
             checks: ByLabel::new(&m.health_checks_total, ub),
             in_flight: m.upstream_in_flight.with_label_values(ub),
             limit: m.concurrency_limit.with_label_values(ub),
@@ -123,6 +125,7 @@ pub fn forget_backend(m: &Metrics, upstream: &str, backend: &str) {
         let _ = g.remove_label_values(ub);
     }
     let _ = m.ejections_total.remove_label_values(ub);
+    let _ = m.pauses_total.remove_label_values(ub);
     let _ = m.upstream_request_duration.remove_label_values(ub);
     remove_by::<Outcome>(&m.upstream_requests_total, ub);
     remove_by::<CheckResult>(&m.health_checks_total, ub);
@@ -156,6 +159,7 @@ mod tests {
         gauges.healthy.set(1);
         gauges.draining.set(1);
         gauges.ejections.inc();
+        gauges.pauses.inc();
         for t in TripReason::ALL {
             m.breaker_shadow_trips_total
                 .with_label_values(&["u", "b", t.as_str()])

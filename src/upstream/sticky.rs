@@ -9,12 +9,6 @@
 
 use super::pool::Pool;
 use pingora::http::RequestHeader;
-use std::net::SocketAddr;
-
-/// The cookie value naming backend `addr` of pool `pool`.
-pub fn backend_id(pool: &str, addr: SocketAddr) -> String {
-    crate::config::fnv1a_hex(format!("{pool}\0{addr}").as_bytes())
-}
 
 /// The value of cookie `name` in the request, across its `Cookie` fields.
 pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
@@ -60,6 +54,8 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::backend::backend_id;
+    use std::net::SocketAddr;
 
     #[test]
     fn ids_are_opaque_stable_and_per_pool() {

@@ -351,6 +351,21 @@ pub struct FileRetry {
     pub budget_percent: u32,
     pub min_retries_per_second: u32,
     pub backoff: Dur,
+    /// A POST or PATCH with an `Idempotency-Key` field may be retried like a GET.
+    pub idempotency_key: bool,
+    /// Statuses whose `Retry-After` pauses the backend.
+    pub pause_on: Vec<PauseStatus>,
+    /// The longest pause a `Retry-After` gets (0: none).
+    pub max_pause: Dur,
+}
+
+/// A `retry.pause_on` entry.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseStatus {
+    #[serde(rename = "429")]
+    Status429,
+    #[serde(rename = "503")]
+    Status503,
 }
 
 impl Default for FileRetry {
@@ -369,6 +384,11 @@ impl Default for FileRetry {
             budget_percent: 20,
             min_retries_per_second: 10,
             backoff: Dur(Duration::from_millis(10)),
+            idempotency_key: false,
+            // 429 is often about one client (a per-user limit): pausing the whole backend
+            // for it would let one client take a backend from everyone. Opt in.
+            pause_on: vec![PauseStatus::Status503],
+            max_pause: Dur(Duration::from_secs(30)),
         }
     }
 }

@@ -134,6 +134,9 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<RetryConfig> 
         budget_percent,
         min_retries_per_second,
         backoff,
+        idempotency_key,
+        pause_on,
+        max_pause,
     } = r;
     if attempts > 10 {
         return err(p.key("attempts"), format!("{attempts} is over 10"));
@@ -161,6 +164,10 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<RetryConfig> 
         budget_percent,
         min_retries_per_second,
         backoff: within(p.key("backoff"), backoff.0, Duration::ZERO, MINUTE)?,
+        idempotency_key,
+        pause_on_503: pause_on.contains(&PauseStatus::Status503),
+        pause_on_429: pause_on.contains(&PauseStatus::Status429),
+        max_pause: within(p.key("max_pause"), max_pause.0, Duration::ZERO, HOUR)?,
     })
 }
 
