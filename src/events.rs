@@ -28,6 +28,8 @@ pub enum Kind {
     Drain,
     /// A backend asked for a pause with `Retry-After` (`upstream::pause`).
     Pause,
+    /// A canary rollout stepped, was aborted, promoted or resumed (`runtime::canary`).
+    Canary,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Shedding => "shedding",
             Kind::Drain => "drain",
             Kind::Pause => "pause",
+            Kind::Canary => "canary",
         }
     }
 }

@@ -95,6 +95,7 @@
 pub mod access;
 pub mod admin;
 pub mod cache;
+pub mod canary;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

@@ -36,6 +36,36 @@ pub struct Route {
     pub cache_stats: Option<crate::cache::stats::RouteCacheStats>,
     /// `allow`/`deny`/`basic_auth`; `None` when the route has none.
     pub access: Option<Arc<crate::access::RouteAccess>>,
+    /// A canary rollout to another upstream (`canary`); `None` when the route has none.
+    pub canary: Option<RouteCanary>,
+}
+
+/// A route's canary: the canary's pool, the rollout that says how much it gets, and the
+/// `brace_canary_requests_total` handles by side (`[baseline, canary]`) and result
+/// (`[ok, failed]`).
+pub struct RouteCanary {
+    pub pool: Arc<Pool>,
+    pub rollout: Arc<crate::canary::Rollout>,
+    pub requests: [[prometheus::IntCounter; 2]; 2],
+}
+
+impl RouteCanary {
+    /// One request of the route ended on `side`, answered `status` (0: not answered).
+    pub fn record(
+        &self,
+        side: crate::canary::window::Side,
+        status: u16,
+        took: std::time::Duration,
+    ) {
+        if status == 0 {
+            return; // the client left: nothing to judge either side by
+        }
+        let failed = status >= 500;
+        self.requests[side as usize][usize::from(failed)].inc();
+        self.rollout
+            .window
+            .record(side, failed, took, crate::clock::now_ms());
+    }
 }
 
 /// Routes of one host group, longest prefix first.

@@ -188,6 +188,13 @@ pub fn run(loaded: Loaded, opts: RunOptions) -> Result<(), String> {
             state: state.clone(),
         },
     ));
+    // Always: a reload may add a canary.
+    server.add_service(background_service(
+        "canary",
+        crate::runtime::canary::Service {
+            state: state.clone(),
+        },
+    ));
     if let Some(cluster) = cluster {
         server.add_service(background_service(
             "cluster",

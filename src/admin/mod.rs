@@ -2,6 +2,7 @@
 //! API. Separate from the proxy listeners so operator endpoints are never reachable through a
 //! route. Reading needs no token; anything that changes state needs `admin.token` when set.
 
+mod canary;
 mod drain;
 mod guard;
 mod status;
@@ -274,17 +275,18 @@ impl ServeHttp for Admin {
         let req = s.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
         let drain = drain::target(&path);
+        let canary = canary::target(&path);
         let methods = ENDPOINTS
             .iter()
             .find(|(p, _)| *p == path)
             .map(|(_, m)| *m)
-            .or(drain.as_ref().map(|_| &[Method::POST][..]));
+            .or((drain.is_some() || canary.is_some()).then_some(&[Method::POST][..]));
         match methods {
             None => {
                 return text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
-                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, /api/fleet, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear, POST /api/upstreams/NAME/backends/ADDR/drain (or undrain)\n".to_vec(),
+                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, /api/fleet, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear, POST /api/upstreams/NAME/backends/ADDR/drain (or undrain), POST /api/routes/NAME/canary\n".to_vec(),
                 )
             }
             Some(methods) if !methods.contains(&method) => {
@@ -306,6 +308,7 @@ impl ServeHttp for Admin {
             return json(StatusCode::FORBIDDEN, &serde_json::json!({ "error": why }));
         }
         let mutating = drain.is_some()
+            || canary.is_some()
             || matches!(
                 path.as_str(),
                 "/api/reload" | "/api/cache/purge" | "/api/cache/clear"
@@ -321,6 +324,10 @@ impl ServeHttp for Admin {
         }
         if let Some(t) = drain {
             let (status, answer) = drain::apply(&self.state, t, &body).await;
+            return json(status, &answer);
+        }
+        if let Some(route) = canary {
+            let (status, answer) = canary::apply(&self.state, &route, &body).await;
             return json(status, &answer);
         }
         match path.as_str() {

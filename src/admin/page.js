@@ -61,6 +61,15 @@ function renderStatus(s) {
     tr.cells[2].className = "num";
     tr.cells[2].appendChild(badge(pct(share), level));
     tr.dataset.route = rt.name;
+    if (rt.canary) {
+      // A canary rollout: its share and phase, and why it was pulled back or promoted.
+      const k = rt.canary;
+      const level = k.phase === "aborted" ? "bad" : k.phase === "promoted" ? "ok" : "warn";
+      const b = badge(`canary ${k.upstream}: ${k.percent}% ${k.phase}`, level);
+      b.dataset.canary = k.phase;
+      tr.cells[0].append(" ", b);
+      if (k.reason) tr.cells[0].append(" ", el("span", k.reason, "muted"));
+    }
     return tr;
   }));
   fill($("limits").tBodies[0], s.rate_limits.map((l) => row([l.name, { text: num(l.limited_per_second, 1), cls: "num" }, { text: l.limited_total, cls: "num" }, { text: `${l.keys} / ${l.max_keys}`, cls: "num" }, { text: l.keys_evicted_total, cls: "num" }, l.shadow ? badge("shadow", "idle") : badge("enforcing", "ok")])));

@@ -206,6 +206,54 @@ struct RouteView<'a> {
     error_share: Option<f64>,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// The route's canary rollout, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<CanaryView>,
+}
+
+/// A canary rollout: where it stands and what its window shows on each side.
+#[derive(Serialize)]
+struct CanaryView {
+    upstream: String,
+    phase: crate::canary::Phase,
+    step: usize,
+    steps: Vec<u32>,
+    percent: u32,
+    /// Why it was aborted or promoted.
+    reason: String,
+    baseline: SideView,
+    canary: SideView,
+}
+
+#[derive(Serialize)]
+struct SideView {
+    requests: u64,
+    failure_share: f64,
+    p99_ms: f64,
+}
+
+fn canary_view(r: &crate::canary::Rollout) -> CanaryView {
+    use crate::canary::window::Side;
+    let now = crate::clock::now_ms();
+    let side = |s| {
+        let x = r.window.summary(s, now);
+        SideView {
+            requests: x.requests,
+            failure_share: x.failure_share(),
+            p99_ms: x.p99.as_secs_f64() * 1000.0,
+        }
+    };
+    let s = r.state();
+    CanaryView {
+        upstream: r.config.upstream.clone(),
+        phase: s.phase,
+        step: s.step,
+        steps: r.config.steps.clone(),
+        percent: r.percent(),
+        reason: s.reason,
+        baseline: side(Side::Baseline),
+        canary: side(Side::Canary),
+    }
 }
 
 #[derive(Serialize)]
@@ -256,6 +304,7 @@ pub fn status(state: &State, window: &Window) -> Value {
                 error_share: None,
                 p50_ms: None,
                 p99_ms: None,
+                canary: snap.rollouts.get(name).map(|r| canary_view(r)),
             };
             if let Some(((a, b), secs)) = ends.as_ref().zip(secs) {
                 let (a, b) = (

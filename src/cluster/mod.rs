@@ -10,6 +10,7 @@
 //! (`runtime::fleet`) opens the connection, keeps the purge subscription and beats the
 //! heartbeat; this module knows nothing above it.
 
+pub mod canary;
 pub mod drain;
 pub mod fleet;
 pub mod purge;

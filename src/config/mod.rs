@@ -3,6 +3,7 @@
 //! two and reports any error with file, line, column, key path and what is wrong.
 
 pub mod adaptive;
+pub mod canary;
 pub mod file;
 pub mod hedge;
 pub mod model;

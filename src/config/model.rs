@@ -195,6 +195,8 @@ pub struct RouteConfig {
     pub priority: Priority,
     /// Hedged requests (`upstream::hedge`); none by default.
     pub hedge: Option<super::hedge::HedgeConfig>,
+    /// A canary rollout to another upstream (`canary`); `None`: none.
+    pub canary: Option<super::canary::CanaryConfig>,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

@@ -8,6 +8,7 @@
 //! This module knows no other part of brace but `events`: the closed sets belong to their
 //! owners and reach it through [`LabelSet`] (`labels`). Per-route handles: `route`.
 
+pub mod canary;
 mod labels;
 mod reg;
 mod route;
@@ -33,6 +34,7 @@ pub struct Metrics {
     /// Recent transitions, for `/api/events` (not a metric family; carried here because every
     /// part that reports a transition already holds the metrics).
     pub events: crate::events::Events,
+    pub canary: canary::CanaryMetrics,
     /// Every family, whether or not it has a series yet.
     families: Vec<Family>,
 
@@ -428,6 +430,7 @@ impl Metrics {
             // A Registry is a handle (an Arc) to the same collectors.
             registry: registry.clone(),
             events: Default::default(),
+            canary: canary::CanaryMetrics::new(&r),
             families: Vec::new(),
         };
         m.families = r.1.take();

@@ -21,14 +21,14 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         .clone()
         .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
     let mut t = Instant::now();
-    let key = select::hash_key(
-        session.req_header(),
-        ctx.client_ip,
-        &route.pool.config.balance,
-    );
+    if ctx.upstream.tries == 0 {
+        ctx.upstream.target = Some(target(session, &route, ctx));
+    }
+    let pool = ctx.target().cloned().unwrap_or_else(|| route.pool.clone());
+    let key = select::hash_key(session.req_header(), ctx.client_ip, &pool.config.balance);
     let chosen = if ctx.upstream.tries == 0 {
-        let Some(slot) = route.pool.admit(crate::clock::ms_at(t)) else {
-            trace_event(ctx, "pool_full", &route.pool.name);
+        let Some(slot) = pool.admit(crate::clock::ms_at(t)) else {
+            trace_event(ctx, "pool_full", &pool.name);
             ctx.upstream.retry_after = Some(Duration::from_secs(1));
             return Err(http_status(503, "pool at max_in_flight"));
         };
@@ -36,20 +36,20 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         let pools = &ctx.snapshot.pools;
         let now = crate::clock::ms_at(t);
         // A sticky client's backend, when it may take the request (`upstream::sticky`).
-        let admitted = match route.pool.pinned(session.req_header(), now) {
-            Some(i) => Admitted::Backend(route.pool.clone(), i, false),
-            None => admission::admit(pools, &route.pool, &key, route.priority, t).await,
+        let admitted = match pool.pinned(session.req_header(), now) {
+            Some(i) => Admitted::Backend(pool.clone(), i, false),
+            None => admission::admit(pools, &pool, &key, route.priority, t).await,
         };
         match admitted {
             Admitted::Backend(pool, idx, waited) => {
                 if waited {
-                    trace_event(ctx, "queued", &route.pool.name);
+                    trace_event(ctx, "queued", &pool.name);
                     t = Instant::now();
                 }
                 Some((pool, idx))
             }
             Admitted::Shed(reason) => {
-                trace_event(ctx, "shed", &route.pool.name);
+                trace_event(ctx, "shed", &pool.name);
                 ctx.upstream.shed = Some(reason);
                 ctx.upstream.retry_after = Some(Duration::from_secs(1));
                 return Err(http_status(
@@ -60,29 +60,23 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
             Admitted::None => None,
         }
     } else {
-        retry::backoff(route.pool.config.retry.backoff, ctx.upstream.tries).await;
+        retry::backoff(pool.config.retry.backoff, ctx.upstream.tries).await;
         t = Instant::now();
         let now = crate::clock::ms_at(t);
-        select::choose(
-            &ctx.snapshot.pools,
-            &route.pool,
-            &key,
-            &ctx.upstream.tried,
-            now,
-        )
+        select::choose(&ctx.snapshot.pools, &pool, &key, &ctx.upstream.tried, now)
     };
     let now = crate::clock::ms_at(t);
     ctx.upstream.tries += 1;
     let Some((pool, idx)) = chosen else {
         if ctx.trace.is_some() {
-            let event = if route.pool.breakers_open(now) {
+            let event = if pool.breakers_open(now) {
                 "breaker_rejected"
             } else {
                 "no_backend_available"
             };
-            trace_event(ctx, event, &route.pool.name);
+            trace_event(ctx, event, &pool.name);
         }
-        ctx.upstream.retry_after = Some(route.pool.none_available(now));
+        ctx.upstream.retry_after = Some(pool.none_available(now));
         return Err(http_status(503, "no backend available"));
     };
     let addr = pool.backends[idx].addr;
@@ -94,6 +88,24 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
     let peer = peer_for(&pool, idx, &route, ctx);
     ctx.upstream.pool = Some(pool);
     Ok(Box::new(peer))
+}
+
+/// The pool a request's first attempt goes to: its route's, or the canary's when the
+/// rollout draws it there (`canary`).
+fn target(
+    session: &Session,
+    route: &crate::route::Route,
+    ctx: &mut Ctx,
+) -> std::sync::Arc<crate::upstream::pool::Pool> {
+    let Some(c) = &route.canary else {
+        return route.pool.clone();
+    };
+    let side = c.rollout.side(session.req_header(), ctx.client_ip);
+    ctx.upstream.side = Some(side);
+    match side {
+        crate::canary::window::Side::Canary => c.pool.clone(),
+        crate::canary::window::Side::Baseline => route.pool.clone(),
+    }
 }
 
 /// The peer for backend `idx` of `pool`, with the pool's and the route's timeouts.
@@ -124,9 +136,8 @@ pub fn connect_failed(ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
     finish_attempt(ctx, outcome);
     // Nothing reached the upstream, so any method may be retried.
     let allowed = ctx
-        .route
-        .as_ref()
-        .is_some_and(|r| r.pool.config.retry.on.connect_error);
+        .target()
+        .is_some_and(|p| p.config.retry.on.connect_error);
     // Out of brace's own resources: another backend would fail the same way.
     let local = outcome == Outcome::LocalError;
     e.set_retry(!local && allowed && may_retry(ctx, RetryReason::ConnectError));
@@ -188,11 +199,7 @@ pub fn broke(
         e.set_retry(false);
         return e;
     }
-    let on = ctx
-        .route
-        .as_ref()
-        .map(|r| r.pool.config.retry.on)
-        .unwrap_or_default();
+    let on = ctx.target().map(|p| p.config.retry.on).unwrap_or_default();
     let (reason, allowed) = match outcome {
         Outcome::Timeout => (RetryReason::Timeout, on.timeout),
         _ => (RetryReason::Error, on.error),
@@ -247,10 +254,7 @@ pub fn response_header(
     if code == 503 || code == 429 {
         paused(resp, ctx, code);
     }
-    let retry_on = ctx
-        .route
-        .as_ref()
-        .is_some_and(|r| r.pool.config.retry.on.status(code));
+    let retry_on = ctx.target().is_some_and(|p| p.config.retry.on.status(code));
     if retry_on
         && super::replay::replayable(session.req_header(), ctx)
         && !session.as_ref().retry_buffer_truncated()
@@ -348,10 +352,10 @@ pub(super) fn record(ctx: &mut Ctx, a: Attempt, outcome: Outcome) {
 
 /// True when one more attempt is allowed; counts it (`upstream::select::may_retry`).
 fn may_retry(ctx: &mut Ctx, reason: RetryReason) -> bool {
-    let allowed = ctx.route.as_ref().is_some_and(|r| {
+    let allowed = ctx.target().is_some_and(|p| {
         let pools = &ctx.snapshot.pools;
         select::may_retry(
-            &r.pool,
+            p,
             pools,
             &ctx.upstream.tried,
             ctx.upstream.tries,

@@ -72,6 +72,14 @@ impl Ctx {
         Some((policy, store))
     }
 
+    /// The pool this request is sent to: its canary's or its route's (`Upstream::target`).
+    pub fn target(&self) -> Option<&Arc<Pool>> {
+        self.upstream
+            .target
+            .as_ref()
+            .or_else(|| self.route.as_ref().map(|r| &r.pool))
+    }
+
     pub fn outcome(&self, error: Option<&pingora::Error>) -> Outcome {
         let o = Outcome::classify(self.upstream.status, error);
         if self.upstream.upgraded {
@@ -110,6 +118,11 @@ pub struct Upstream {
     /// Shed because every backend was at its adaptive limit (`upstream::admission`): the 503
     /// keeps the connection, and the request is logged at DEBUG (the pool's event says it).
     pub shed: Option<crate::upstream::queue::ShedReason>,
+    /// The pool this request goes to: the route's, or its canary's (`canary`); set at the
+    /// first attempt. Retries stay in it (or its backup).
+    pub target: Option<Arc<Pool>>,
+    /// The canary's side this request took, on a route with a canary.
+    pub side: Option<crate::canary::window::Side>,
     /// The backend answered with a `Retry-After` brace honoured (`upstream::pause`).
     pub backpressure: bool,
     /// For a 503 because no backend is available: when to come back.

@@ -34,7 +34,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
         if ctx.request_id.as_bytes().is_empty() {
             ctx.request_id = headers::new_request_id();
         }
-        let upstream = ctx.route.as_ref().map(|r| r.pool.name.as_str());
+        let upstream = ctx.target().map(|p| p.name.as_str());
         let body = if local {
             "brace: out of local resources (open files, memory or ports); try again\n".into()
         } else if ctx.upstream.shed.is_some() {
@@ -68,6 +68,11 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     let elapsed = ctx.start.elapsed().as_secs_f64();
     let outcome = ctx.outcome(e);
     super::attempt::finish_attempt(ctx, outcome);
+    let canary = ctx.route.as_ref().and_then(|r| r.canary.as_ref());
+    if let (Some(side), Some(c)) = (ctx.upstream.side, canary) {
+        // The canary's analysis: a 5xx (the backend's or brace's own 502/503/504) fails.
+        c.record(side, status, ctx.start.elapsed());
+    }
     match &ctx.route {
         Some(r) => r.stats.record(status, elapsed),
         None if ctx.refused => ctx.snapshot.refused.record(status, elapsed),

@@ -27,7 +27,10 @@ pub fn after(session: &Session, ctx: &Ctx) -> Option<Duration> {
     {
         return None;
     }
-    if !std::ptr::eq(pool.as_ref(), route.pool.as_ref()) {
+    if !ctx
+        .target()
+        .is_some_and(|t| std::ptr::eq(pool.as_ref(), t.as_ref()))
+    {
         return None; // the backup pool: its own capacity is not the route's to hedge on
     }
     pool.hedging.note_request(hedge.max_extra_percent);

@@ -10,10 +10,7 @@ pub fn replayable(req: &pingora::http::RequestHeader, ctx: &Ctx) -> bool {
     if req.method.is_idempotent() {
         return true;
     }
-    let opted_in = ctx
-        .route
-        .as_ref()
-        .is_some_and(|r| r.pool.config.retry.idempotency_key);
+    let opted_in = ctx.target().is_some_and(|p| p.config.retry.idempotency_key);
     opted_in
         && matches!(req.method, http::Method::POST | http::Method::PATCH)
         && idempotency_key(&req.headers)

@@ -94,6 +94,27 @@ pub fn build(
             Some(prev) if prev.config == *c => prev.clone(),
             _ => Arc::new(crate::cache::Store::new(c, metrics)),
         });
+    if let Some(o) = old {
+        // A rollout that left the config leaves no share behind in the metrics.
+        for route in o.rollouts.keys().filter(|r| {
+            !config
+                .routes
+                .iter()
+                .any(|c| &c.name == *r && c.canary.is_some())
+        }) {
+            let _ = metrics.canary.percent.remove_label_values(&[route]);
+        }
+    }
+    let mut rollouts = BTreeMap::new();
+    for r in &config.routes {
+        let Some(c) = &r.canary else { continue };
+        let rollout = match old.and_then(|o| o.rollouts.get(&r.name)) {
+            // Where the rollout stands is earned: a reload that keeps it keeps its step.
+            Some(prev) if prev.config == *c => prev.clone(),
+            _ => Arc::new(crate::canary::Rollout::new(c, crate::clock::now_ms())),
+        };
+        rollouts.insert(r.name.clone(), rollout);
+    }
     let routes: Vec<_> = config
         .routes
         .iter()
@@ -124,6 +145,18 @@ pub fn build(
                     .as_ref()
                     .map(|_| RouteCacheStats::new(metrics, &r.name)),
                 access: crate::access::RouteAccess::new(&r.name, &r.access, metrics),
+                canary: r.canary.as_ref().map(|c| crate::route::RouteCanary {
+                    pool: pools[&c.upstream].clone(),
+                    rollout: rollouts[&r.name].clone(),
+                    requests: ["baseline", "canary"].map(|side| {
+                        ["ok", "failed"].map(|result| {
+                            metrics
+                                .canary
+                                .requests_total
+                                .with_label_values(&[&r.name, side, result])
+                        })
+                    }),
+                }),
             });
             (r.clone(), route)
         })
@@ -134,6 +167,7 @@ pub fn build(
         source: input.source,
         pools,
         limiters,
+        rollouts,
         cluster: cluster.cloned(),
         metrics: metrics.clone(),
         cache,

@@ -1,6 +1,6 @@
 //! The fleet's background service: connect to the `[cluster]` store, keep the purge
 //! subscription (purges apply to the cache in force), apply the fleet's drains
-//! (`runtime::drain`) and beat this instance's heartbeat
+//! (`runtime::drain`) and canary rollouts (`runtime::canary`) and beat this instance's heartbeat
 //! (built from the running snapshot and the process's state) until shutdown. It acts on the
 //! whole state, so it lives here and calls down into `cluster`.
 
@@ -40,9 +40,11 @@ impl pingora::services::background::BackgroundService for Service {
                     let me = this(&self.state, &snap, &self.cluster);
                     fleet::beat(&self.cluster, me, &snap.source).await;
                     super::drain::sync(&self.state, &self.cluster, &mut drained).await;
+                    super::canary::sync(&self.state, &self.cluster).await;
                 }
                 _ = changed.notified() => {
                     super::drain::sync(&self.state, &self.cluster, &mut drained).await;
+                    super::canary::sync(&self.state, &self.cluster).await;
                 }
                 _ = shutdown.changed() => break,
             }

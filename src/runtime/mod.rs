@@ -2,6 +2,7 @@
 //! place it is held ([`State::store`]).
 
 pub mod build;
+pub mod canary;
 pub mod change;
 pub mod dns;
 pub mod drain;

@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub router: Router,
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub limiters: BTreeMap<String, Arc<crate::limit::Limiter>>,
+    /// Canary rollouts by route name (carried by a reload that keeps `[route.canary]`).
+    pub rollouts: BTreeMap<String, Arc<crate::canary::Rollout>>,
     /// The process's metrics (the same for every snapshot).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The shared response store, when `[cache]` is configured.

@@ -36,7 +36,7 @@ pub const GENERATION_MS: u64 = 10_000;
 pub const MIN_SAMPLES: u64 = 20;
 /// How long a computed percentile is reused.
 pub const RECOMPUTE_MS: u64 = 100;
-const BUCKETS: usize = 128;
+pub(crate) const BUCKETS: usize = 128;
 
 pub struct Hedging {
     /// Thousandths of a hedge.
@@ -74,7 +74,7 @@ impl Default for Hedging {
 }
 
 /// The bucket of `us` microseconds: four per doubling (from 4 µs; less counts as 4).
-fn bucket(us: u64) -> usize {
+pub(crate) fn bucket(us: u64) -> usize {
     let us = us.max(4);
     let log = 63 - us.leading_zeros() as usize;
     let quarter = (us >> (log - 2)) & 3;
@@ -82,7 +82,7 @@ fn bucket(us: u64) -> usize {
 }
 
 /// The largest time in bucket `i` (an upper bound: a hedge goes out a little late, never early).
-fn upper_us(i: usize) -> u64 {
+pub(crate) fn upper_us(i: usize) -> u64 {
     let (log, quarter) = ((i / 4).max(2), (i % 4) as u64);
     ((4 + quarter + 1) << (log - 2)) - 1
 }

@@ -5,8 +5,10 @@
 //! required keys default the rest field by field), so that the README's reference and the
 //! code agree in one place; checks that relate keys to each other live in `validate`.
 
+mod canary;
 mod upstream;
 
+pub use canary::*;
 pub use upstream::*;
 
 use super::units::{Dur, Size};
@@ -405,6 +407,8 @@ pub struct FileRoute {
     /// A second attempt for a request the first has not answered in time.
     #[serde(default)]
     pub hedge: Option<FileHedge>,
+    #[serde(default)]
+    pub canary: Option<FileCanary>,
 }
 
 /// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`

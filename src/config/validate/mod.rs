@@ -5,6 +5,7 @@
 //! `route` (`[[route]]`, `[route.cache]`, `[rate_limit.NAME]`); shared helpers live here.
 
 mod adaptive;
+mod canary;
 mod hedge;
 mod resilience;
 mod route;

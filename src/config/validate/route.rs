@@ -113,9 +113,13 @@ pub(super) fn validate_route(
         refuse_path_parameters,
         priority,
         hedge,
+        canary,
     } = r;
     let hedge = hedge
         .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
+        .transpose()?;
+    let canary = canary
+        .map(|c| super::canary::validate_canary(c, &p.key("canary"), &upstream, upstreams))
         .transpose()?;
     let access = AccessConfig {
         allow: networks(&p.key("allow"), &allow)?,
@@ -200,6 +204,7 @@ pub(super) fn validate_route(
         refuse_path_parameters,
         priority: super::adaptive::priority(priority),
         hedge,
+        canary,
     })
 }
 

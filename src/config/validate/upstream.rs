@@ -360,22 +360,12 @@ pub(super) fn validate_balance(
         BalanceName::Ewma => Balance::Ewma,
         BalanceName::Random => Balance::Random,
         BalanceName::ConsistentHash => {
-            let key = hash_key.unwrap_or("client_ip");
-            let hk = match key {
-                "client_ip" => HashKey::ClientIp,
-                "path" => HashKey::Path,
-                k => match k.split_once(':') {
-                    Some(("header", n)) if http::HeaderName::from_bytes(n.as_bytes()).is_ok() => {
-                        HashKey::Header(n.to_ascii_lowercase())
-                    }
-                    Some(("cookie", n)) if !n.is_empty() => HashKey::Cookie(n.to_owned()),
-                    _ => {
-                        return err(
-                            p.key("hash_key"),
-                            format!("invalid hash_key \"{k}\": expected client_ip, path, header:NAME or cookie:NAME"),
-                        )
-                    }
-                },
+            let k = hash_key.unwrap_or("client_ip");
+            let Some(hk) = parse_hash_key(k) else {
+                return err(
+                    p.key("hash_key"),
+                    format!("invalid hash_key \"{k}\": expected client_ip, path, header:NAME or cookie:NAME"),
+                );
             };
             return Ok(Balance::ConsistentHash(hk));
         }
@@ -387,6 +377,21 @@ pub(super) fn validate_balance(
         );
     }
     Ok(b)
+}
+
+/// `client_ip`, `path`, `header:NAME` or `cookie:NAME`.
+pub(super) fn parse_hash_key(k: &str) -> Option<HashKey> {
+    Some(match k {
+        "client_ip" => HashKey::ClientIp,
+        "path" => HashKey::Path,
+        k => match k.split_once(':')? {
+            ("header", n) if http::HeaderName::from_bytes(n.as_bytes()).is_ok() => {
+                HashKey::Header(n.to_ascii_lowercase())
+            }
+            ("cookie", n) if !n.is_empty() => HashKey::Cookie(n.to_owned()),
+            _ => return None,
+        },
+    })
 }
 
 /// A host name as DNS spells it: dot-separated labels of letters, digits, `-` and `_`.

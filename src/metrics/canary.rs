@@ -1,0 +1,36 @@
+//! The canary rollouts' families (`canary`, `runtime::canary`).
+
+use super::reg::Reg;
+use prometheus::{IntCounterVec, IntGaugeVec};
+
+pub struct CanaryMetrics {
+    /// The canary's share of its route's requests now, in percent.
+    pub percent: IntGaugeVec,
+    /// Rollout transitions by route and new state (`step`, `aborted`, `promoted`, `resumed`).
+    pub transitions_total: IntCounterVec,
+    /// Requests of a route with a canary, by side (`baseline`, `canary`) and result (`ok`,
+    /// `failed`: a 5xx), as the analysis counts them.
+    pub requests_total: IntCounterVec,
+}
+
+impl CanaryMetrics {
+    pub(super) fn new(r: &Reg) -> CanaryMetrics {
+        CanaryMetrics {
+            percent: r.gauges(
+                "brace_canary_percent",
+                "The canary's share of its route's requests now, in percent",
+                &["route"],
+            ),
+            transitions_total: r.counters(
+                "brace_canary_transitions_total",
+                "Canary rollout transitions, by the state entered (step, aborted, promoted, resumed)",
+                &["route", "to"],
+            ),
+            requests_total: r.counters(
+                "brace_canary_requests_total",
+                "Requests of a route with a canary, by side (baseline, canary) and result (ok, failed: a 5xx)",
+                &["route", "side", "result"],
+            ),
+        }
+    }
+}
