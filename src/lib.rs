@@ -107,6 +107,7 @@ pub mod host;
 pub mod limit;
 pub mod logging;
 pub mod metrics;
+pub mod mirror;
 pub mod otel;
 pub mod path;
 pub mod proxy;

@@ -38,6 +38,8 @@ pub struct Route {
     pub access: Option<Arc<crate::access::RouteAccess>>,
     /// A canary rollout to another upstream (`canary`); `None` when the route has none.
     pub canary: Option<RouteCanary>,
+    /// Copies of requests to a shadow upstream (`mirror`); `None` when the route has none.
+    pub mirror: Option<crate::mirror::Mirror>,
 }
 
 /// A route's canary: the canary's pool, the rollout that says how much it gets, and the

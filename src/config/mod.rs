@@ -6,6 +6,7 @@ pub mod adaptive;
 pub mod canary;
 pub mod file;
 pub mod hedge;
+pub mod mirror;
 pub mod model;
 pub mod resilience;
 pub mod sticky;

@@ -197,6 +197,8 @@ pub struct RouteConfig {
     pub hedge: Option<super::hedge::HedgeConfig>,
     /// A canary rollout to another upstream (`canary`); `None`: none.
     pub canary: Option<super::canary::CanaryConfig>,
+    /// Copies of requests to a shadow upstream (`mirror`); `None`: none.
+    pub mirror: Option<super::mirror::MirrorConfig>,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

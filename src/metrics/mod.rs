@@ -8,7 +8,7 @@
 //! This module knows no other part of brace but `events`: the closed sets belong to their
 //! owners and reach it through [`LabelSet`] (`labels`). Per-route handles: `route`.
 
-pub mod canary;
+pub mod deploy;
 mod labels;
 mod reg;
 mod route;
@@ -34,7 +34,7 @@ pub struct Metrics {
     /// Recent transitions, for `/api/events` (not a metric family; carried here because every
     /// part that reports a transition already holds the metrics).
     pub events: crate::events::Events,
-    pub canary: canary::CanaryMetrics,
+    pub deploy: deploy::DeployMetrics,
     /// Every family, whether or not it has a series yet.
     families: Vec<Family>,
 
@@ -430,7 +430,7 @@ impl Metrics {
             // A Registry is a handle (an Arc) to the same collectors.
             registry: registry.clone(),
             events: Default::default(),
-            canary: canary::CanaryMetrics::new(&r),
+            deploy: deploy::DeployMetrics::new(&r),
             families: Vec::new(),
         };
         m.families = r.1.take();

@@ -121,6 +121,8 @@ pub struct Upstream {
     /// The pool this request goes to: the route's, or its canary's (`canary`); set at the
     /// first attempt. Retries stay in it (or its backup).
     pub target: Option<Arc<Pool>>,
+    /// The copy of this request for the route's mirror (`mirror`), when it is copied.
+    pub mirror: Option<Box<crate::mirror::Copy>>,
     /// The canary's side this request took, on a route with a canary.
     pub side: Option<crate::canary::window::Side>,
     /// The backend answered with a `Retry-After` brace honoured (`upstream::pause`).

@@ -269,6 +269,12 @@ async fn declared_size(
 pub fn body_chunk(body: &Option<Bytes>, ctx: &mut Ctx) -> Result<()> {
     if let Some(b) = body {
         ctx.body_bytes += b.len() as u64;
+        if let (Some(copy), Some(m)) = (
+            &mut ctx.upstream.mirror,
+            ctx.route.as_ref().and_then(|r| r.mirror.as_ref()),
+        ) {
+            copy.chunk(b, m.config.max_body);
+        }
         if ctx.body_bytes > ctx.snapshot.client_max_body_size {
             // The client's doing: pingora's HTTP/2 exchange ends at a downstream error, where
             // one of unknown source only stopped reading the body and waited for the backend.

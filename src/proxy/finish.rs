@@ -68,6 +68,13 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     let elapsed = ctx.start.elapsed().as_secs_f64();
     let outcome = ctx.outcome(e);
     super::attempt::finish_attempt(ctx, outcome);
+    if let (Some(copy), Some(m)) = (
+        ctx.upstream.mirror.take(),
+        ctx.route.as_ref().and_then(|r| r.mirror.as_ref()),
+    ) {
+        // After the real request: the client never waits for its copy.
+        m.send(*copy, session.is_body_done());
+    }
     let canary = ctx.route.as_ref().and_then(|r| r.canary.as_ref());
     if let (Some(side), Some(c)) = (ctx.upstream.side, canary) {
         // The canary's analysis: a 5xx (the backend's or brace's own 502/503/504) fails.

@@ -102,7 +102,7 @@ pub fn build(
                 .iter()
                 .any(|c| &c.name == *r && c.canary.is_some())
         }) {
-            let _ = metrics.canary.percent.remove_label_values(&[route]);
+            let _ = metrics.deploy.percent.remove_label_values(&[route]);
         }
     }
     let mut rollouts = BTreeMap::new();
@@ -145,13 +145,21 @@ pub fn build(
                     .as_ref()
                     .map(|_| RouteCacheStats::new(metrics, &r.name)),
                 access: crate::access::RouteAccess::new(&r.name, &r.access, metrics),
+                mirror: r.mirror.as_ref().map(|m| {
+                    let results = &metrics.deploy.mirror_requests_total;
+                    crate::mirror::Mirror::new(
+                        m,
+                        pools[&m.upstream].clone(),
+                        ByLabel::new(results, &[&r.name, &m.upstream]),
+                    )
+                }),
                 canary: r.canary.as_ref().map(|c| crate::route::RouteCanary {
                     pool: pools[&c.upstream].clone(),
                     rollout: rollouts[&r.name].clone(),
                     requests: ["baseline", "canary"].map(|side| {
                         ["ok", "failed"].map(|result| {
                             metrics
-                                .canary
+                                .deploy
                                 .requests_total
                                 .with_label_values(&[&r.name, side, result])
                         })

@@ -39,7 +39,7 @@ pub async fn judge(state: &State) {
             report(state, route, rollout, &t, "the analysis").await;
         }
         snap.metrics
-            .canary
+            .deploy
             .percent
             .with_label_values(&[route])
             .set(i64::from(rollout.percent()));
@@ -73,7 +73,7 @@ pub async fn act(
 /// A transition's event, metrics and, with `[cluster]`, its share with the fleet.
 pub async fn report(state: &State, route: &str, rollout: &Rollout, t: &Transition, by: &str) {
     let m = &state.metrics;
-    m.canary
+    m.deploy
         .percent
         .with_label_values(&[route])
         .set(i64::from(t.percent));
@@ -83,7 +83,7 @@ pub async fn report(state: &State, route: &str, rollout: &Rollout, t: &Transitio
         Phase::Stepping if t.to.step == 0 && by != "the analysis" => ("resumed", Level::Info),
         Phase::Stepping => ("step", Level::Info),
     };
-    m.canary
+    m.deploy
         .transitions_total
         .with_label_values(&[route, to])
         .inc();
@@ -126,7 +126,7 @@ pub async fn sync(state: &State, cluster: &crate::cluster::Cluster) {
         if let Some(t) = rollout.adopt(s, now) {
             state
                 .metrics
-                .canary
+                .deploy
                 .percent
                 .with_label_values(&[route])
                 .set(i64::from(t.percent));

@@ -49,7 +49,7 @@ pub fn round<'a>(pools: impl Iterator<Item = &'a Arc<Pool>>) {
 /// The one HTTP connector every check shares. A connector per backend (as pingora's
 /// `HttpHealthCheck` holds) costs about 420 KB each, mostly its TLS context: 2,000 checked
 /// backends took 830 MB and 10 s to start.
-fn connector() -> &'static Connector {
+pub(crate) fn connector() -> &'static Connector {
     static C: OnceLock<Connector> = OnceLock::new();
     C.get_or_init(|| Connector::new(None))
 }

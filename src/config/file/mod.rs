@@ -5,10 +5,10 @@
 //! required keys default the rest field by field), so that the README's reference and the
 //! code agree in one place; checks that relate keys to each other live in `validate`.
 
-mod canary;
+mod deploy;
 mod upstream;
 
-pub use canary::*;
+pub use deploy::*;
 pub use upstream::*;
 
 use super::units::{Dur, Size};
@@ -409,6 +409,8 @@ pub struct FileRoute {
     pub hedge: Option<FileHedge>,
     #[serde(default)]
     pub canary: Option<FileCanary>,
+    #[serde(default)]
+    pub mirror: Option<FileMirror>,
 }
 
 /// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`

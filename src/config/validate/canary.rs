@@ -1,4 +1,4 @@
-//! Validation of `[route.canary]`.
+//! Validation of a route's deploy tools: `[route.canary]` and `mirror`.
 
 use super::*;
 use crate::config::canary::*;
@@ -134,5 +134,51 @@ pub(super) fn validate_canary(
         latency_ratio,
         matching,
         sticky,
+    })
+}
+
+pub(super) fn validate_mirror(
+    m: FileMirror,
+    p: &KeyPath,
+    route_upstream: &str,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+) -> VResult<crate::config::mirror::MirrorConfig> {
+    use crate::config::mirror::*;
+    let FileMirror {
+        upstream,
+        percent,
+        max_body,
+    } = m;
+    if !upstreams.contains_key(&upstream) {
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        return err(
+            p.key("upstream"),
+            format!(
+                "\"{upstream}\" is not defined (defined: {})",
+                known.join(", ")
+            ),
+        );
+    }
+    if upstream == route_upstream {
+        return err(
+            p.key("upstream"),
+            "is the route's own upstream: mirroring to it would send it every request twice",
+        );
+    }
+    let percent = percent.unwrap_or(DEFAULT_PERCENT);
+    if !(1..=100).contains(&percent) {
+        return err(p.key("percent"), format!("{percent}: from 1 to 100"));
+    }
+    let max_body = max_body.map_or(DEFAULT_MAX_BODY, |s| s.0);
+    if max_body > MAX_BODY_LIMIT {
+        return err(
+            p.key("max_body"),
+            format!("{max_body} bytes: at most 1MiB (a copy's body is held in memory)"),
+        );
+    }
+    Ok(MirrorConfig {
+        upstream,
+        percent,
+        max_body,
     })
 }

@@ -114,12 +114,16 @@ pub(super) fn validate_route(
         priority,
         hedge,
         canary,
+        mirror,
     } = r;
     let hedge = hedge
         .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
         .transpose()?;
     let canary = canary
         .map(|c| super::canary::validate_canary(c, &p.key("canary"), &upstream, upstreams))
+        .transpose()?;
+    let mirror = mirror
+        .map(|m| super::canary::validate_mirror(m, &p.key("mirror"), &upstream, upstreams))
         .transpose()?;
     let access = AccessConfig {
         allow: networks(&p.key("allow"), &allow)?,
@@ -205,6 +209,7 @@ pub(super) fn validate_route(
         priority: super::adaptive::priority(priority),
         hedge,
         canary,
+        mirror,
     })
 }
 

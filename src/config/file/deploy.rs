@@ -1,5 +1,6 @@
-//! The raw shape of `[route.canary]`: a share of the route's traffic to another upstream,
-//! stepped up while it does as well as the baseline and pulled back when it does worse.
+//! The raw shapes of a route's deploy tools: `[route.canary]` (a share of the route's traffic
+//! to another upstream, stepped up while it does as well as the baseline and pulled back when
+//! it does worse) and `mirror` (copies of requests to a shadow upstream).
 
 use super::*;
 
@@ -42,4 +43,15 @@ pub struct FileCanary {
 pub struct FileMatch {
     pub name: String,
     pub value: String,
+}
+
+/// `mirror = { upstream = "shadow", percent = 10, max_body = "64KiB" }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileMirror {
+    pub upstream: String,
+    #[serde(default)]
+    pub percent: Option<u32>,
+    #[serde(default)]
+    pub max_body: Option<Size>,
 }

@@ -1,9 +1,10 @@
-//! The canary rollouts' families (`canary`, `runtime::canary`).
+//! The deploy tools' families: canary rollouts (`canary`, `runtime::canary`) and mirrored
+//! copies (`mirror`).
 
 use super::reg::Reg;
 use prometheus::{IntCounterVec, IntGaugeVec};
 
-pub struct CanaryMetrics {
+pub struct DeployMetrics {
     /// The canary's share of its route's requests now, in percent.
     pub percent: IntGaugeVec,
     /// Rollout transitions by route and new state (`step`, `aborted`, `promoted`, `resumed`).
@@ -11,11 +12,13 @@ pub struct CanaryMetrics {
     /// Requests of a route with a canary, by side (`baseline`, `canary`) and result (`ok`,
     /// `failed`: a 5xx), as the analysis counts them.
     pub requests_total: IntCounterVec,
+    /// Copies of requests to a route's shadow upstream, by result.
+    pub mirror_requests_total: IntCounterVec,
 }
 
-impl CanaryMetrics {
-    pub(super) fn new(r: &Reg) -> CanaryMetrics {
-        CanaryMetrics {
+impl DeployMetrics {
+    pub(super) fn new(r: &Reg) -> DeployMetrics {
+        DeployMetrics {
             percent: r.gauges(
                 "brace_canary_percent",
                 "The canary's share of its route's requests now, in percent",
@@ -30,6 +33,11 @@ impl CanaryMetrics {
                 "brace_canary_requests_total",
                 "Requests of a route with a canary, by side (baseline, canary) and result (ok, failed: a 5xx)",
                 &["route", "side", "result"],
+            ),
+            mirror_requests_total: r.counters(
+                "brace_mirror_requests_total",
+                "Copies of a route's requests to its mirror upstream, by result (answered, failed, dropped: too many out, skipped: body over max_body or unfinished)",
+                &["route", "upstream", "result"],
             ),
         }
     }

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Canary releases with automatic rollback (issue 29, part 1). Two baseline backends and one
+canary backend, all answering in 5 ms; a route with
+`[route.canary] steps = [5, 25, 50, 100], interval = "5s", window = "10s"`; open-loop load of
+200 requests/s (each on its own connection, 2 s deadline). Three scenarios, one brace each:
+
+- **failing**: from 3 s in, the canary answers 500 to 30% of its requests (every third). Reports
+  the time from its first 500 to brace's abort event, and the share of all client requests
+  that saw an error over the whole run.
+- **slow**: the canary answers in 15 ms (its p99 three times the baseline's). Reports the time
+  to the abort and its reason.
+- **healthy**: reports the steps walked and the time to promotion.
+
+Started by `bash benches/load/canary`. Everything listens on 127.0.0.1; every run is bounded in
+time; every process started is stopped at exit.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SUPPORT = os.path.join(HERE, "..", "..", "tests", "support")
+RATE = 200
+
+
+def backend(*args):
+    p = subprocess.Popen(["taskset", "-c", bench.LOAD_CPU, "python3",
+                          os.path.join(HERE, "tail_backend.py"), *args],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    bench.STARTED.append(p)
+    return p, int(p.stdout.readline().split()[1])
+
+
+def events(admin):
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/events", timeout=5) as r:
+        return [e for e in json.loads(r.read())["events"] if e["kind"] == "canary"]
+
+
+def run(work, canary_args, secs):
+    base = [backend("--ms", "5"), backend("--ms", "5")]
+    canary = backend(*canary_args)
+    port, admin = bench.free_port(), bench.free_port()
+    path = os.path.join(work, f"brace-{port}.toml")
+    with open(path, "w") as f:
+        f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nthreads = 1\n[admin]\n'
+                f'listen = "127.0.0.1:{admin}"\n[log]\nlevel = "error"\naccess_log = "off"\n'
+                '[[route]]\nname = "api"\nupstream = "v1"\n'
+                '[route.canary]\nupstream = "v2"\nsteps = [5, 25, 50, 100]\ninterval = "5s"\n'
+                'window = "10s"\nmin_requests = 20\n'
+                f'[upstream.v1]\nbackends = {json.dumps([f"127.0.0.1:{b[1]}" for b in base])}\n'
+                f'[upstream.v2]\nbackends = ["127.0.0.1:{canary[1]}"]\n')
+    p = bench.start([bench.BRACE, "run", "-c", path], bench.PROXY_CPU)
+    try:
+        bench.wait_port(port, p, "brace")
+        load = subprocess.run(["taskset", "-c", bench.LOAD_CPU, "python3",
+                               os.path.join(SUPPORT, "openloop.py"), "--url",
+                               f"http://127.0.0.1:{port}/", "--rate", str(RATE),
+                               "--seconds", str(secs), "--deadline", "2"],
+                              stdout=subprocess.PIPE, text=True, check=True)
+        return json.loads(load.stdout)["all"], events(admin)
+    finally:
+        bench.stop(p)
+        for b in base + [canary]:
+            bench.stop(b[0])
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="brace-canary-")
+    mark = os.path.join(work, "first-500")
+    try:
+        print(f"{RATE} requests/s, open loop; canary steps 5, 25, 50, 100% every 5 s:\n")
+        r, ev = run(work, ["--ms", "5", "--fail-share", "0.3", "--fail-after", "3",
+                           "--mark", mark], 15)
+        aborted = [e for e in ev if e["to"] == "aborted"]
+        with open(mark) as f:
+            first = int(f.read())
+        errors = r["sent"] - r["ok"]
+        took = (aborted[0]["at_unix_ms"] - first) / 1000 if aborted else float("nan")
+        print(f"failing (30% 500 from 3 s): aborted {took:.1f} s after its first 500; "
+              f"{errors} of {r['sent']} client requests failed ({errors / r['sent'] * 100:.2f}%); "
+              f"reason: {aborted[0]['reason'] if aborted else 'not aborted'}", flush=True)
+
+        r, ev = run(work, ["--ms", "15"], 15)
+        aborted = [e for e in ev if e["to"] == "aborted"]
+        print(f"slow (p99 3x): {'aborted: ' + aborted[0]['reason'] if aborted else 'not aborted'}; "
+              f"p99 seen by clients {r['p99_ok_ms']:.1f} ms", flush=True)
+
+        r, ev = run(work, ["--ms", "5"], 25)
+        steps = [e["to"] for e in ev]
+        print(f"healthy: {' -> '.join(steps) or 'no transition'}; "
+              f"{r['sent'] - r['ok']} of {r['sent']} client requests failed", flush=True)
+    finally:
+        bench.stop_all()
+
+
+if __name__ == "__main__":
+    main()
