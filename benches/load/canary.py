@@ -11,6 +11,10 @@ canary backend, all answering in 5 ms; a route with
   to the abort and its reason.
 - **healthy**: reports the steps walked and the time to promotion.
 
+Then mirroring (part 2): the same load on a route without a canary, with no mirror, with every
+request mirrored to a shadow answering in 200 ms, and to a black hole (a socket that accepts
+nothing); reports the clients' p50/p99 in each case.
+
 Started by `bash benches/load/canary`. Everything listens on 127.0.0.1; every run is bounded in
 time; every process started is stopped at exit.
 """
@@ -41,6 +45,41 @@ def backend(*args):
 def events(admin):
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/events", timeout=5) as r:
         return [e for e in json.loads(r.read())["events"] if e["kind"] == "canary"]
+
+
+def black_hole():
+    """A listening socket that never accepts: connections to it are never answered."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    return s, s.getsockname()[1]
+
+
+def run_mirror(work, shadow_port):
+    base = [backend("--ms", "5"), backend("--ms", "5")]
+    port, admin = bench.free_port(), bench.free_port()
+    path = os.path.join(work, f"brace-{port}.toml")
+    mirror = f'mirror = {{ upstream = "shadow" }}\n' if shadow_port else ""
+    with open(path, "w") as f:
+        f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nthreads = 1\n[admin]\n'
+                f'listen = "127.0.0.1:{admin}"\n[log]\nlevel = "error"\naccess_log = "off"\n'
+                f'[[route]]\nname = "api"\nupstream = "v1"\n{mirror}'
+                f'[upstream.v1]\nbackends = {json.dumps([f"127.0.0.1:{b[1]}" for b in base])}\n'
+                f'[upstream.shadow]\nbackends = ["127.0.0.1:{shadow_port or 9}"]\n')
+    p = bench.start([bench.BRACE, "run", "-c", path], bench.PROXY_CPU)
+    try:
+        bench.wait_port(port, p, "brace")
+        load = subprocess.run(["taskset", "-c", bench.LOAD_CPU, "python3",
+                               os.path.join(SUPPORT, "openloop.py"), "--url",
+                               f"http://127.0.0.1:{port}/", "--rate", str(RATE),
+                               "--seconds", "10", "--deadline", "2"],
+                              stdout=subprocess.PIPE, text=True, check=True)
+        return json.loads(load.stdout)["all"]
+    finally:
+        bench.stop(p)
+        for b in base:
+            bench.stop(b[0])
 
 
 def run(work, canary_args, secs):
@@ -96,6 +135,16 @@ def main():
         steps = [e["to"] for e in ev]
         print(f"healthy: {' -> '.join(steps) or 'no transition'}; "
               f"{r['sent'] - r['ok']} of {r['sent']} client requests failed", flush=True)
+
+        print(f"\nmirroring, {RATE} requests/s for 10 s:")
+        slow = backend("--ms", "200")
+        hole, hole_port = black_hole()
+        for name, shadow in [("no mirror", None), ("slow shadow (200 ms)", slow[1]),
+                             ("black-holed shadow", hole_port), ("no mirror", None)]:
+            r = run_mirror(work, shadow)
+            print(f"{name:22} ok {r['ok']:5} of {r['sent']:5}  p50 {r['p50_ok_ms']:6.1f} ms  "
+                  f"p99 {r['p99_ok_ms']:6.1f} ms", flush=True)
+        hole.close()
     finally:
         bench.stop_all()
 
