@@ -26,6 +26,8 @@ pub struct Route {
     /// Hedged requests (`proxy::hedge`); `None` sends none.
     pub hedge: Option<crate::config::hedge::HedgeConfig>,
     pub timeout: std::time::Duration,
+    /// The whole wait for a response header (`proxy::deadline`); `None`: none.
+    pub deadline: Option<std::time::Duration>,
     pub pool: Arc<Pool>,
     pub stats: RouteStats,
     /// Rate limits in the order the route names them.

@@ -9,6 +9,7 @@ pub mod hedge;
 pub mod mirror;
 pub mod model;
 pub mod resilience;
+mod route;
 pub mod sticky;
 pub mod units;
 pub mod validate;

@@ -60,6 +60,12 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
             Admitted::None => None,
         }
     } else {
+        if super::deadline::left(ctx, t).is_some_and(|l| l.is_zero()) {
+            return Err(http_status(
+                504,
+                "the route's deadline passed before a retry",
+            ));
+        }
         retry::backoff(pool.config.retry.backoff, ctx.upstream.tries).await;
         t = Instant::now();
         let now = crate::clock::ms_at(t);
@@ -117,7 +123,10 @@ pub(super) fn peer_for(
 ) -> HttpPeer {
     let mut peer = pool.peer(idx);
     let o = &mut peer.options;
-    o.connection_timeout = Some(pool.config.connect_timeout);
+    let now = Instant::now();
+    let left = super::deadline::left(ctx, now).unwrap_or(Duration::MAX);
+    o.connection_timeout = Some(pool.config.connect_timeout.min(left));
+    o.header_deadline = super::deadline::header_deadline(ctx, pool, now);
     // pingora times each read, not the wait for headers as a whole: the route timeout caps
     // every read, which bounds the header wait when headers come in one read.
     o.read_timeout = Some(pool.config.read_timeout.min(route.timeout));
@@ -132,7 +141,14 @@ pub(super) fn peer_for(
 
 /// `fail_to_connect`: nothing reached the backend, so any method may be retried.
 pub fn connect_failed(ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-    let outcome = Outcome::from_error(&e).unwrap_or(Outcome::ConnectError);
+    let mut outcome = Outcome::from_error(&e).unwrap_or(Outcome::ConnectError);
+    if let Some(super::deadline::Cut::Deadline { blame }) = super::deadline::cut(&e, ctx) {
+        // The route's deadline, not the backend, ended the connect: 504, no retry.
+        outcome = if blame { outcome } else { Outcome::Cancelled };
+        finish_attempt(ctx, outcome);
+        e.set_retry(false);
+        return e;
+    }
     finish_attempt(ctx, outcome);
     // Nothing reached the upstream, so any method may be retried.
     let allowed = ctx
@@ -158,6 +174,20 @@ pub fn broke(
         return e;
     }
     let mut outcome = Outcome::from_error(&e).unwrap_or(Outcome::Error);
+    if let Some(super::deadline::Cut::Deadline { blame }) = super::deadline::cut(&e, ctx) {
+        // The route's deadline passed while waiting for the header: 504, no retry. The
+        // backend is blamed only when its attempt had a fair share of it.
+        finish_attempt(
+            ctx,
+            if blame {
+                Outcome::Timeout
+            } else {
+                Outcome::Cancelled
+            },
+        );
+        e.set_retry(false);
+        return e;
+    }
     if ctx.upstream.upgraded {
         // A tunnel's end: an idle timeout is not the backend's failure, and nothing is
         // replayed.
@@ -352,6 +382,13 @@ pub(super) fn record(ctx: &mut Ctx, a: Attempt, outcome: Outcome) {
 
 /// True when one more attempt is allowed; counts it (`upstream::select::may_retry`).
 fn may_retry(ctx: &mut Ctx, reason: RetryReason) -> bool {
+    // Not when the route's deadline leaves no time for another attempt after the backoff.
+    let backoff = ctx
+        .target()
+        .map_or(Duration::ZERO, |p| p.config.retry.backoff);
+    if super::deadline::left(ctx, Instant::now()).is_some_and(|l| l <= backoff) {
+        return false;
+    }
     let allowed = ctx.target().is_some_and(|p| {
         let pools = &ctx.snapshot.pools;
         select::may_retry(

@@ -36,6 +36,7 @@ mod access;
 mod attempt;
 mod caching;
 pub mod ctx;
+mod deadline;
 mod downstream;
 mod finish;
 mod forward;

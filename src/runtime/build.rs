@@ -128,6 +128,7 @@ pub fn build(
                 priority: r.priority,
                 hedge: r.hedge.clone(),
                 timeout: r.timeout,
+                deadline: r.deadline,
                 // Validation guarantees every route's upstream exists.
                 pool: pools[&r.upstream].clone(),
                 stats: metrics.route_stats(&r.name),

@@ -193,7 +193,7 @@ fn routes(old: &Config, new: &Config, p: &mut Plan) {
         let (x, y) = (r_old[&name], r_new[&name]);
         compare!(RouteConfig, x, y, format!("route.{name}."), &mut p.routes_changed,
             live [hosts, path_prefix, upstream, strip_prefix, timeout, rate_limits, cache,
-                  path_case_insensitive, refuse_path_parameters, priority, hedge, canary, mirror],
+                  path_case_insensitive, refuse_path_parameters, priority, hedge, canary, mirror, deadline],
             apart [name, access]);
         if x.access != y.access {
             // Summed up: the users' hashes are not shown anywhere.
@@ -232,7 +232,7 @@ fn upstreams(old: &Config, new: &Config, p: &mut Plan) {
             p.backends_removed.push(format!("{name}/{b}"));
         }
         compare!(UpstreamConfig, x, y, format!("upstream.{name}."), &mut p.upstreams_changed,
-            live [backends, dns, connect_timeout, read_timeout, upgrade_idle_timeout,
+            live [backends, dns, connect_timeout, read_timeout, first_byte_timeout, upgrade_idle_timeout,
                   keepalive_timeout, balance, backup, slow_start, panic_threshold, health_check,
                   outlier, retry, circuit_breaker, max_in_flight, tls, protocol, grpc_failure,
                   adaptive, sticky],

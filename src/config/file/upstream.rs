@@ -21,6 +21,9 @@ pub struct FileUpstream {
     pub connect_timeout: Dur,
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Dur,
+    /// Each attempt's limit on the wait for the response header.
+    #[serde(default)]
+    pub first_byte_timeout: Option<Dur>,
     #[serde(default = "default_upgrade_idle")]
     pub upgrade_idle_timeout: Dur,
     #[serde(default = "default_keepalive")]

@@ -115,6 +115,7 @@ pub(super) fn validate_route(
         hedge,
         canary,
         mirror,
+        deadline,
     } = r;
     let hedge = hedge
         .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
@@ -210,6 +211,9 @@ pub(super) fn validate_route(
         hedge,
         canary,
         mirror,
+        deadline: deadline
+            .map(|d| within(p.key("deadline"), d.0, MS, HOUR))
+            .transpose()?,
     })
 }
 

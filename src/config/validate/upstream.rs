@@ -19,6 +19,7 @@ pub(super) fn validate_upstream(
         srv,
         connect_timeout,
         read_timeout,
+        first_byte_timeout,
         upgrade_idle_timeout,
         keepalive,
         keepalive_timeout,
@@ -225,6 +226,9 @@ pub(super) fn validate_upstream(
         dns,
         connect_timeout: within(p.key("connect_timeout"), connect_timeout.0, MS, 5 * MINUTE)?,
         read_timeout: within(p.key("read_timeout"), read_timeout.0, MS, HOUR)?,
+        first_byte_timeout: first_byte_timeout
+            .map(|d| within(p.key("first_byte_timeout"), d.0, MS, HOUR))
+            .transpose()?,
         upgrade_idle_timeout: within(
             p.key("upgrade_idle_timeout"),
             upgrade_idle_timeout.0,

@@ -127,6 +127,7 @@ where
         SV::CTX: Send + Sync,
     {
         client_session.read_timeout = peer.options.read_timeout;
+        client_session.header_deadline = peer.options.header_deadline;
         client_session.write_timeout = peer.options.write_timeout;
 
         // phase 2 send to upstream

@@ -269,6 +269,7 @@ where
         }
 
         client_session.read_timeout = peer.options.read_timeout;
+        client_session.header_deadline = peer.options.header_deadline;
 
         let mut downstream_custom_message_writer = session
             .downstream_session

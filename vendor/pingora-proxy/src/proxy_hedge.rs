@@ -177,6 +177,7 @@ where
         SV::CTX: Send + Sync,
     {
         client.read_timeout = peer.options.read_timeout;
+        client.header_deadline = peer.options.header_deadline;
         client.write_timeout = peer.options.write_timeout;
         let req = self.h1_upstream_request(session, peer, ctx).await?;
         client

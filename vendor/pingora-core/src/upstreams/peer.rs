@@ -490,6 +490,25 @@ pub enum H1UpgradePolicy {
     Deny,
 }
 
+/// brace: the context of the error a read cut by [`PeerOptions::header_deadline`] fails with.
+pub const HEADER_DEADLINE: &str = "response header deadline passed";
+
+/// brace: how long a header read may wait: `read_timeout`, or less when `deadline` comes first
+/// (`true` then).
+pub fn header_wait(
+    read_timeout: Option<Duration>,
+    deadline: Option<std::time::Instant>,
+) -> (Option<Duration>, bool) {
+    let Some(d) = deadline else {
+        return (read_timeout, false);
+    };
+    let left = d.saturating_duration_since(std::time::Instant::now());
+    match read_timeout {
+        Some(t) if t <= left => (Some(t), false),
+        _ => (Some(left), true),
+    }
+}
+
 /// The preferences to connect to a remote server
 ///
 /// See [`Peer`] for the meaning of the fields
@@ -506,6 +525,10 @@ pub struct PeerOptions {
     /// brace: once the connection is upgraded (101, e.g. WebSocket), the read timeout on
     /// both sides becomes this idle timeout. `None`: `read_timeout` stays.
     pub upgrade_idle_timeout: Option<Duration>,
+    /// brace: the response header must have arrived by then (each header read waits at most
+    /// until it, besides `read_timeout`); body reads keep `read_timeout` alone. `None`: no
+    /// deadline. A read cut by it fails as `ReadTimedout` with [`HEADER_DEADLINE`].
+    pub header_deadline: Option<std::time::Instant>,
     pub verify_cert: bool,
     pub verify_hostname: bool,
     #[cfg(feature = "s2n")]
@@ -591,6 +614,7 @@ impl PeerOptions {
             idle_timeout: None,
             write_timeout: None,
             upgrade_idle_timeout: None,
+            header_deadline: None,
             verify_cert: true,
             verify_hostname: true,
             #[cfg(feature = "s2n")]

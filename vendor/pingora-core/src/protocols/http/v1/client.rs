@@ -46,6 +46,8 @@ pub struct HttpSession {
     /// The timeout is reset on every read. This is not a timeout on the overall duration of the
     /// response.
     pub read_timeout: Option<Duration>,
+    /// brace: see `PeerOptions::header_deadline`; set per request by the proxy.
+    pub header_deadline: Option<std::time::Instant>,
     /// The write timeout which will be applied to both writing request header and body.
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// request.
@@ -105,6 +107,7 @@ impl HttpSession {
             framing: None,
             request_written: None,
             read_timeout: None,
+            header_deadline: None,
             write_timeout: None,
             digest,
             bytes_sent: 0,
@@ -433,13 +436,19 @@ impl HttpSession {
             let read_fut = self
                 .underlying_stream
                 .read_buf(&mut self.response_header_read_buf);
-            let read_result = match self.read_timeout {
+            let (wait, by_deadline) =
+                crate::upstreams::peer::header_wait(self.read_timeout, self.header_deadline);
+            let read_result = match wait {
                 Some(t) => match timeout(t, read_fut).await {
                     Ok(res) => res,
                     Err(_) => {
                         return self.fail_response_header_read(Error::explain(
                             ReadTimedout,
-                            "while reading response headers",
+                            if by_deadline {
+                                crate::upstreams::peer::HEADER_DEADLINE
+                            } else {
+                                "while reading response headers"
+                            },
                         ));
                     }
                 },

@@ -61,6 +61,8 @@ pub struct Http2Session {
     /// The timeout is reset on every read. This is not a timeout on the overall duration of the
     /// response.
     pub read_timeout: Option<Duration>,
+    /// brace: see `PeerOptions::header_deadline`; set per request by the proxy.
+    pub header_deadline: Option<std::time::Instant>,
     /// The write timeout which will be applied to writing request body.
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// request.
@@ -88,6 +90,7 @@ impl Http2Session {
             response_header: None,
             response_body_reader: None,
             read_timeout: None,
+            header_deadline: None,
             write_timeout: None,
             conn,
             ended: false,
@@ -199,11 +202,21 @@ impl Http2Session {
             panic!("H2 response header is already read")
         }
 
-        let read_timeout = self.read_timeout;
+        let (read_timeout, by_deadline) =
+            crate::upstreams::peer::header_wait(self.read_timeout, self.header_deadline);
         let res = match read_timeout {
             Some(t) => timeout(t, std::future::poll_fn(|cx| self.poll_response_header(cx)))
                 .await
-                .map_err(|_| Error::explain(ReadTimedout, "while reading h2 response header"))
+                .map_err(|_| {
+                    Error::explain(
+                        ReadTimedout,
+                        if by_deadline {
+                            crate::upstreams::peer::HEADER_DEADLINE
+                        } else {
+                            "while reading h2 response header"
+                        },
+                    )
+                })
                 .map_err(|e| self.handle_err(e))?,
             None => std::future::poll_fn(|cx| self.poll_response_header(cx)).await,
         };
