@@ -186,3 +186,77 @@ fn a_post_with_an_idempotency_key_is_retried_only_where_the_upstream_opts_in() {
         );
     }
 }
+
+#[test]
+fn a_body_over_buffer_body_is_not_replayed_and_the_lost_retry_is_counted() {
+    let body = "x".repeat(100 * 1024);
+    for (buffer, replayed) in [("", false), ("buffer_body = \"256KiB\"\n", true)] {
+        let a = Upstream::with_mode("a", Mode::Close);
+        let b = Upstream::with_mode("b", Mode::Echo);
+        let edge = Edge::start(&format!(
+            "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{}\", \"{}\"]\nbalance = \"round_robin\"\n[upstream.pool.outlier]\nconsecutive_failures = 0\n[upstream.pool.retry]\n{buffer}",
+            a.addr, b.addr
+        ));
+        let mut lost = 0;
+        for proto in PROTOS {
+            // A PUT (idempotent) with 100 KiB: within a few tries one goes to a first.
+            let mut reached_a = false;
+            for _ in 0..4 {
+                let (before_a, before_b) = (
+                    a.count(),
+                    b.body_bytes.load(std::sync::atomic::Ordering::SeqCst),
+                );
+                let args: Vec<String> = vec![
+                    "-X".into(),
+                    "PUT".into(),
+                    "--data-binary".into(),
+                    body.clone(),
+                ];
+                let (status, _) = edge.curl(proto, "a.test", "/doc", &args);
+                if a.count() == before_a {
+                    assert_eq!(status, 200, "{proto:?}");
+                    continue;
+                }
+                reached_a = true;
+                if replayed {
+                    assert_eq!(status, 200, "{proto:?}: replayed from the larger buffer");
+                    let got = b.body_bytes.load(std::sync::atomic::Ordering::SeqCst) - before_b;
+                    assert_eq!(got, body.len(), "{proto:?}: the whole body reached b");
+                } else {
+                    assert_eq!(status, 502, "{proto:?}: 100 KiB is over the 64 KiB default");
+                    lost += 1;
+                }
+                break;
+            }
+            assert!(reached_a, "{proto:?}");
+        }
+        let skipped =
+            "brace_upstream_retries_skipped_total{reason=\"body_not_buffered\",upstream=\"pool\"}";
+        wait_for("the count", Duration::from_secs(10), || {
+            edge.b.metric(skipped) == lost as f64
+        });
+    }
+}
+
+#[test]
+fn retry_settings_are_checked() {
+    let up = "[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9\"]\n[upstream.u.retry]\n";
+    for (retry, says) in [
+        ("buffer_body = \"9MiB\"", "upstream.u.retry.buffer_body"),
+        ("pause_on = [\"500\"]", "upstream.u.retry.pause_on"),
+        ("pause_on = [429]", "upstream.u.retry.pause_on"),
+        ("max_pause = \"2h\"", "upstream.u.retry.max_pause"),
+        (
+            "idempotency_key = \"yes\"",
+            "upstream.u.retry.idempotency_key",
+        ),
+    ] {
+        let (code, _, err, _) = check(&format!("{up}{retry}\n"));
+        assert_eq!(code, 1, "{retry}");
+        assert!(err.contains(says), "{retry}: {err}");
+    }
+    let (code, _, err, _) = check(&format!(
+        "{up}buffer_body = \"1MiB\"\npause_on = [\"429\", \"503\"]\nmax_pause = \"0s\"\nidempotency_key = true\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+}

@@ -50,7 +50,12 @@ pub struct RetryConfig {
     pub pause_on_429: bool,
     /// The longest pause a `Retry-After` gets; zero: `Retry-After` is not honoured.
     pub max_pause: Duration,
+    /// Bytes of a request body kept for a retry; a longer body is not replayed.
+    pub buffer_body: u64,
 }
+
+/// The largest `retry.buffer_body`: a request's body is held in memory that long.
+pub const MAX_BUFFER_BODY: u64 = 8 * 1024 * 1024;
 
 impl RetryConfig {
     /// True when a `status` answer's `Retry-After` pauses its backend.

@@ -1,5 +1,5 @@
-//! The deploy tools' families: canary rollouts (`canary`, `runtime::canary`) and mirrored
-//! copies (`mirror`).
+//! The deploy tools' families: canary rollouts (`canary`, `runtime::canary`), mirrored
+//! copies (`mirror`) and retries a body too long to keep could not make (`proxy::attempt`).
 
 use super::reg::Reg;
 use prometheus::{IntCounterVec, IntGaugeVec};
@@ -14,6 +14,9 @@ pub struct DeployMetrics {
     pub requests_total: IntCounterVec,
     /// Copies of requests to a route's shadow upstream, by result.
     pub mirror_requests_total: IntCounterVec,
+    /// Retries the `retry` table allowed but brace could not make, by reason
+    /// (`body_not_buffered`: the body had outgrown `retry.buffer_body`).
+    pub retries_skipped_total: IntCounterVec,
 }
 
 impl DeployMetrics {
@@ -38,6 +41,11 @@ impl DeployMetrics {
                 "brace_mirror_requests_total",
                 "Copies of a route's requests to its mirror upstream, by result (answered, failed, dropped: too many out, skipped: body over max_body or unfinished)",
                 &["route", "upstream", "result"],
+            ),
+            retries_skipped_total: r.counters(
+                "brace_upstream_retries_skipped_total",
+                "Retries the retry table allowed but brace could not make, by reason (body_not_buffered: the request body was over retry.buffer_body)",
+                &["upstream", "reason"],
             ),
         }
     }

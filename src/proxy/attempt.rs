@@ -22,7 +22,12 @@ pub async fn peer(session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>>
         .ok_or_else(|| http_status(500, "upstream_peer without a route"))?;
     let mut t = Instant::now();
     if ctx.upstream.tries == 0 {
-        ctx.upstream.target = Some(target(session, &route, ctx));
+        let pool = target(session, &route, ctx);
+        // How much of the body is kept for a retry: the target's `retry.buffer_body`
+        // (before pingora's own default of 64 KiB, which it sets when proxying starts).
+        let keep = usize::try_from(pool.config.retry.buffer_body).unwrap_or(usize::MAX);
+        session.as_mut().enable_retry_buffering_up_to(keep);
+        ctx.upstream.target = Some(pool);
     }
     let pool = ctx.target().cloned().unwrap_or_else(|| route.pool.clone());
     let key = select::hash_key(session.req_header(), ctx.client_ip, &pool.config.balance);
@@ -209,9 +214,9 @@ pub fn broke(
         )
         .into_down();
     }
-    let replayable = super::replay::replayable(session.req_header(), ctx)
-        && !session.as_ref().retry_buffer_truncated()
-        && session.response_written().is_none();
+    let method_replayable = super::replay::replayable(session.req_header(), ctx);
+    let truncated = session.as_ref().retry_buffer_truncated();
+    let replayable = method_replayable && !truncated && session.response_written().is_none();
     if replayable && client_reused && outcome == Outcome::Error && ctx.upstream.status.is_none() {
         // A pooled connection the backend had already closed (its idle timeout raced our
         // reuse): pingora retries once on a fresh connection. Not the backend's failure, so
@@ -225,15 +230,18 @@ pub fn broke(
         return e;
     }
     finish_attempt(ctx, outcome);
-    if !replayable || outcome.blames_nobody() {
-        e.set_retry(false);
-        return e;
-    }
     let on = ctx.target().map(|p| p.config.retry.on).unwrap_or_default();
     let (reason, allowed) = match outcome {
         Outcome::Timeout => (RetryReason::Timeout, on.timeout),
         _ => (RetryReason::Error, on.error),
     };
+    if !replayable || outcome.blames_nobody() {
+        if allowed && method_replayable && truncated && !outcome.blames_nobody() {
+            body_not_buffered(ctx);
+        }
+        e.set_retry(false);
+        return e;
+    }
     if allowed && may_retry(ctx, reason) {
         e.set_retry(true);
     } else {
@@ -285,10 +293,12 @@ pub fn response_header(
         paused(resp, ctx, code);
     }
     let retry_on = ctx.target().is_some_and(|p| p.config.retry.on.status(code));
-    if retry_on
-        && super::replay::replayable(session.req_header(), ctx)
-        && !session.as_ref().retry_buffer_truncated()
-    {
+    let truncated = session.as_ref().retry_buffer_truncated();
+    let replayable = retry_on && super::replay::replayable(session.req_header(), ctx);
+    if replayable && truncated {
+        body_not_buffered(ctx);
+    }
+    if replayable && !truncated {
         let reason = match code {
             502 => RetryReason::Status502,
             503 => RetryReason::Status503,
@@ -323,6 +333,19 @@ pub fn response_header(
         Ok(_) => {}
     }
     Ok(())
+}
+
+/// A retry the upstream's `retry` table allowed was not made because the request body had
+/// outgrown `retry.buffer_body`: counted, so an operator sees what a larger buffer would save.
+fn body_not_buffered(ctx: &Ctx) {
+    if let Some(p) = ctx.target() {
+        ctx.snapshot
+            .metrics
+            .deploy
+            .retries_skipped_total
+            .with_label_values(&[&p.name, "body_not_buffered"])
+            .inc();
+    }
 }
 
 /// A 503 or 429 with `Retry-After`: the backend may have asked for a pause

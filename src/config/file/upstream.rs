@@ -360,6 +360,8 @@ pub struct FileRetry {
     pub pause_on: Vec<PauseStatus>,
     /// The longest pause a `Retry-After` gets (0: none).
     pub max_pause: Dur,
+    /// How much of a request body is kept for a retry.
+    pub buffer_body: Size,
 }
 
 /// A `retry.pause_on` entry.
@@ -392,6 +394,7 @@ impl Default for FileRetry {
             // for it would let one client take a backend from everyone. Opt in.
             pause_on: vec![PauseStatus::Status503],
             max_pause: Dur(Duration::from_secs(30)),
+            buffer_body: Size(64 * 1024),
         }
     }
 }

@@ -137,7 +137,17 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<RetryConfig> 
         idempotency_key,
         pause_on,
         max_pause,
+        buffer_body,
     } = r;
+    if buffer_body.0 > crate::config::resilience::MAX_BUFFER_BODY {
+        return err(
+            p.key("buffer_body"),
+            format!(
+                "{} bytes: at most 8MiB (each request's body is held in memory that long)",
+                buffer_body.0
+            ),
+        );
+    }
     if attempts > 10 {
         return err(p.key("attempts"), format!("{attempts} is over 10"));
     }
@@ -168,6 +178,7 @@ pub(super) fn validate_retry(r: FileRetry, p: &KeyPath) -> VResult<RetryConfig> 
         pause_on_503: pause_on.contains(&PauseStatus::Status503),
         pause_on_429: pause_on.contains(&PauseStatus::Status429),
         max_pause: within(p.key("max_pause"), max_pause.0, Duration::ZERO, HOUR)?,
+        buffer_body: buffer_body.0,
     })
 }
 

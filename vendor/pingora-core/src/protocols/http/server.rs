@@ -708,6 +708,17 @@ impl Session {
         }
     }
 
+    /// brace: keep up to `limit` bytes of the request body for a retry (HTTP/1 and HTTP/2;
+    /// other sessions keep their default). Called before proxying, it decides the size.
+    pub fn enable_retry_buffering_up_to(&mut self, limit: usize) {
+        match self {
+            Self::H1(s) => s.enable_retry_buffering_up_to(limit),
+            Self::H2(s) => s.enable_retry_buffering_up_to(limit),
+            Self::Subrequest(s) => s.enable_retry_buffering(),
+            Self::Custom(s) => s.enable_retry_buffering(),
+        }
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         match self {
             Self::H1(s) => s.get_retry_buffer(),

@@ -940,6 +940,14 @@ impl HttpSession {
         }
     }
 
+    /// brace: as [`Self::enable_retry_buffering`], keeping up to `limit` bytes of the body
+    /// instead of 64 KiB. The first call decides.
+    pub fn enable_retry_buffering_up_to(&mut self, limit: usize) {
+        if self.retry_buffer.is_none() {
+            self.retry_buffer = Some(FixedBuffer::new(limit))
+        }
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         self.retry_buffer.as_ref().and_then(|b| {
             if b.is_truncated() {
