@@ -566,6 +566,16 @@ fn stale_if_error_on_5xx_refused_and_open_breaker() {
         o3.addr
     ));
     req(&b3, "/x", "");
+    // The miss's success is recorded after its answer was sent (while the body is stored):
+    // wait for it, or under load it could land between the two failures and reset the
+    // breaker's streak.
+    b3.wait_metric(
+        &format!(
+            "brace_upstream_requests_total{{backend=\"{}\",outcome=\"success\",upstream=\"pool\"}}",
+            o3.addr
+        ),
+        1.0,
+    );
     req(&b3, "/raw/1", "");
     req(&b3, "/raw/2", "");
     b3.wait_metric(

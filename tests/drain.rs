@@ -331,26 +331,8 @@ fn bad_drain_requests_are_refused_and_change_nothing() {
 fn a_drain_on_one_instance_applies_to_the_whole_fleet() {
     let redis = Redis::start();
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
-    let fleet: Vec<Brace> = ["one", "two"]
-        .iter()
-        .map(|id| {
-            Brace::start(&format!(
-                "[cluster]\nredis = \"{}\"\ninstance_id = \"{id}\"\nheartbeat = \"200ms\"\n\n{}",
-                redis.url(),
-                simple_config("", &[&a, &b], ROUND_ROBIN)
-            ))
-        })
-        .collect();
+    let fleet = redis.fleet(&["one", "two"], &simple_config("", &[&a, &b], ROUND_ROBIN));
     let path = format!("/api/upstreams/pool/backends/{}/drain", a.addr);
-    wait_for(
-        "both instances to reach the store",
-        Duration::from_secs(10),
-        || {
-            fleet
-                .iter()
-                .all(|f| f.metric("brace_cluster_connected") == 1.0)
-        },
-    );
     let r = post(&fleet[0], &path, "", "");
     assert_eq!(json(&r)["cluster"]["shared"], true, "{}", r.text());
     wait_for(
@@ -364,11 +346,9 @@ fn a_drain_on_one_instance_applies_to_the_whole_fleet() {
         }
     }
     // An instance that starts later learns the drain from the store.
-    let late = Brace::start(&format!(
-        "[cluster]\nredis = \"{}\"\ninstance_id = \"late\"\nheartbeat = \"200ms\"\n\n{}",
-        redis.url(),
-        simple_config("", &[&a, &b], ROUND_ROBIN)
-    ));
+    let late = redis
+        .fleet(&["late"], &simple_config("", &[&a, &b], ROUND_ROBIN))
+        .remove(0);
     wait_for(
         "the late instance to drain a",
         Duration::from_secs(10),

@@ -33,6 +33,30 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// brace instances named `ids` sharing this store (`[cluster]` with a 200 ms heartbeat)
+    /// over `body`, each connected to it.
+    pub fn fleet(&self, ids: &[&str], body: &str) -> Vec<Brace> {
+        let fleet: Vec<Brace> = ids
+            .iter()
+            .map(|id| {
+                Brace::start(&format!(
+                    "[cluster]\nredis = \"{}\"\ninstance_id = \"{id}\"\nheartbeat = \"200ms\"\n\n{body}",
+                    self.url()
+                ))
+            })
+            .collect();
+        wait_for(
+            "the fleet to reach the store",
+            Duration::from_secs(10),
+            || {
+                fleet
+                    .iter()
+                    .all(|f| f.metric("brace_cluster_connected") == 1.0)
+            },
+        );
+        fleet
+    }
+
     /// Starts the server (again) on its port and waits until it answers.
     pub fn restart(&self) {
         let port = self.port.to_string();

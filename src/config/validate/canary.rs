@@ -21,22 +21,13 @@ pub(super) fn validate_canary(
         match_cookie,
         sticky,
     } = c;
-    if !upstreams.contains_key(&upstream) {
-        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-        return err(
-            p.key("upstream"),
-            format!(
-                "\"{upstream}\" is not defined (defined: {})",
-                known.join(", ")
-            ),
-        );
-    }
-    if upstream == route_upstream {
-        return err(
-            p.key("upstream"),
-            "is the route's own upstream: a canary compares another upstream with it",
-        );
-    }
+    other_upstream(
+        &upstream,
+        p,
+        route_upstream,
+        upstreams,
+        "a canary compares another upstream with it",
+    )?;
     let steps = steps.unwrap_or_else(|| DEFAULT_STEPS.to_vec());
     if steps.is_empty() {
         return err(
@@ -149,22 +140,13 @@ pub(super) fn validate_mirror(
         percent,
         max_body,
     } = m;
-    if !upstreams.contains_key(&upstream) {
-        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-        return err(
-            p.key("upstream"),
-            format!(
-                "\"{upstream}\" is not defined (defined: {})",
-                known.join(", ")
-            ),
-        );
-    }
-    if upstream == route_upstream {
-        return err(
-            p.key("upstream"),
-            "is the route's own upstream: mirroring to it would send it every request twice",
-        );
-    }
+    other_upstream(
+        &upstream,
+        p,
+        route_upstream,
+        upstreams,
+        "mirroring to it would send it every request twice",
+    )?;
     let percent = percent.unwrap_or(DEFAULT_PERCENT);
     if !(1..=100).contains(&percent) {
         return err(p.key("percent"), format!("{percent}: from 1 to 100"));
@@ -181,4 +163,32 @@ pub(super) fn validate_mirror(
         percent,
         max_body,
     })
+}
+
+/// `upstream` (at `p.upstream`) names a defined upstream other than the route's own (`why`
+/// says why not that one).
+fn other_upstream(
+    upstream: &str,
+    p: &KeyPath,
+    route_upstream: &str,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+    why: &str,
+) -> VResult<()> {
+    if !upstreams.contains_key(upstream) {
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        return err(
+            p.key("upstream"),
+            format!(
+                "\"{upstream}\" is not defined (defined: {})",
+                known.join(", ")
+            ),
+        );
+    }
+    if upstream == route_upstream {
+        return err(
+            p.key("upstream"),
+            format!("is the route's own upstream: {why}"),
+        );
+    }
+    Ok(())
 }
