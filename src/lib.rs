@@ -101,6 +101,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connections;
+pub mod cors;
 pub mod demo;
 pub mod events;
 pub mod host;

@@ -4,6 +4,7 @@
 
 pub mod adaptive;
 pub mod canary;
+pub mod cors;
 pub mod file;
 pub mod hedge;
 pub mod mirror;

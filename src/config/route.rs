@@ -33,6 +33,8 @@ pub struct RouteConfig {
     /// The whole wait for a response header, every attempt and backoff included (504 when
     /// it passes); `None`: none.
     pub deadline: Option<Duration>,
+    /// CORS answered by brace (`cors`); `None`: the backends' business.
+    pub cors: Option<super::cors::CorsConfig>,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub rate_limit_keys: IntGaugeVec,
     pub rate_limit_keys_evicted_total: IntCounterVec,
     pub access_decisions_total: IntCounterVec,
+    pub cors_preflights_total: IntCounterVec,
 
     // Upstreams (per pool).
     pub retries_total: IntCounterVec,
@@ -185,6 +186,11 @@ impl Metrics {
                 "brace_access_decisions_total",
                 "Access decisions on routes with allow, deny or basic_auth (allowed, denied: 403, unauthorized: 401)",
                 &["route", "decision"],
+            ),
+            cors_preflights_total: r.counters(
+                "brace_cors_preflights_total",
+                "CORS preflights brace answered on routes with [route.cors], by result (allowed: 204, refused: 403)",
+                &["route", "result"],
             ),
             rate_limit_keys_evicted_total: r.counters(
                 "brace_rate_limit_keys_evicted_total",

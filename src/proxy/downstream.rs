@@ -36,6 +36,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
         return Ok(true);
     };
     step!(rate_limits(session, ctx).await);
+    step!(cors_preflight(session, ctx).await);
     step!(credentials(session, ctx).await);
     declared_size(session, ctx, length).await?;
     Ok(false)
@@ -204,6 +205,34 @@ async fn rate_limits(session: &mut Session, ctx: &mut Ctx) -> Flow {
             Flow::Continue
         }
     }
+}
+
+/// A CORS preflight on a route with `[route.cors]`: answered here, after the network rules and
+/// the limits and before `basic_auth` (a browser's preflight never carries credentials).
+async fn cors_preflight(session: &mut Session, ctx: &mut Ctx) -> Flow {
+    let Some(cors) = ctx.route.as_ref().and_then(|r| r.cors.as_ref()) else {
+        return Flow::Continue;
+    };
+    let route = ctx.route.as_ref().map_or("", |r| r.name.as_str());
+    let (result, answer) = match cors.preflight(session.req_header()) {
+        None => return Flow::Continue,
+        Some(crate::cors::Preflight::Allowed(fields)) => ("allowed", Ok(fields)),
+        Some(crate::cors::Preflight::Refused(why)) => ("refused", Err(why)),
+    };
+    ctx.snapshot
+        .metrics
+        .cors_preflights_total
+        .with_label_values(&[route, result])
+        .inc();
+    match answer {
+        Ok(fields) => respond::no_content(session, &ctx.request_id, fields).await,
+        Err(why) => {
+            tracing::debug!(route, "CORS preflight refused: {why}");
+            let body = format!("brace: CORS preflight refused: {why}\n");
+            respond::text(session, 403, &ctx.request_id, &body, &[]).await;
+        }
+    }
+    Flow::Answered
 }
 
 /// `basic_auth`: checked after the limits, which keep guessing cheap (401, or 429 while the

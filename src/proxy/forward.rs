@@ -157,6 +157,9 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
             resp.append_header(http::header::SET_COOKIE, v)?;
         }
     }
+    if let Some(cors) = ctx.route.as_ref().and_then(|r| r.cors.as_ref()) {
+        cors.respond(session.req_header(), resp);
+    }
     if let Some((_, v)) = &ctx.rate_limit_header {
         resp.insert_header_name(&crate::limit::RATELIMIT, v.clone());
     }

@@ -67,6 +67,26 @@ async fn drain_h2(session: &mut Session) {
     }
 }
 
+/// A bodyless `204` with these fields (a CORS preflight's answer): no `Content-Length`, as
+/// RFC 9110 §8.6 asks of a 204.
+pub async fn no_content(
+    session: &mut Session,
+    request_id: &http::HeaderValue,
+    fields: Vec<(http::HeaderName, http::HeaderValue)>,
+) {
+    let Ok(mut resp) = ResponseHeader::build_no_case(204, Some(2 + fields.len())) else {
+        return;
+    };
+    if !request_id.is_empty() {
+        resp.insert_header_name(&super::headers::X_REQUEST_ID, request_id.clone());
+    }
+    for (name, value) in fields {
+        let _ = resp.append_header(name, value);
+    }
+    let _ = session.write_response_header(Box::new(resp), true).await;
+    Box::pin(drain_h2(session)).await
+}
+
 async fn write(session: &mut Session, resp: Box<ResponseHeader>, body: &str) {
     if session.write_response_header(resp, false).await.is_ok() {
         let _ = session

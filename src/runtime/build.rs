@@ -146,6 +146,7 @@ pub fn build(
                     .as_ref()
                     .map(|_| RouteCacheStats::new(metrics, &r.name)),
                 access: crate::access::RouteAccess::new(&r.name, &r.access, metrics),
+                cors: r.cors.as_ref().map(crate::cors::Cors::new),
                 mirror: r.mirror.as_ref().map(|m| {
                     let results = &metrics.deploy.mirror_requests_total;
                     crate::mirror::Mirror::new(

@@ -49,6 +49,25 @@ pub struct FileRoute {
     /// The whole wait for a response header, every attempt and backoff included.
     #[serde(default)]
     pub deadline: Option<Dur>,
+    #[serde(default)]
+    pub cors: Option<FileCors>,
+}
+
+/// `[route.cors]`: brace answers CORS preflights and adds the response headers.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileCors {
+    pub origins: Vec<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub credentials: bool,
+    #[serde(default)]
+    pub max_age: Option<Dur>,
 }
 
 /// `basic_auth = { realm = "...", users = "path/to/htpasswd" }`

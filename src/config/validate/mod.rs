@@ -6,6 +6,7 @@
 
 mod adaptive;
 mod canary;
+mod cors;
 mod hedge;
 mod resilience;
 mod route;

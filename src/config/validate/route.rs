@@ -116,6 +116,7 @@ pub(super) fn validate_route(
         canary,
         mirror,
         deadline,
+        cors,
     } = r;
     let hedge = hedge
         .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
@@ -213,6 +214,9 @@ pub(super) fn validate_route(
         mirror,
         deadline: deadline
             .map(|d| within(p.key("deadline"), d.0, MS, HOUR))
+            .transpose()?,
+        cors: cors
+            .map(|c| super::cors::validate_cors(c, &p.key("cors")))
             .transpose()?,
     })
 }
