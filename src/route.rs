@@ -40,6 +40,8 @@ pub struct Route {
     pub access: Option<Arc<crate::access::RouteAccess>>,
     /// A canary rollout to another upstream (`canary`); `None` when the route has none.
     pub canary: Option<RouteCanary>,
+    /// Pages for brace's own 429, 502, 503, 504 on this route (`[server]`'s come after).
+    pub error_pages: crate::config::pages::ErrorPages,
     /// CORS answered by brace (`cors`); `None` when the route leaves it to its backends.
     pub cors: Option<crate::cors::Cors>,
     /// Copies of requests to a shadow upstream (`mirror`); `None` when the route has none.

@@ -9,6 +9,7 @@ pub mod file;
 pub mod hedge;
 pub mod mirror;
 pub mod model;
+pub mod pages;
 pub mod resilience;
 mod route;
 pub mod sticky;
@@ -110,7 +111,9 @@ impl Config {
         }
         for r in &self.routes {
             out.extend(r.access.basic_auth.iter().map(|b| b.file.as_path()));
+            out.extend(r.error_pages.0.values().map(|p| p.file.as_path()));
         }
+        out.extend(self.server.error_pages.0.values().map(|p| p.file.as_path()));
         out.sort();
         out.dedup();
         out

@@ -126,6 +126,8 @@ pub struct ServerConfig {
     pub h2c: bool,
     /// HTTP/1 header names sent in the case they came in, not lowercase (restart to change).
     pub preserve_header_case: bool,
+    /// Pages for brace's own 429, 502, 503, 504 (a route's own come first).
+    pub error_pages: super::pages::ErrorPages,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -35,6 +35,8 @@ pub struct RouteConfig {
     pub deadline: Option<Duration>,
     /// CORS answered by brace (`cors`); `None`: the backends' business.
     pub cors: Option<super::cors::CorsConfig>,
+    /// Pages for brace's own errors on this route (before `[server]`'s).
+    pub error_pages: super::pages::ErrorPages,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

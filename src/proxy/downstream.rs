@@ -197,7 +197,11 @@ async fn rate_limits(session: &mut Session, ctx: &mut Ctx) -> Flow {
                     ]
                 });
             }
-            respond::text(session, status, &ctx.request_id, &body, &headers[..]).await;
+            let pages = [
+                Some(&route.error_pages),
+                Some(&ctx.snapshot.config.server.error_pages),
+            ];
+            respond::error(session, status, &ctx.request_id, &body, &headers[..], pages).await;
             Flow::Answered
         }
         Verdict::Allow(header) => {

@@ -51,7 +51,11 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProx
             let secs = (d.as_millis() as u64).div_ceil(1000).max(1);
             extra.push((http::header::RETRY_AFTER, http::HeaderValue::from(secs)));
         }
-        respond::text(session, code, &ctx.request_id, &body, &extra).await;
+        let pages = [
+            ctx.route.as_ref().map(|r| &r.error_pages),
+            Some(&ctx.snapshot.config.server.error_pages),
+        ];
+        respond::error(session, code, &ctx.request_id, &body, &extra, pages).await;
         if code == 413 {
             respond::drain_body(session, DRAIN_AFTER_413).await;
         }

@@ -14,6 +14,55 @@ pub async fn text(
     body: &str,
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
+    typed(session, status, request_id, TEXT, body, extra).await
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// brace's own answer for `status` (429, 502, 503, 504): the page `pages` has for it (a
+/// route's, else the server's), as JSON for a client that asks for JSON rather than HTML,
+/// else the plain-text `body`. gRPC calls keep their gRPC status.
+pub async fn error(
+    session: &mut Session,
+    status: u16,
+    request_id: &http::HeaderValue,
+    body: &str,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+    pages: [Option<&crate::config::pages::ErrorPages>; 2],
+) {
+    let page = pages.iter().flatten().find_map(|p| p.get(status));
+    let Some(page) = page.filter(|_| !is_grpc(session.req_header())) else {
+        return text(session, status, request_id, body, extra).await;
+    };
+    let accept = session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/json") && !accept.contains("text/html") {
+        let json = serde_json::json!({
+            "status": status,
+            "error": body.trim_end(),
+            "request_id": request_id.to_str().unwrap_or(""),
+        })
+        .to_string();
+        let t = "application/json";
+        return Box::pin(typed(session, status, request_id, t, &json, extra)).await;
+    }
+    let html = page.html.clone();
+    let t = "text/html; charset=utf-8";
+    Box::pin(typed(session, status, request_id, t, &html, extra)).await
+}
+
+async fn typed(
+    session: &mut Session,
+    status: u16,
+    request_id: &http::HeaderValue,
+    content_type: &'static str,
+    body: &str,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) {
     if is_grpc(session.req_header()) {
         Box::pin(grpc(session, status, request_id, body, extra)).await;
         return Box::pin(drain_h2(session)).await;
@@ -25,7 +74,7 @@ pub async fn text(
     };
     resp.insert_header_name(
         &http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
     );
     resp.insert_header_name(
         &http::header::CONTENT_LENGTH,

@@ -147,6 +147,7 @@ pub fn build(
                     .map(|_| RouteCacheStats::new(metrics, &r.name)),
                 access: crate::access::RouteAccess::new(&r.name, &r.access, metrics),
                 cors: r.cors.as_ref().map(crate::cors::Cors::new),
+                error_pages: r.error_pages.clone(),
                 mirror: r.mirror.as_ref().map(|m| {
                     let results = &metrics.deploy.mirror_requests_total;
                     crate::mirror::Mirror::new(

@@ -193,7 +193,7 @@ fn routes(old: &Config, new: &Config, p: &mut Plan) {
         let (x, y) = (r_old[&name], r_new[&name]);
         compare!(RouteConfig, x, y, format!("route.{name}."), &mut p.routes_changed,
             live [hosts, path_prefix, upstream, strip_prefix, timeout, rate_limits, cache,
-                  path_case_insensitive, refuse_path_parameters, priority, hedge, canary, mirror, deadline, cors],
+                  path_case_insensitive, refuse_path_parameters, priority, hedge, canary, mirror, deadline, cors, error_pages],
             apart [name, access]);
         if x.access != y.access {
             // Summed up: the users' hashes are not shown anywhere.
@@ -259,7 +259,7 @@ fn settings(old: &Config, new: &Config, p: &mut Plan) {
         live [grace_period, client_max_body_size, trusted_proxies, debug_headers,
               rate_limit_headers, watch_config, path_normalization, trust_forwarded_host,
               client_keepalive_timeout, client_body_timeout, client_send_timeout,
-              max_connections],
+              max_connections, error_pages],
         apart [listen, threads, tls, client_header_timeout, max_request_header_size, h2c,
                preserve_header_case]);
     tls_listeners(&old.server, &new.server, p);

@@ -155,6 +155,8 @@ pub struct FileServer {
     pub max_connections: u64,
     pub h2c: bool,
     pub preserve_header_case: bool,
+    /// `{ 503 = "errors/503.html", ... }`: pages for brace's own 429, 502, 503, 504.
+    pub error_pages: BTreeMap<String, String>,
 }
 
 impl Default for FileServer {
@@ -186,6 +188,7 @@ impl Default for FileServer {
             h2c: false,
             // HAProxy sends lowercase names; HTTP/2 has nothing else.
             preserve_header_case: false,
+            error_pages: BTreeMap::new(),
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct FileRoute {
     pub deadline: Option<Dur>,
     #[serde(default)]
     pub cors: Option<FileCors>,
+    /// Pages for brace's own 429, 502, 503, 504 on this route (over `[server]`'s).
+    #[serde(default)]
+    pub error_pages: BTreeMap<String, String>,
 }
 
 /// `[route.cors]`: brace answers CORS preflights and adds the response headers.

@@ -28,6 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod net;
+mod pages;
 mod pem;
 #[cfg(test)]
 mod tests_support;

@@ -117,6 +117,7 @@ pub(super) fn validate_route(
         mirror,
         deadline,
         cors,
+        error_pages,
     } = r;
     let hedge = hedge
         .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
@@ -218,6 +219,7 @@ pub(super) fn validate_route(
         cors: cors
             .map(|c| super::cors::validate_cors(c, &p.key("cors")))
             .transpose()?,
+        error_pages: super::pages::validate_pages(error_pages, &p.key("error_pages"), base)?,
     })
 }
 

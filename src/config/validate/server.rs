@@ -23,6 +23,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         max_connections,
         h2c,
         preserve_header_case,
+        error_pages,
     } = s;
     if !(1..=1_000_000).contains(&max_connections) {
         return err(p.key("max_connections"), "must be between 1 and 1000000");
@@ -90,6 +91,7 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         return err(p.key("client_max_body_size"), "must be greater than 0");
     }
     Ok(ServerConfig {
+        error_pages: super::pages::validate_pages(error_pages, &p.key("error_pages"), base)?,
         listen: addrs,
         threads,
         grace_period: within(p.key("grace_period"), grace_period.0, Duration::ZERO, HOUR)?,
