@@ -70,15 +70,14 @@ fn a_healthy_canary_walks_through_its_steps_and_is_promoted() {
             "brace_canary_transitions_total{{route=\"main\",to=\"{to}\"}}"
         ))
     };
-    assert_eq!(
-        (
-            transitions("step"),
-            transitions("promoted"),
-            transitions("aborted")
-        ),
-        (1.0, 1.0, 0.0)
+    // The transition is counted just after the state the status page read changed.
+    wait_for(
+        "the promotion to be counted",
+        Duration::from_secs(10),
+        || transitions("promoted") == 1.0,
     );
-    assert_eq!(b.metric("brace_canary_percent{route=\"main\"}"), 100.0);
+    assert_eq!((transitions("step"), transitions("aborted")), (1.0, 0.0));
+    b.wait_metric("brace_canary_percent{route=\"main\"}", 100.0);
     // Promoted: every request goes to the canary.
     for _ in 0..10 {
         assert_eq!(b.get("/").text(), "hello from v2\n");
@@ -115,9 +114,9 @@ fn a_canary_that_fails_a_third_of_its_requests_is_pulled_back_at_once() {
         assert_eq!(b.get("/").text(), "hello from stable\n");
     }
     assert_eq!(v2.count(), before);
-    assert_eq!(
-        b.metric("brace_canary_transitions_total{route=\"main\",to=\"aborted\"}"),
-        1.0
+    b.wait_metric(
+        "brace_canary_transitions_total{route=\"main\",to=\"aborted\"}",
+        1.0,
     );
     let events = get(b.admin(), "/api/events").text();
     assert!(
