@@ -30,6 +30,8 @@ pub enum Kind {
     Pause,
     /// A canary rollout stepped, was aborted, promoted or resumed (`runtime::canary`).
     Canary,
+    /// A route went into maintenance or out of it (`runtime::maintenance`).
+    Maintenance,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Drain => "drain",
             Kind::Pause => "pause",
             Kind::Canary => "canary",
+            Kind::Maintenance => "maintenance",
         }
     }
 }

@@ -40,6 +40,11 @@ pub struct Route {
     pub access: Option<Arc<crate::access::RouteAccess>>,
     /// A canary rollout to another upstream (`canary`); `None` when the route has none.
     pub canary: Option<RouteCanary>,
+    /// Maintenance mode (`runtime::maintenance`): shared with the snapshot's map by route
+    /// name, so the admin API flips it without a reload.
+    pub maintenance: Arc<std::sync::atomic::AtomicBool>,
+    /// Networks that still reach the backends in maintenance.
+    pub maintenance_allow: Vec<ipnet::IpNet>,
     /// Pages for brace's own 429, 502, 503, 504 on this route (`[server]`'s come after).
     pub error_pages: crate::config::pages::ErrorPages,
     /// CORS answered by brace (`cors`); `None` when the route leaves it to its backends.

@@ -168,3 +168,86 @@ fn error_page_settings_are_checked() {
         assert!(err.contains(says), "{pages}: {err}");
     }
 }
+
+fn post(b: &Brace, path: &str, body: &str) -> Response {
+    send(
+        b.admin(),
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn maintenance_answers_503_with_the_page_except_to_testers_over_every_protocol() {
+    let dir = pages_dir();
+    let app = Upstream::start("app");
+    let page = dir.path().join("down.html").display().to_string();
+    // 127.0.0.2/32 is the testers' network; the tests' clients come from 127.0.0.1.
+    let edge = Edge::start(&format!(
+        "[[route]]\nname = \"shop\"\nupstream = \"app\"\nmaintenance = true\nmaintenance_allow = [\"127.0.0.2/32\"]\n\
+         error_pages = {{ 503 = {page:?} }}\n[upstream.app]\nbackends = [\"{}\"]\n",
+        app.addr
+    ));
+    for proto in PROTOS {
+        let (s, body) = edge.get(proto, "a.test", "/");
+        assert_eq!(
+            (s, body.as_str()),
+            (503, "<h1>We are down</h1>\n"),
+            "{proto:?}"
+        );
+    }
+    let r = edge.raw("a.test", "/");
+    assert_eq!(r.header("retry-after"), Some("60"));
+    assert_eq!(app.count(), 0, "nothing reached the backend");
+    // A tester's address gets through, over every protocol.
+    let from_tester = ["--interface".to_owned(), "127.0.0.2".to_owned()];
+    for proto in PROTOS {
+        let (s, body) = edge.curl(proto, "a.test", "/", &from_tester);
+        assert_eq!((s, body.as_str()), (200, "hello from app\n"), "{proto:?}");
+    }
+    // Ended through the admin API, without a reload; a reload that leaves `maintenance` alone
+    // does not bring it back.
+    let r = post(
+        &edge.b,
+        "/api/routes/shop/maintenance",
+        "{\"on\": false, \"reason\": \"done\"}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for proto in PROTOS {
+        assert_eq!(edge.get(proto, "a.test", "/").0, 200, "{proto:?}");
+    }
+    // Bad commands change nothing.
+    for (path, body, status) in [
+        ("/api/routes/nope/maintenance", "{\"on\": true}", 404),
+        ("/api/routes/shop/maintenance", "{\"on\": \"yes\"}", 400),
+        ("/api/routes/shop/maintenance", "", 400),
+    ] {
+        assert_eq!(post(&edge.b, path, body).status, status, "{path} {body}");
+    }
+    assert_eq!(edge.raw("a.test", "/").status, 200);
+}
+
+#[test]
+fn maintenance_set_on_one_instance_reaches_the_fleet() {
+    let redis = support::redis::Redis::start();
+    let app = Upstream::start("app");
+    let fleet = redis.fleet(&["one", "two"], &simple_config("", &[&app], ""));
+    let r = post(&fleet[0], "/api/routes/main/maintenance", "{\"on\": true}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for(
+        "the other instance",
+        std::time::Duration::from_secs(10),
+        || fleet[1].get("/").status == 503,
+    );
+    let r = post(&fleet[1], "/api/routes/main/maintenance", "{\"on\": false}");
+    assert_eq!(r.status, 200);
+    wait_for(
+        "both to serve again",
+        std::time::Duration::from_secs(10),
+        || fleet.iter().all(|f| f.get("/").status == 200),
+    );
+}

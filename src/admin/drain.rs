@@ -70,9 +70,7 @@ pub async fn apply(state: &State, t: Target, body: &[u8]) -> (StatusCode, serde_
     };
     let mut answer = serde_json::to_value(&done).unwrap_or_default();
     if let Some(cluster) = &state.env.cluster {
-        answer["cluster"] = match crate::cluster::drain::mark(cluster, &t.upstream, addr, t.on)
-            .await
-        {
+        answer["cluster"] = match drain::share(cluster, &t.upstream, addr, t.on).await {
             Some(()) => json!({ "shared": true }),
             None => json!({
                 "shared": false,

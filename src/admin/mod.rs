@@ -5,6 +5,7 @@
 mod canary;
 mod drain;
 mod guard;
+mod maintenance;
 mod status;
 mod upstreams;
 
@@ -276,17 +277,19 @@ impl ServeHttp for Admin {
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
         let drain = drain::target(&path);
         let canary = canary::target(&path);
+        let maint = maintenance::target(&path);
         let methods = ENDPOINTS
             .iter()
             .find(|(p, _)| *p == path)
             .map(|(_, m)| *m)
-            .or((drain.is_some() || canary.is_some()).then_some(&[Method::POST][..]));
+            .or((drain.is_some() || canary.is_some() || maint.is_some())
+                .then_some(&[Method::POST][..]));
         match methods {
             None => {
                 return text(
                     StatusCode::NOT_FOUND,
                     "text/plain",
-                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, /api/fleet, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear, POST /api/upstreams/NAME/backends/ADDR/drain (or undrain), POST /api/routes/NAME/canary\n".to_vec(),
+                    b"not found; try / (the status page), /metrics, /healthz, /readyz, /api/status, /api/events, /api/upstreams, /api/config, /api/fleet, POST /api/reload, POST /api/cache/purge, POST /api/cache/clear, POST /api/upstreams/NAME/backends/ADDR/drain (or undrain), POST /api/routes/NAME/canary, POST /api/routes/NAME/maintenance\n".to_vec(),
                 )
             }
             Some(methods) if !methods.contains(&method) => {
@@ -309,6 +312,7 @@ impl ServeHttp for Admin {
         }
         let mutating = drain.is_some()
             || canary.is_some()
+            || maint.is_some()
             || matches!(
                 path.as_str(),
                 "/api/reload" | "/api/cache/purge" | "/api/cache/clear"
@@ -324,6 +328,10 @@ impl ServeHttp for Admin {
         }
         if let Some(t) = drain {
             let (status, answer) = drain::apply(&self.state, t, &body).await;
+            return json(status, &answer);
+        }
+        if let Some(route) = maint {
+            let (status, answer) = maintenance::apply(&self.state, &route, &body).await;
             return json(status, &answer);
         }
         if let Some(route) = canary {

@@ -61,6 +61,7 @@ function renderStatus(s) {
     tr.cells[2].className = "num";
     tr.cells[2].appendChild(badge(pct(share), level));
     tr.dataset.route = rt.name;
+    if (rt.maintenance) tr.cells[0].append(" ", badge("maintenance", "warn"));
     if (rt.canary) {
       // A canary rollout: its share and phase, and why it was pulled back or promoted.
       const k = rt.canary;

@@ -206,6 +206,8 @@ struct RouteView<'a> {
     error_share: Option<f64>,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// In maintenance: every request but its testers' gets 503.
+    maintenance: bool,
     /// The route's canary rollout, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     canary: Option<CanaryView>,
@@ -305,6 +307,10 @@ pub fn status(state: &State, window: &Window) -> Value {
                 p50_ms: None,
                 p99_ms: None,
                 canary: snap.rollouts.get(name).map(|r| canary_view(r)),
+                maintenance: snap
+                    .maintenance
+                    .get(name)
+                    .is_some_and(|m| m.load(std::sync::atomic::Ordering::Relaxed)),
             };
             if let Some(((a, b), secs)) = ends.as_ref().zip(secs) {
                 let (a, b) = (

@@ -11,8 +11,8 @@
 //! heartbeat; this module knows nothing above it.
 
 pub mod canary;
-pub mod drain;
 pub mod fleet;
+pub mod marks;
 pub mod purge;
 
 use crate::config::ClusterConfig;

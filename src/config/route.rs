@@ -37,6 +37,10 @@ pub struct RouteConfig {
     pub cors: Option<super::cors::CorsConfig>,
     /// Pages for brace's own errors on this route (before `[server]`'s).
     pub error_pages: super::pages::ErrorPages,
+    /// Maintenance mode at load (`maintenance`; the admin API may change it while running).
+    pub maintenance: bool,
+    /// Networks that still reach the backends in maintenance (operators testing).
+    pub maintenance_allow: Vec<IpNet>,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

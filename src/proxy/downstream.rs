@@ -152,6 +152,22 @@ async fn target_and_route(
             return Ok(Err(Flow::Answered));
         }
     }
+    if maintenance(route, ctx.client_ip) {
+        let body = format!(
+            "brace: {} is down for maintenance; try again later\n",
+            route.name
+        );
+        let extra = [(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("60"),
+        )];
+        let pages = [
+            Some(&route.error_pages),
+            Some(&snap.config.server.error_pages),
+        ];
+        respond::error(session, 503, &ctx.request_id, &body, &extra, pages).await;
+        return Ok(Err(Flow::Answered));
+    }
     if let Some(uri) = target.rewrite.then(|| target.origin_form()) {
         session
             .req_header_mut()
@@ -165,6 +181,12 @@ async fn target_and_route(
             .insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(n))?;
     }
     Ok(Ok(length))
+}
+
+/// True when the route is in maintenance and the client is not one of its testers.
+fn maintenance(route: &crate::route::Route, client: Option<std::net::IpAddr>) -> bool {
+    route.maintenance.load(std::sync::atomic::Ordering::Relaxed)
+        && !client.is_some_and(|ip| route.maintenance_allow.iter().any(|n| n.contains(&ip)))
 }
 
 /// The route's rate limits, in its order; the first to refuse answers (429 or its status).

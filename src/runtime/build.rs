@@ -105,6 +105,20 @@ pub fn build(
             let _ = metrics.deploy.percent.remove_label_values(&[route]);
         }
     }
+    let mut maintenance = BTreeMap::new();
+    for r in &config.routes {
+        let before = old.and_then(|o| {
+            let same = o
+                .config
+                .routes
+                .iter()
+                .any(|x| x.name == r.name && x.maintenance == r.maintenance);
+            same.then(|| o.maintenance.get(&r.name).cloned()).flatten()
+        });
+        let flag =
+            before.unwrap_or_else(|| Arc::new(std::sync::atomic::AtomicBool::new(r.maintenance)));
+        maintenance.insert(r.name.clone(), flag);
+    }
     let mut rollouts = BTreeMap::new();
     for r in &config.routes {
         let Some(c) = &r.canary else { continue };
@@ -148,6 +162,8 @@ pub fn build(
                 access: crate::access::RouteAccess::new(&r.name, &r.access, metrics),
                 cors: r.cors.as_ref().map(crate::cors::Cors::new),
                 error_pages: r.error_pages.clone(),
+                maintenance: maintenance[&r.name].clone(),
+                maintenance_allow: r.maintenance_allow.clone(),
                 mirror: r.mirror.as_ref().map(|m| {
                     let results = &metrics.deploy.mirror_requests_total;
                     crate::mirror::Mirror::new(
@@ -179,6 +195,7 @@ pub fn build(
         pools,
         limiters,
         rollouts,
+        maintenance,
         cluster: cluster.cloned(),
         metrics: metrics.clone(),
         cache,

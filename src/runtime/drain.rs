@@ -6,9 +6,10 @@
 //! ([`sync`]).
 
 use super::State;
-use crate::cluster::{drain as shared, Cluster};
+use crate::cluster::{marks, Cluster};
 use crate::events::{Event, Kind, Level};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 /// What a drain or undrain did on this instance.
@@ -74,13 +75,25 @@ pub fn set(
     })
 }
 
+/// A drained backend as the fleet's store names it: its pool and its address.
+pub type Drained = BTreeSet<(String, SocketAddr)>;
+
+/// The store's set of drained backends.
+const SET: &str = "drained";
+
+/// Records a drain (`on`) or its end in the fleet's store; `None`: it could not be reached.
+pub async fn share(cluster: &Cluster, upstream: &str, addr: SocketAddr, on: bool) -> Option<()> {
+    marks::mark(cluster, SET, format!("{upstream} {addr}"), on).await
+}
+
 /// Applies the fleet's drains: a backend the store names is drained; one it named at the
 /// last read (`last`) and no longer does is undrained. A backend drained on this instance
 /// alone (while the store was down) is left as it is. Keeps what it read in `last`.
-pub async fn sync(state: &State, cluster: &Cluster, last: &mut shared::Drained) {
-    let Some(now) = shared::read(cluster).await else {
+pub async fn sync(state: &State, cluster: &Cluster, last: &mut Drained) {
+    let Some(names) = marks::read(cluster, SET).await else {
         return;
     };
+    let now: Drained = names.iter().filter_map(|f| parse(f)).collect();
     for (upstream, addr) in now.iter() {
         let _ = set(state, upstream, *addr, true, "drained by the fleet");
     }
@@ -88,4 +101,21 @@ pub async fn sync(state: &State, cluster: &Cluster, last: &mut shared::Drained) 
         let _ = set(state, upstream, *addr, false, "undrained by the fleet");
     }
     *last = now;
+}
+
+/// `UPSTREAM ADDR`, a field of the store's set.
+fn parse(field: &str) -> Option<(String, SocketAddr)> {
+    let (upstream, addr) = field.split_once(' ')?;
+    Some((upstream.to_owned(), addr.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_field_names_the_pool_and_the_address() {
+        let (u, a) = super::parse("api [::1]:8080").unwrap();
+        assert_eq!((u.as_str(), a.to_string().as_str()), ("api", "[::1]:8080"));
+        assert!(super::parse("api").is_none());
+        assert!(super::parse("api not-an-address").is_none());
+    }
 }

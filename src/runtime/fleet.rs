@@ -32,7 +32,7 @@ impl pingora::services::background::BackgroundService for Service {
         let subscriber = tokio::spawn(purge::subscribe(self.cluster.clone(), cache, control));
         let mut tick = tokio::time::interval(self.cluster.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut drained = Default::default();
+        let (mut drained, mut maintenance) = Default::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -41,10 +41,12 @@ impl pingora::services::background::BackgroundService for Service {
                     fleet::beat(&self.cluster, me, &snap.source).await;
                     super::drain::sync(&self.state, &self.cluster, &mut drained).await;
                     super::canary::sync(&self.state, &self.cluster).await;
+                    super::maintenance::sync(&self.state, &self.cluster, &mut maintenance).await;
                 }
                 _ = changed.notified() => {
                     super::drain::sync(&self.state, &self.cluster, &mut drained).await;
                     super::canary::sync(&self.state, &self.cluster).await;
+                    super::maintenance::sync(&self.state, &self.cluster, &mut maintenance).await;
                 }
                 _ = shutdown.changed() => break,
             }

@@ -7,6 +7,7 @@ pub mod change;
 pub mod dns;
 pub mod drain;
 pub mod fleet;
+pub mod maintenance;
 pub mod plan;
 pub mod publish;
 pub mod reload;

@@ -193,7 +193,8 @@ fn routes(old: &Config, new: &Config, p: &mut Plan) {
         let (x, y) = (r_old[&name], r_new[&name]);
         compare!(RouteConfig, x, y, format!("route.{name}."), &mut p.routes_changed,
             live [hosts, path_prefix, upstream, strip_prefix, timeout, rate_limits, cache,
-                  path_case_insensitive, refuse_path_parameters, priority, hedge, canary, mirror, deadline, cors, error_pages],
+                  path_case_insensitive, refuse_path_parameters, priority, hedge, canary, mirror, deadline, cors, error_pages,
+                  maintenance, maintenance_allow],
             apart [name, access]);
         if x.access != y.access {
             // Summed up: the users' hashes are not shown anywhere.

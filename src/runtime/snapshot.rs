@@ -18,6 +18,9 @@ pub struct Snapshot {
     pub router: Router,
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub limiters: BTreeMap<String, Arc<crate::limit::Limiter>>,
+    /// Maintenance flags by route name (`runtime::maintenance`; carried by a reload that
+    /// leaves the route's `maintenance` unchanged).
+    pub maintenance: BTreeMap<String, Arc<std::sync::atomic::AtomicBool>>,
     /// Canary rollouts by route name (carried by a reload that keeps `[route.canary]`).
     pub rollouts: BTreeMap<String, Arc<crate::canary::Rollout>>,
     /// The process's metrics (the same for every snapshot).

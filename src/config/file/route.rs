@@ -54,6 +54,11 @@ pub struct FileRoute {
     /// Pages for brace's own 429, 502, 503, 504 on this route (over `[server]`'s).
     #[serde(default)]
     pub error_pages: BTreeMap<String, String>,
+    /// Every request gets the maintenance answer (503), except from `maintenance_allow`.
+    #[serde(default)]
+    pub maintenance: bool,
+    #[serde(default)]
+    pub maintenance_allow: Vec<String>,
 }
 
 /// `[route.cors]`: brace answers CORS preflights and adds the response headers.

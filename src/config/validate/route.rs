@@ -118,6 +118,8 @@ pub(super) fn validate_route(
         deadline,
         cors,
         error_pages,
+        maintenance,
+        maintenance_allow,
     } = r;
     let hedge = hedge
         .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
@@ -220,6 +222,8 @@ pub(super) fn validate_route(
             .map(|c| super::cors::validate_cors(c, &p.key("cors")))
             .transpose()?,
         error_pages: super::pages::validate_pages(error_pages, &p.key("error_pages"), base)?,
+        maintenance,
+        maintenance_allow: networks(&p.key("maintenance_allow"), &maintenance_allow)?,
     })
 }
 
