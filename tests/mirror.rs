@@ -64,6 +64,10 @@ fn every_request_is_copied_to_the_shadow_over_every_protocol_with_its_body() {
             "{proto:?}: {head}"
         );
         assert!(head.contains("content-length: 8"), "{head}");
+        assert!(
+            head.contains("x-forwarded-for: 127.0.0.1"),
+            "as sent upstream: {head}"
+        );
     }
     assert_eq!(
         shadow.body_bytes.load(std::sync::atomic::Ordering::SeqCst),

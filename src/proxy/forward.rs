@@ -15,16 +15,6 @@ pub fn upstream_request(
     req: &mut RequestHeader,
     ctx: &mut Ctx,
 ) -> Result<()> {
-    // The route's mirror gets the request as the first attempt sends it (not a tunnel).
-    if ctx.upstream.tries <= 1
-        && ctx.upstream.mirror.is_none()
-        && !req.headers.contains_key(http::header::UPGRADE)
-    {
-        if let Some(mut copy) = ctx.route.as_ref().and_then(|r| r.mirror.as_ref()?.sample()) {
-            copy.head(req);
-            ctx.upstream.mirror = Some(Box::new(copy));
-        }
-    }
     // The attempt this copy is for: a hedge's, while one is being sent.
     match (&mut ctx.upstream.hedge, &mut ctx.upstream.attempt) {
         (Some(h), _) if h.sent.is_none() => h.sent = Some(std::time::Instant::now()),
@@ -118,6 +108,18 @@ pub fn upstream_request(
     if let Some(t) = &ctx.trace {
         t.inject(req);
     }
+    // The route's mirror gets the request as the first attempt sends it, forwarding headers
+    // and all (not a tunnel).
+    if ctx.upstream.tries <= 1
+        && ctx.upstream.mirror.is_none()
+        && !req.headers.contains_key(http::header::UPGRADE)
+    {
+        if let Some(mut copy) = ctx.route.as_ref().and_then(|r| r.mirror.as_ref()?.sample()) {
+            copy.head(req);
+            ctx.upstream.mirror = Some(Box::new(copy));
+        }
+    }
+
     Ok(())
 }
 
