@@ -45,6 +45,10 @@ pub struct Route {
     pub maintenance: Arc<std::sync::atomic::AtomicBool>,
     /// Networks that still reach the backends in maintenance.
     pub maintenance_allow: Vec<ipnet::IpNet>,
+    /// Fields set and removed on the request (`proxy::rules`).
+    pub request_headers: crate::config::headers::HeaderRules,
+    /// Fields set and removed on the answer (`proxy::rules`).
+    pub response_headers: crate::config::headers::HeaderRules,
     /// Pages for brace's own 429, 502, 503, 504 on this route (`[server]`'s come after).
     pub error_pages: crate::config::pages::ErrorPages,
     /// CORS answered by brace (`cors`); `None` when the route leaves it to its backends.

@@ -6,6 +6,7 @@ pub mod adaptive;
 pub mod canary;
 pub mod cors;
 pub mod file;
+pub mod headers;
 pub mod hedge;
 pub mod mirror;
 pub mod model;

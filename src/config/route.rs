@@ -41,6 +41,10 @@ pub struct RouteConfig {
     pub maintenance: bool,
     /// Networks that still reach the backends in maintenance (operators testing).
     pub maintenance_allow: Vec<IpNet>,
+    /// Fields set and removed on the request before it is forwarded.
+    pub request_headers: super::headers::HeaderRules,
+    /// Fields set and removed on the answer before it is sent.
+    pub response_headers: super::headers::HeaderRules,
 }
 
 /// A route's `allow`, `deny`, `basic_auth` and `forward_authorization`.

@@ -108,6 +108,9 @@ pub fn upstream_request(
     if let Some(t) = &ctx.trace {
         t.inject(req);
     }
+    if let Some(r) = ctx.route.as_ref().filter(|r| !r.request_headers.is_empty()) {
+        super::rules::apply(&r.request_headers, ctx, req);
+    }
     // The route's mirror gets the request as the first attempt sends it, forwarding headers
     // and all (not a tunnel).
     if ctx.upstream.tries <= 1
@@ -161,6 +164,13 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
     }
     if let Some(cors) = ctx.route.as_ref().and_then(|r| r.cors.as_ref()) {
         cors.respond(session.req_header(), resp);
+    }
+    if let Some(r) = ctx
+        .route
+        .as_ref()
+        .filter(|r| !r.response_headers.is_empty())
+    {
+        super::rules::apply(&r.response_headers, ctx, resp);
     }
     if let Some((_, v)) = &ctx.rate_limit_header {
         resp.insert_header_name(&crate::limit::RATELIMIT, v.clone());

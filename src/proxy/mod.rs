@@ -45,6 +45,7 @@ mod hedge;
 mod replay;
 pub mod request;
 pub mod respond;
+mod rules;
 
 use crate::cache;
 use crate::runtime::State;

@@ -162,6 +162,8 @@ pub fn build(
                 access: crate::access::RouteAccess::new(&r.name, &r.access, metrics),
                 cors: r.cors.as_ref().map(crate::cors::Cors::new),
                 error_pages: r.error_pages.clone(),
+                request_headers: r.request_headers.clone(),
+                response_headers: r.response_headers.clone(),
                 maintenance: maintenance[&r.name].clone(),
                 maintenance_allow: r.maintenance_allow.clone(),
                 mirror: r.mirror.as_ref().map(|m| {

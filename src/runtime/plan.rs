@@ -194,7 +194,7 @@ fn routes(old: &Config, new: &Config, p: &mut Plan) {
         compare!(RouteConfig, x, y, format!("route.{name}."), &mut p.routes_changed,
             live [hosts, path_prefix, upstream, strip_prefix, timeout, rate_limits, cache,
                   path_case_insensitive, refuse_path_parameters, priority, hedge, canary, mirror, deadline, cors, error_pages,
-                  maintenance, maintenance_allow],
+                  maintenance, maintenance_allow, request_headers, response_headers],
             apart [name, access]);
         if x.access != y.access {
             // Summed up: the users' hashes are not shown anywhere.

@@ -59,6 +59,22 @@ pub struct FileRoute {
     pub maintenance: bool,
     #[serde(default)]
     pub maintenance_allow: Vec<String>,
+    /// Fields set and removed on the request before it is forwarded.
+    #[serde(default)]
+    pub request_headers: Option<FileHeaderRules>,
+    /// Fields set and removed on the answer before it is sent.
+    #[serde(default)]
+    pub response_headers: Option<FileHeaderRules>,
+}
+
+/// `{ set = { NAME = "value" }, remove = ["NAME"] }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileHeaderRules {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 /// `[route.cors]`: brace answers CORS preflights and adds the response headers.

@@ -27,6 +27,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
+mod headers;
 mod net;
 mod pages;
 mod pem;

@@ -120,6 +120,8 @@ pub(super) fn validate_route(
         error_pages,
         maintenance,
         maintenance_allow,
+        request_headers,
+        response_headers,
     } = r;
     let hedge = hedge
         .map(|h| super::hedge::validate_hedge(h, &p.key("hedge"), upstreams.get(&upstream)))
@@ -224,6 +226,14 @@ pub(super) fn validate_route(
         error_pages: super::pages::validate_pages(error_pages, &p.key("error_pages"), base)?,
         maintenance,
         maintenance_allow: networks(&p.key("maintenance_allow"), &maintenance_allow)?,
+        request_headers: super::headers::validate_rules(
+            request_headers,
+            &p.key("request_headers"),
+        )?,
+        response_headers: super::headers::validate_rules(
+            response_headers,
+            &p.key("response_headers"),
+        )?,
     })
 }
 
