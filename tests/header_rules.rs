@@ -111,3 +111,50 @@ fn header_rule_settings_are_checked() {
         assert!(err.contains(says), "{rules}: {err}");
     }
 }
+
+#[test]
+fn plain_http_is_redirected_to_https_which_carries_hsts() {
+    let app = Upstream::start("app");
+    let edge = Edge::start_with(
+        &format!(
+            "[[route]]\nname = \"main\"\nupstream = \"app\"\n[upstream.app]\nbackends = [\"{}\"]\n",
+            app.addr
+        ),
+        "https_redirect = true\nhsts = \"365d\"\n",
+    );
+    let to = format!("https://a.test:{}/x?y=1", edge.tls_port);
+    for proto in [support::edge::Proto::Http1, support::edge::Proto::H2c] {
+        let (status, text) = edge.curl(proto, "A.test", "/x?y=1", &["-i".to_owned()]);
+        assert_eq!(status, 308, "{proto:?}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains(&format!("location: {to}")),
+            "{proto:?}: {text}"
+        );
+    }
+    assert_eq!(app.count(), 0);
+    // ACME's HTTP-01 challenges stay on plain HTTP.
+    let (status, _) = edge.get(
+        support::edge::Proto::Http1,
+        "a.test",
+        "/.well-known/acme-challenge/tok",
+    );
+    assert_eq!(status, 200);
+    // A host brace would not accept is refused, never put into a Location.
+    assert_eq!(edge.raw("a.test@evil.test", "/").status, 400);
+    // Over TLS: served, with HSTS.
+    let (status, text) = edge.curl(
+        support::edge::Proto::H2Tls,
+        "a.test",
+        "/",
+        &["-i".to_owned()],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("strict-transport-security: max-age=31536000"),
+        "{text}"
+    );
+    let (code, _, err, _) = check("[server]\nhttps_redirect = true\n[[route]]\nname = \"r\"\nupstream = \"u\"\n[upstream.u]\nbackends = [\"127.0.0.1:9\"]\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("server.https_redirect"), "{err}");
+}

@@ -128,6 +128,10 @@ pub struct ServerConfig {
     pub preserve_header_case: bool,
     /// Pages for brace's own 429, 502, 503, 504 (a route's own come first).
     pub error_pages: super::pages::ErrorPages,
+    /// Plain-HTTP requests get a 308 to the first TLS listener (ACME's HTTP-01 path excepted).
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security` max-age on answers over TLS; `None`: not sent.
+    pub hsts: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

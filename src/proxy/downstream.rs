@@ -32,6 +32,7 @@ pub async fn admit_request(session: &mut Session, ctx: &mut Ctx) -> Result<bool>
     let listener = identify(session, ctx);
     step!(client_certificate(session, ctx).await);
     step!(host(session, ctx, listener).await);
+    step!(https_redirect(session, ctx, listener).await);
     let Ok(length) = target_and_route(session, ctx).await? else {
         return Ok(true);
     };
@@ -103,6 +104,32 @@ async fn host(session: &mut Session, ctx: &mut Ctx, listener: crate::host::Liste
         return refuse(session, ctx, "several Authorization headers").await;
     }
     Flow::Continue
+}
+
+/// `https_redirect`: a plain-HTTP request gets `308` to the same host and target on the first
+/// TLS listener, except ACME's HTTP-01 challenges (`/.well-known/acme-challenge/`), which must
+/// be answered over plain HTTP. The host is the request's, already checked and normalised.
+async fn https_redirect(session: &mut Session, ctx: &mut Ctx, l: crate::host::Listener) -> Flow {
+    let server = &ctx.snapshot.config.server;
+    if !server.https_redirect || l.tls {
+        return Flow::Continue;
+    }
+    let target = session.req_header().raw_path();
+    if target.starts_with(b"/.well-known/acme-challenge/") {
+        return Flow::Continue;
+    }
+    let port = server.tls.first().map_or(443, |t| t.listen.port());
+    let mut to = format!("https://{}", ctx.host.name());
+    if port != 443 {
+        to.push_str(&format!(":{port}"));
+    }
+    to.push_str(&String::from_utf8_lossy(target));
+    let Ok(location) = http::HeaderValue::from_str(&to) else {
+        return refuse(session, ctx, "a target that cannot be redirected").await;
+    };
+    let extra = [(http::header::LOCATION, location)];
+    respond::text(session, 308, &ctx.request_id, &format!("{to}\n"), &extra).await;
+    Flow::Answered
 }
 
 /// The target (normalised path) and declared length, the route (404), path parameters, the

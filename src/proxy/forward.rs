@@ -165,6 +165,14 @@ pub fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx)
     if let Some(cors) = ctx.route.as_ref().and_then(|r| r.cors.as_ref()) {
         cors.respond(session.req_header(), resp);
     }
+    if let Some(max_age) = ctx.snapshot.config.server.hsts {
+        if ctx.connection.as_ref().is_some_and(|c| c.listener.tls) {
+            let v = format!("max-age={}", max_age.as_secs());
+            if let Ok(v) = http::HeaderValue::from_str(&v) {
+                resp.insert_header_name(&http::header::STRICT_TRANSPORT_SECURITY, v);
+            }
+        }
+    }
     if let Some(r) = ctx
         .route
         .as_ref()

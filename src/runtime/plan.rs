@@ -260,7 +260,7 @@ fn settings(old: &Config, new: &Config, p: &mut Plan) {
         live [grace_period, client_max_body_size, trusted_proxies, debug_headers,
               rate_limit_headers, watch_config, path_normalization, trust_forwarded_host,
               client_keepalive_timeout, client_body_timeout, client_send_timeout,
-              max_connections, error_pages],
+              max_connections, error_pages, https_redirect, hsts],
         apart [listen, threads, tls, client_header_timeout, max_request_header_size, h2c,
                preserve_header_case]);
     tls_listeners(&old.server, &new.server, p);

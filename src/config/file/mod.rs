@@ -157,6 +157,10 @@ pub struct FileServer {
     pub preserve_header_case: bool,
     /// `{ 503 = "errors/503.html", ... }`: pages for brace's own 429, 502, 503, 504.
     pub error_pages: BTreeMap<String, String>,
+    /// Plain-HTTP requests are redirected to the TLS listener (308).
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security: max-age=...` on answers over TLS.
+    pub hsts: Option<Dur>,
 }
 
 impl Default for FileServer {
@@ -189,6 +193,8 @@ impl Default for FileServer {
             // HAProxy sends lowercase names; HTTP/2 has nothing else.
             preserve_header_case: false,
             error_pages: BTreeMap::new(),
+            https_redirect: false,
+            hsts: None,
         }
     }
 }

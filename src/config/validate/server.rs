@@ -24,7 +24,18 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
         h2c,
         preserve_header_case,
         error_pages,
+        https_redirect,
+        hsts,
     } = s;
+    if https_redirect && tls.is_empty() {
+        return err(
+            p.key("https_redirect"),
+            "redirects to the TLS listener: add a [[server.tls]] listener",
+        );
+    }
+    let hsts = hsts
+        .map(|d| within(p.key("hsts"), d.0, Duration::ZERO, 2 * 366 * DAY))
+        .transpose()?;
     if !(1..=1_000_000).contains(&max_connections) {
         return err(p.key("max_connections"), "must be between 1 and 1000000");
     }
@@ -92,6 +103,8 @@ pub(super) fn validate_server(s: FileServer, p: &KeyPath, base: &Path) -> VResul
     }
     Ok(ServerConfig {
         error_pages: super::pages::validate_pages(error_pages, &p.key("error_pages"), base)?,
+        https_redirect,
+        hsts,
         listen: addrs,
         threads,
         grace_period: within(p.key("grace_period"), grace_period.0, Duration::ZERO, HOUR)?,
