@@ -45,15 +45,7 @@ fn drive(b: &Brace, what: &str, deadline: Duration, mut done: impl FnMut() -> bo
 }
 
 fn post(b: &Brace, path: &str, body: &str) -> Response {
-    send(
-        b.admin(),
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap()
+    admin_post(b, path, "", body)
 }
 
 #[test]

@@ -30,15 +30,7 @@ impl Gate {
 }
 
 fn post(b: &Brace, path: &str, headers: &str, body: &str) -> Response {
-    send(
-        b.admin(),
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap()
+    admin_post(b, path, headers, body)
 }
 
 fn json(r: &Response) -> serde_json::Value {

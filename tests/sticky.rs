@@ -71,7 +71,7 @@ fn a_client_stays_on_its_backend_over_every_protocol_until_that_backend_is_drain
         let name = first.trim().rsplit(' ').next().unwrap().to_owned();
         let up = [&a, &b, &c].into_iter().find(|u| u.name == name).unwrap();
         let drain = format!("/api/upstreams/pool/backends/{}/drain", up.addr);
-        let r = post(edge.b.admin(), &drain, "");
+        let r = admin_post(&edge.b, &drain, "", "");
         assert_eq!(r.status, 200, "{}", r.text());
         let (status, moved, set) = visit(&edge, proto, Some(&cookie));
         assert_eq!(status, 200);
@@ -80,7 +80,7 @@ fn a_client_stays_on_its_backend_over_every_protocol_until_that_backend_is_drain
         for _ in 0..4 {
             assert_eq!(visit(&edge, proto, Some(&cookie)).1, moved, "{proto:?}");
         }
-        let r = post(edge.b.admin(), &drain.replace("/drain", "/undrain"), "");
+        let r = admin_post(&edge.b, &drain.replace("/drain", "/undrain"), "", "");
         assert_eq!(r.status, 200);
     }
     assert_no_backend_blamed(&edge.b);
@@ -176,16 +176,4 @@ fn sticky_settings_are_checked() {
     }
     let (code, _, err, _) = check(&format!("{up}sticky = {{}}\n"));
     assert_eq!(code, 0, "{err}");
-}
-
-fn post(admin: std::net::SocketAddr, path: &str, body: &str) -> Response {
-    send(
-        admin,
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap()
 }

@@ -70,15 +70,20 @@ pub async fn apply(state: &State, t: Target, body: &[u8]) -> (StatusCode, serde_
     };
     let mut answer = serde_json::to_value(&done).unwrap_or_default();
     if let Some(cluster) = &state.env.cluster {
-        answer["cluster"] = match drain::share(cluster, &t.upstream, addr, t.on).await {
-            Some(()) => json!({ "shared": true }),
-            None => json!({
-                "shared": false,
-                "error": "the cluster store could not be reached: applied on this instance only",
-            }),
-        };
+        answer["cluster"] = shared(drain::share(cluster, &t.upstream, addr, t.on).await);
     }
     (StatusCode::OK, answer)
+}
+
+/// The `cluster` part of an answer to a change the fleet shares: whether the store took it.
+pub(super) fn shared(took: Option<()>) -> serde_json::Value {
+    match took {
+        Some(()) => json!({ "shared": true }),
+        None => json!({
+            "shared": false,
+            "error": "the cluster store could not be reached: applied on this instance only",
+        }),
+    }
 }
 
 #[cfg(test)]

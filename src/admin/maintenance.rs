@@ -39,13 +39,7 @@ pub async fn apply(state: &State, route: &str, body: &[u8]) -> (StatusCode, serd
     };
     let mut answer = json!({ "route": route, "maintenance": on, "changed": changed });
     if let Some(cluster) = &state.env.cluster {
-        answer["cluster"] = match maintenance::share(cluster, route, on).await {
-            Some(()) => json!({ "shared": true }),
-            None => json!({
-                "shared": false,
-                "error": "the cluster store could not be reached: applied on this instance only",
-            }),
-        };
+        answer["cluster"] = super::drain::shared(maintenance::share(cluster, route, on).await);
     }
     (StatusCode::OK, answer)
 }

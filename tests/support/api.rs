@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// `POST path` to the admin listener with these extra header lines and this body.
+pub fn admin_post(b: &Brace, path: &str, headers: &str, body: &str) -> Response {
+    send(
+        b.admin(),
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
 /// Fetches `/api/upstreams` as JSON.
 pub fn upstreams(b: &Brace) -> serde_json::Value {
     serde_json::from_slice(&get(b.admin(), "/api/upstreams").body).unwrap()
