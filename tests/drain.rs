@@ -427,3 +427,39 @@ fn a_backend_added_while_the_pool_serves_waits_for_its_first_passing_check() {
     );
     stuck.open();
 }
+
+#[test]
+fn a_pool_in_panic_mode_still_sends_nothing_to_a_drained_backend() {
+    // a drained; c dead and ejected after one failure; with panic_threshold 1.0 the pool
+    // (b of the two it serves with) is in panic and balances over b and c regardless of their
+    // state, but never over a.
+    let (a, b, c) = (
+        Upstream::start("a"),
+        Upstream::start("b"),
+        Upstream::start("c"),
+    );
+    let dead = c.addr;
+    c.stop();
+    let brace = Brace::start(&format!(
+        "[[route]]\nname = \"main\"\nupstream = \"pool\"\n[upstream.pool]\nbackends = [\"{}\", \"{}\", \"{dead}\"]\n\
+         balance = \"round_robin\"\npanic_threshold = 1.0\n\
+         [upstream.pool.outlier]\nconsecutive_failures = 1\nmax_ejection_percent = 100\n",
+        a.addr, b.addr
+    ));
+    let r = post(
+        &brace,
+        &format!("/api/upstreams/pool/backends/{}/drain", a.addr),
+        "",
+        "",
+    );
+    assert_eq!(r.status, 200);
+    for _ in 0..20 {
+        assert_eq!(brace.get("/").text(), "hello from b\n");
+    }
+    let view = backend(&brace, "pool", dead);
+    assert_eq!(
+        view["ejected"], true,
+        "c was ejected, so the pool is in panic: {view}"
+    );
+    assert_eq!(a.count(), 0);
+}

@@ -56,45 +56,17 @@ def black_hole():
     return s, s.getsockname()[1]
 
 
-def run_mirror(work, shadow_port):
-    base = [backend("--ms", "5"), backend("--ms", "5")]
-    port, admin = bench.free_port(), bench.free_port()
-    path = os.path.join(work, f"brace-{port}.toml")
-    mirror = f'mirror = {{ upstream = "shadow" }}\n' if shadow_port else ""
-    with open(path, "w") as f:
-        f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nthreads = 1\n[admin]\n'
-                f'listen = "127.0.0.1:{admin}"\n[log]\nlevel = "error"\naccess_log = "off"\n'
-                f'[[route]]\nname = "api"\nupstream = "v1"\n{mirror}'
-                f'[upstream.v1]\nbackends = {json.dumps([f"127.0.0.1:{b[1]}" for b in base])}\n'
-                f'[upstream.shadow]\nbackends = ["127.0.0.1:{shadow_port or 9}"]\n')
-    p = bench.start([bench.BRACE, "run", "-c", path], bench.PROXY_CPU)
-    try:
-        bench.wait_port(port, p, "brace")
-        load = subprocess.run(["taskset", "-c", bench.LOAD_CPU, "python3",
-                               os.path.join(SUPPORT, "openloop.py"), "--url",
-                               f"http://127.0.0.1:{port}/", "--rate", str(RATE),
-                               "--seconds", "10", "--deadline", "2"],
-                              stdout=subprocess.PIPE, text=True, check=True)
-        return json.loads(load.stdout)["all"]
-    finally:
-        bench.stop(p)
-        for b in base:
-            bench.stop(b[0])
-
-
-def run(work, canary_args, secs):
-    base = [backend("--ms", "5"), backend("--ms", "5")]
-    canary = backend(*canary_args)
+def drive(work, route, upstreams, secs):
+    """brace with one route `api` (`route`: its extra lines) on `upstreams` ({name: ports}),
+    under the open-loop load for `secs`: the load's figures and the canary events."""
     port, admin = bench.free_port(), bench.free_port()
     path = os.path.join(work, f"brace-{port}.toml")
     with open(path, "w") as f:
         f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nthreads = 1\n[admin]\n'
                 f'listen = "127.0.0.1:{admin}"\n[log]\nlevel = "error"\naccess_log = "off"\n'
-                '[[route]]\nname = "api"\nupstream = "v1"\n'
-                '[route.canary]\nupstream = "v2"\nsteps = [5, 25, 50, 100]\ninterval = "5s"\n'
-                'window = "10s"\nmin_requests = 20\n'
-                f'[upstream.v1]\nbackends = {json.dumps([f"127.0.0.1:{b[1]}" for b in base])}\n'
-                f'[upstream.v2]\nbackends = ["127.0.0.1:{canary[1]}"]\n')
+                f'[[route]]\nname = "api"\nupstream = "v1"\n{route}')
+        for name, ports in upstreams.items():
+            f.write(f'[upstream.{name}]\nbackends = {json.dumps([f"127.0.0.1:{p}" for p in ports])}\n')
     p = bench.start([bench.BRACE, "run", "-c", path], bench.PROXY_CPU)
     try:
         bench.wait_port(port, p, "brace")
@@ -106,6 +78,27 @@ def run(work, canary_args, secs):
         return json.loads(load.stdout)["all"], events(admin)
     finally:
         bench.stop(p)
+
+
+def run_mirror(work, shadow_port):
+    base = [backend("--ms", "5"), backend("--ms", "5")]
+    mirror = 'mirror = { upstream = "shadow" }\n' if shadow_port else ""
+    try:
+        ups = {"v1": [b[1] for b in base], "shadow": [shadow_port or 9]}
+        return drive(work, mirror, ups, 10)[0]
+    finally:
+        for b in base:
+            bench.stop(b[0])
+
+
+def run(work, canary_args, secs):
+    base = [backend("--ms", "5"), backend("--ms", "5")]
+    canary = backend(*canary_args)
+    route = ('[route.canary]\nupstream = "v2"\nsteps = [5, 25, 50, 100]\ninterval = "5s"\n'
+             'window = "10s"\nmin_requests = 20\n')
+    try:
+        return drive(work, route, {"v1": [b[1] for b in base], "v2": [canary[1]]}, secs)
+    finally:
         for b in base + [canary]:
             bench.stop(b[0])
 
