@@ -56,6 +56,17 @@ def start(cmd, cpu, **kw):
     return p
 
 
+def tail_backend(*args):
+    """A `tail_backend.py` on the load CPU with these arguments: (its process, its port)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = subprocess.Popen(["taskset", "-c", LOAD_CPU, "python3",
+                          os.path.join(here, "tail_backend.py"), *args],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    STARTED.append(p)
+    return p, int(p.stdout.readline().split()[1])
+
+
 def stop(p):
     if p.poll() is None:
         try:

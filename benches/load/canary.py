@@ -33,13 +33,7 @@ SUPPORT = os.path.join(HERE, "..", "..", "tests", "support")
 RATE = 200
 
 
-def backend(*args):
-    p = subprocess.Popen(["taskset", "-c", bench.LOAD_CPU, "python3",
-                          os.path.join(HERE, "tail_backend.py"), *args],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    bench.STARTED.append(p)
-    return p, int(p.stdout.readline().split()[1])
+backend = bench.tail_backend
 
 
 def events(admin):

@@ -23,13 +23,7 @@ RATE, SECS = 200, 20
 
 
 def backend(slow_share):
-    p = subprocess.Popen(["taskset", "-c", bench.LOAD_CPU, "python3",
-                          os.path.join(HERE, "tail_backend.py"), "--ms", "5",
-                          "--slow-ms", "60", "--slow-share", str(slow_share)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    bench.STARTED.append(p)
-    return p, int(p.stdout.readline().split()[1])
+    return bench.tail_backend("--ms", "5", "--slow-ms", "60", "--slow-share", str(slow_share))
 
 
 def hedges(admin):
