@@ -71,6 +71,9 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let elapsed = ctx.start.elapsed().as_secs_f64();
     let outcome = ctx.outcome(e);
+    // The backend's time to answer (request sent to response header), for the canary's
+    // analysis: what brace or the client add around it is the same on both sides, and noise.
+    let answered = ctx.upstream.attempt.running().and_then(|a| a.answered);
     super::attempt::finish_attempt(ctx, outcome);
     if let (Some(copy), Some(m)) = (
         ctx.upstream.mirror.take(),
@@ -82,7 +85,7 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     let canary = ctx.route.as_ref().and_then(|r| r.canary.as_ref());
     if let (Some(side), Some(c)) = (ctx.upstream.side, canary) {
         // The canary's analysis: a 5xx (the backend's or brace's own 502/503/504) fails.
-        c.record(side, status, ctx.start.elapsed());
+        c.record(side, status, answered.unwrap_or_else(|| ctx.start.elapsed()));
     }
     match &ctx.route {
         Some(r) => r.stats.record(status, elapsed),
