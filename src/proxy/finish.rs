@@ -85,7 +85,11 @@ pub fn record(session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
     let canary = ctx.route.as_ref().and_then(|r| r.canary.as_ref());
     if let (Some(side), Some(c)) = (ctx.upstream.side, canary) {
         // The canary's analysis: a 5xx (the backend's or brace's own 502/503/504) fails.
-        c.record(side, status, answered.unwrap_or_else(|| ctx.start.elapsed()));
+        c.record(
+            side,
+            status,
+            answered.unwrap_or_else(|| ctx.start.elapsed()),
+        );
     }
     match &ctx.route {
         Some(r) => r.stats.record(status, elapsed),
