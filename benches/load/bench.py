@@ -67,6 +67,17 @@ def tail_backend(*args):
     return p, int(p.stdout.readline().split()[1])
 
 
+def open_loop_one_per_connection(port, rate, secs):
+    """`tests/support/openloop.py` on the load CPU against 127.0.0.1:`port`: `rate` requests a
+    second for `secs`, each on its own connection with a 2 s deadline; its `all` figures."""
+    script = os.path.join(ROOT, "tests", "support", "openloop.py")
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "python3", script, "--url",
+                          f"http://127.0.0.1:{port}/", "--rate", str(rate),
+                          "--seconds", str(secs), "--deadline", "2"],
+                         stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(out.stdout)["all"]
+
+
 def stop(p):
     if p.poll() is None:
         try:

@@ -20,7 +20,6 @@ time; every process started is stopped at exit.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -28,8 +27,6 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SUPPORT = os.path.join(HERE, "..", "..", "tests", "support")
 RATE = 200
 
 
@@ -64,12 +61,7 @@ def drive(work, route, upstreams, secs):
     p = bench.start([bench.BRACE, "run", "-c", path], bench.PROXY_CPU)
     try:
         bench.wait_port(port, p, "brace")
-        load = subprocess.run(["taskset", "-c", bench.LOAD_CPU, "python3",
-                               os.path.join(SUPPORT, "openloop.py"), "--url",
-                               f"http://127.0.0.1:{port}/", "--rate", str(RATE),
-                               "--seconds", str(secs), "--deadline", "2"],
-                              stdout=subprocess.PIPE, text=True, check=True)
-        return json.loads(load.stdout)["all"], events(admin)
+        return bench.open_loop_one_per_connection(port, RATE, secs), events(admin)
     finally:
         bench.stop(p)
 

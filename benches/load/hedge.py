@@ -9,7 +9,6 @@ in time; every process started is stopped at exit. Reports the route's p50, p99 
 the clients saw them, and hedges sent and won as a share of requests.
 """
 import os
-import subprocess
 import sys
 import json
 import urllib.request
@@ -17,8 +16,6 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SUPPORT = os.path.join(HERE, "..", "..", "tests", "support")
 RATE, SECS = 200, 20
 
 
@@ -51,13 +48,7 @@ def run(work, hedge, balance):
     p = bench.start([bench.BRACE, "run", "-c", path], bench.PROXY_CPU)
     try:
         bench.wait_port(port, p, "brace")
-        load = subprocess.run(["taskset", "-c", bench.LOAD_CPU, "python3",
-                               os.path.join(SUPPORT, "openloop.py"), "--url",
-                               f"http://127.0.0.1:{port}/", "--rate", str(RATE),
-                               "--seconds", str(SECS), "--deadline", "2"],
-                              stdout=subprocess.PIPE, text=True, check=True)
-        r = json.loads(load.stdout)["all"]
-        return r, hedges(admin)
+        return bench.open_loop_one_per_connection(port, RATE, SECS), hedges(admin)
     finally:
         bench.stop(p)
         for b in bs:
